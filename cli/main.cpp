@@ -1,0 +1,549 @@
+// tau-monitor-cli: asks the running tau-monitor over D-Bus and prints tables or JSON.
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sdbus-c++/sdbus-c++.h>
+
+#include "table.h"
+#include "tau/bus/connection.h"
+
+namespace {
+
+using json = nlohmann::ordered_json;
+using tau::cli::formatBytes;
+using tau::cli::formatDuration;
+using tau::cli::formatTime;
+using tau::cli::Table;
+namespace names = tau::bus;
+
+constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: the daemon is not running
+constexpr int kExitNoPermission = 77;  // EX_NOPERM
+
+using ServiceEntry =
+    sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>;
+using TreeEntry = sdbus::Struct<int32_t, int32_t, std::string, uint64_t>;
+using HistoryEntry = sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>;
+using CheckEntry = sdbus::Struct<std::string, std::string, double, double, double, double, std::string>;
+using LogEntry = sdbus::Struct<uint64_t, std::string, std::string, int32_t, std::string, std::string,
+                               std::map<std::string, std::string>>;
+using Memory = sdbus::Struct<uint64_t, uint64_t, uint64_t, double>;
+using Swap = sdbus::Struct<uint64_t, uint64_t, double>;
+using Load = sdbus::Struct<double, double, double>;
+using Disk = sdbus::Struct<std::string, std::string, std::string, uint64_t, uint64_t, uint64_t, double, uint64_t,
+                           uint64_t>;
+using Network = sdbus::Struct<std::string, uint64_t, uint64_t, double, double>;
+
+struct Options {
+    std::string format = "table";
+    std::string bus = "auto";
+    double timeout_seconds = 5;
+};
+
+class Client {
+  public:
+    explicit Client(const Options& options) : json_(options.format == "json") {
+        auto daemon = names::connectToDaemon(names::BusChoice::parse(options.bus));
+        connection_ = std::move(daemon.connection);
+        connection_->setMethodCallTimeout(
+            std::chrono::microseconds(static_cast<uint64_t>(options.timeout_seconds * 1e6)));
+    }
+
+    bool json() const { return json_; }
+
+    std::unique_ptr<sdbus::IProxy> proxy(const char* name, const char* path) {
+        return sdbus::createProxy(*connection_, name, path);
+    }
+
+  private:
+    bool json_;
+    std::unique_ptr<sdbus::IConnection> connection_;
+};
+
+std::string percent(double value) { return fmt::format("{:.1f}%", value); }
+
+void printJson(const json& value) { std::cout << value.dump(2) << '\n'; }
+
+std::vector<ServiceEntry> listServices(Client& client) {
+    std::vector<ServiceEntry> services;
+    client.proxy(names::kProcessesName, names::kProcessesPath)
+        ->callMethod("ListServices")
+        .onInterface(names::kProcessesName)
+        .storeResultsTo(services);
+    return services;
+}
+
+int showHealth(Client& client, bool detailed) {
+    double score = 0;
+    std::string status;
+    std::vector<CheckEntry> checks;
+    client.proxy(names::kHealthName, names::kHealthPath)
+        ->callMethod("GetHealth")
+        .onInterface(names::kHealthName)
+        .storeResultsTo(score, status, checks);
+    if (client.json()) {
+        json out = {{"score", score}, {"status", status}, {"checks", json::array()}};
+        for (const auto& c : checks) {
+            out["checks"].push_back({{"name", c.get<0>()}, {"status", c.get<1>()}, {"value", c.get<2>()},
+                                     {"score", c.get<3>()}, {"weight", c.get<4>()}, {"contribution", c.get<5>()},
+                                     {"message", c.get<6>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    std::cout << fmt::format("Health: {} (score {:.2f})\n", status, score);
+    if (checks.empty()) {
+        std::cout << "No evaluation yet.\n";
+        return 0;
+    }
+    Table table = detailed ? Table({"CHECK", "STATUS", "VALUE", "SCORE", "WEIGHT", "CONTRIBUTION", "MESSAGE"})
+                           : Table({"CHECK", "STATUS", "MESSAGE"});
+    for (const auto& c : checks) {
+        if (detailed) {
+            table.add({c.get<0>(), c.get<1>(), fmt::format("{:.1f}", c.get<2>()), fmt::format("{:.2f}", c.get<3>()),
+                       fmt::format("{:.1f}", c.get<4>()), fmt::format("{:.3f}", c.get<5>()), c.get<6>()});
+        } else {
+            table.add({c.get<0>(), c.get<1>(), c.get<6>()});
+        }
+    }
+    std::cout << '\n';
+    table.print(std::cout);
+    return 0;
+}
+
+int showResources(Client& client, bool cpu, bool memory, bool disk, bool network) {
+    if (!cpu && !memory && !disk && !network) {
+        cpu = memory = disk = network = true;
+    }
+    uint64_t taken_at = 0;
+    double cpu_percent = 0;
+    std::vector<double> per_core;
+    Memory mem;
+    Swap swap;
+    Load load;
+    std::vector<Disk> disks;
+    std::vector<Network> networks;
+    client.proxy(names::kResourcesName, names::kResourcesPath)
+        ->callMethod("GetSnapshot")
+        .onInterface(names::kResourcesName)
+        .storeResultsTo(taken_at, cpu_percent, per_core, mem, swap, load, disks, networks);
+
+    if (client.json()) {
+        json out = {{"taken_at_usec", taken_at}};
+        if (cpu) {
+            out["cpu"] = {{"percent", cpu_percent},
+                          {"per_core_percent", per_core},
+                          {"load", {load.get<0>(), load.get<1>(), load.get<2>()}}};
+        }
+        if (memory) {
+            out["memory"] = {{"total_bytes", mem.get<0>()}, {"available_bytes", mem.get<1>()},
+                             {"used_bytes", mem.get<2>()}, {"used_percent", mem.get<3>()}};
+            out["swap"] = {{"total_bytes", swap.get<0>()}, {"used_bytes", swap.get<1>()},
+                           {"used_percent", swap.get<2>()}};
+        }
+        if (disk) {
+            out["disks"] = json::array();
+            for (const auto& d : disks) {
+                out["disks"].push_back({{"mount_point", d.get<0>()}, {"device", d.get<1>()}, {"fstype", d.get<2>()},
+                                        {"total_bytes", d.get<3>()}, {"used_bytes", d.get<4>()},
+                                        {"available_bytes", d.get<5>()}, {"used_percent", d.get<6>()},
+                                        {"inodes_total", d.get<7>()}, {"inodes_used", d.get<8>()}});
+            }
+        }
+        if (network) {
+            out["networks"] = json::array();
+            for (const auto& n : networks) {
+                out["networks"].push_back({{"interface", n.get<0>()}, {"rx_bytes", n.get<1>()},
+                                           {"tx_bytes", n.get<2>()}, {"rx_bytes_per_second", n.get<3>()},
+                                           {"tx_bytes_per_second", n.get<4>()}});
+            }
+        }
+        printJson(out);
+        return 0;
+    }
+
+    std::cout << "Sampled at " << formatTime(taken_at) << "\n";
+    if (cpu) {
+        std::cout << fmt::format("\nCPU {} on {} cores, load {:.2f} {:.2f} {:.2f}\n", percent(cpu_percent),
+                                 per_core.size(), load.get<0>(), load.get<1>(), load.get<2>());
+        Table table({"CORE", "USAGE"});
+        for (std::size_t i = 0; i < per_core.size(); ++i) {
+            table.add({"cpu" + std::to_string(i), percent(per_core[i])});
+        }
+        table.print(std::cout);
+    }
+    if (memory) {
+        std::cout << '\n';
+        Table table({"MEMORY", "TOTAL", "USED", "AVAILABLE", "USED%"});
+        table.add({"ram", formatBytes(mem.get<0>()), formatBytes(mem.get<2>()), formatBytes(mem.get<1>()),
+                   percent(mem.get<3>())});
+        table.add({"swap", formatBytes(swap.get<0>()), formatBytes(swap.get<1>()),
+                   formatBytes(swap.get<0>() - swap.get<1>()), percent(swap.get<2>())});
+        table.print(std::cout);
+    }
+    if (disk) {
+        std::cout << '\n';
+        Table table({"MOUNT", "FSTYPE", "SIZE", "USED", "AVAIL", "USED%", "INODES%", "DEVICE"});
+        for (const auto& d : disks) {
+            const double inode_percent =
+                d.get<7>() > 0 ? 100.0 * static_cast<double>(d.get<8>()) / static_cast<double>(d.get<7>()) : 0.0;
+            table.add({d.get<0>(), d.get<2>(), formatBytes(d.get<3>()), formatBytes(d.get<4>()),
+                       formatBytes(d.get<5>()), percent(d.get<6>()), percent(inode_percent), d.get<1>()});
+        }
+        table.print(std::cout);
+    }
+    if (network) {
+        std::cout << '\n';
+        Table table({"INTERFACE", "RX", "TX", "RX/S", "TX/S"});
+        for (const auto& n : networks) {
+            table.add({n.get<0>(), formatBytes(n.get<1>()), formatBytes(n.get<2>()),
+                       formatBytes(static_cast<unsigned long long>(n.get<3>())) + "/s",
+                       formatBytes(static_cast<unsigned long long>(n.get<4>())) + "/s"});
+        }
+        table.print(std::cout);
+    }
+    return 0;
+}
+
+int showProcesses(Client& client, bool critical_only, bool tree) {
+    auto services = listServices(client);
+    if (critical_only) {
+        std::erase_if(services, [](const ServiceEntry& s) { return !s.get<7>(); });
+    }
+    auto processes = client.proxy(names::kProcessesName, names::kProcessesPath);
+    auto treeOf = [&](const std::string& name) {
+        std::vector<TreeEntry> entries;
+        processes->callMethod("GetProcessTree").onInterface(names::kProcessesName).withArguments(name).storeResultsTo(entries);
+        return entries;
+    };
+
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& s : services) {
+            json entry = {{"name", s.get<0>()},        {"state", s.get<1>()},     {"pid", s.get<2>()},
+                          {"restarts", s.get<3>()},    {"uptime_usec", s.get<4>()}, {"cpu_percent", s.get<5>()},
+                          {"rss_bytes", s.get<6>()},   {"critical", s.get<7>()},  {"kind", s.get<8>()}};
+            if (tree) {
+                entry["tree"] = json::array();
+                for (const auto& p : treeOf(s.get<0>())) {
+                    entry["tree"].push_back(
+                        {{"pid", p.get<0>()}, {"ppid", p.get<1>()}, {"comm", p.get<2>()}, {"rss_bytes", p.get<3>()}});
+                }
+            }
+            out.push_back(std::move(entry));
+        }
+        printJson(out);
+        return 0;
+    }
+
+    Table table({"NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME", "CPU%", "RSS", "CRITICAL"});
+    for (const auto& s : services) {
+        table.add({s.get<0>(), s.get<8>(), s.get<1>(), s.get<2>() != 0 ? std::to_string(s.get<2>()) : "-",
+                   std::to_string(s.get<3>()), s.get<2>() != 0 ? formatDuration(s.get<4>()) : "-",
+                   fmt::format("{:.1f}", s.get<5>()), s.get<2>() != 0 ? formatBytes(s.get<6>()) : "-",
+                   s.get<7>() ? "yes" : "no"});
+    }
+    table.print(std::cout);
+    if (tree) {
+        for (const auto& s : services) {
+            const auto entries = treeOf(s.get<0>());
+            if (entries.empty()) {
+                continue;
+            }
+            std::cout << '\n' << s.get<0>() << ":\n";
+            std::map<int32_t, int> depth;
+            for (const auto& p : entries) {
+                const auto parent = depth.find(p.get<1>());
+                const int level = parent == depth.end() ? 0 : parent->second + 1;
+                depth[p.get<0>()] = level;
+                std::cout << fmt::format("  {}{} {} ({})\n", std::string(static_cast<std::size_t>(level) * 2, ' '),
+                                         p.get<0>(), p.get<2>(), formatBytes(p.get<3>()));
+            }
+        }
+    }
+    return 0;
+}
+
+int showRecovery(Client& client, bool session, const std::string& service, unsigned count) {
+    std::vector<HistoryEntry> history;
+    client.proxy(names::kRecoveryName, names::kRecoveryPath)
+        ->callMethod("GetHistory")
+        .onInterface(names::kRecoveryName)
+        .withArguments(service, count)
+        .storeResultsTo(history);
+
+    if (session) {
+        // Per critical service: where it stands in its recovery, from the supervisor and the crash history.
+        auto services = listServices(client);
+        std::erase_if(services, [](const ServiceEntry& s) { return !s.get<7>(); });
+        if (client.json()) {
+            json out = json::array();
+            for (const auto& s : services) {
+                json entry = {{"name", s.get<0>()}, {"state", s.get<1>()}, {"pid", s.get<2>()},
+                              {"restarts", s.get<3>()}, {"uptime_usec", s.get<4>()}};
+                for (const auto& h : history) {
+                    if (h.get<1>() == s.get<0>()) {
+                        entry["last_exit"] = {{"time_usec", h.get<0>()}, {"exit_code", h.get<3>()},
+                                              {"signal", h.get<4>()}, {"action", h.get<6>()}, {"attempt", h.get<7>()}};
+                        break;
+                    }
+                }
+                out.push_back(std::move(entry));
+            }
+            printJson(out);
+            return 0;
+        }
+        Table table({"SERVICE", "STATE", "PID", "RESTARTS", "UPTIME", "LAST EXIT", "ACTION"});
+        for (const auto& s : services) {
+            std::string last = "-", action = "-";
+            for (const auto& h : history) {
+                if (h.get<1>() == s.get<0>()) {
+                    last = formatTime(h.get<0>()) +
+                           (h.get<4>() != 0 ? " signal " + std::to_string(h.get<4>()) : " status " + std::to_string(h.get<3>()));
+                    action = h.get<6>();
+                    break;
+                }
+            }
+            table.add({s.get<0>(), s.get<1>(), s.get<2>() != 0 ? std::to_string(s.get<2>()) : "-",
+                       std::to_string(s.get<3>()), s.get<2>() != 0 ? formatDuration(s.get<4>()) : "-", last, action});
+        }
+        table.print(std::cout);
+        return 0;
+    }
+
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& h : history) {
+            out.push_back({{"time_usec", h.get<0>()}, {"service", h.get<1>()}, {"pid", h.get<2>()},
+                           {"exit_code", h.get<3>()}, {"signal", h.get<4>()}, {"uptime_usec", h.get<5>()},
+                           {"action", h.get<6>()}, {"attempt", h.get<7>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    if (history.empty()) {
+        std::cout << "No exits recorded.\n";
+        return 0;
+    }
+    Table table({"TIME", "SERVICE", "PID", "EXIT", "SIGNAL", "UPTIME", "ACTION", "ATTEMPT"});
+    for (const auto& h : history) {
+        table.add({formatTime(h.get<0>()), h.get<1>(), std::to_string(h.get<2>()),
+                   h.get<3>() >= 0 ? std::to_string(h.get<3>()) : "-", h.get<4>() != 0 ? std::to_string(h.get<4>()) : "-",
+                   formatDuration(h.get<5>()), h.get<6>(), std::to_string(h.get<7>())});
+    }
+    table.print(std::cout);
+    return 0;
+}
+
+int showLogs(Client& client, bool stats, unsigned count) {
+    auto log = client.proxy(names::kLogName, names::kLogPath);
+    if (stats) {
+        std::map<std::string, uint64_t> values;
+        log->callMethod("GetStats").onInterface(names::kLogName).storeResultsTo(values);
+        if (client.json()) {
+            printJson(json(values));
+            return 0;
+        }
+        Table table({"COUNTER", "VALUE"});
+        for (const auto& [key, value] : values) {
+            table.add({key, std::to_string(value)});
+        }
+        table.print(std::cout);
+        return 0;
+    }
+    std::vector<LogEntry> records;
+    log->callMethod("GetRecent").onInterface(names::kLogName).withArguments(count).storeResultsTo(records);
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& r : records) {
+            out.push_back({{"timestamp_usec", r.get<0>()}, {"level", r.get<1>()}, {"service", r.get<2>()},
+                           {"pid", r.get<3>()}, {"event", r.get<4>()}, {"message", r.get<5>()},
+                           {"fields", r.get<6>()}});
+        }
+        std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+        return 0;
+    }
+    Table table({"TIME", "LEVEL", "SERVICE", "EVENT", "MESSAGE"});
+    for (const auto& r : records) {
+        table.add({formatTime(r.get<0>()), r.get<1>(), r.get<2>(), r.get<4>().empty() ? "-" : r.get<4>(), r.get<5>()});
+    }
+    table.print(std::cout);
+    return 0;
+}
+
+int showConfig(Client& client, bool monitoring, bool resources, bool recovery) {
+    std::string text;
+    client.proxy(names::kProcessesName, names::kProcessesPath)
+        ->callMethod("GetConfig")
+        .onInterface(names::kProcessesName)
+        .storeResultsTo(text);
+    const json full = json::parse(text);
+    json shown = json::object();
+    if (!monitoring && !resources && !recovery) {
+        shown = full;
+    }
+    if (monitoring) {
+        shown["resource_monitoring"] = full["resource_monitoring"];
+        shown["health_checking"] = full["health_checking"];
+    }
+    if (resources) {
+        shown["resource_monitoring"] = full["resource_monitoring"];
+        shown["process_management"] = full["process_management"];
+    }
+    if (recovery) {
+        shown["crash_recovery"] = full["crash_recovery"];
+        json services = json::array();
+        for (const auto& service : full["service"]) {
+            services.push_back({{"name", service["name"]}, {"critical", service["critical"]},
+                                {"recovery", service["recovery"]}});
+        }
+        shown["service"] = services;
+    }
+    if (client.json()) {
+        printJson(shown);
+        return 0;
+    }
+    for (const auto& [section, values] : shown.items()) {
+        if (!values.is_object() && !values.is_array()) {
+            std::cout << section << " = " << values.dump() << "\n\n";
+            continue;
+        }
+        if (values.is_array()) {
+            for (const auto& item : values) {
+                std::cout << "[[" << section << "]]\n";
+                for (const auto& [key, value] : item.items()) {
+                    std::cout << fmt::format("  {:<26} {}\n", key, value.dump());
+                }
+                std::cout << '\n';
+            }
+            continue;
+        }
+        std::cout << "[" << section << "]\n";
+        for (const auto& [key, value] : values.items()) {
+            std::cout << fmt::format("  {:<26} {}\n", key, value.dump());
+        }
+        std::cout << '\n';
+    }
+    return 0;
+}
+
+int control(Client& client, const char* method, const std::string& name) {
+    client.proxy(names::kProcessesName, names::kProcessesPath)
+        ->callMethod(method)
+        .onInterface(names::kProcessesName)
+        .withArguments(name);
+    if (client.json()) {
+        printJson({{"service", name}, {"action", method}, {"result", "ok"}});
+    } else {
+        std::cout << method << " " << name << ": ok\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"tau-monitor-cli: query and control a running tau-monitor"};
+    app.set_version_flag("--version", std::string("tau-monitor-cli ") + TAU_VERSION);
+    app.require_subcommand(1);
+    Options options;
+    app.add_option("--format", options.format, "Output format")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
+    app.add_option("--bus", options.bus,
+                   "auto (the bus the daemon chose), system, session, private or a D-Bus address")
+        ->capture_default_str();
+    app.add_option("--timeout", options.timeout_seconds, "Seconds to wait for an answer")
+        ->check(CLI::Range(0.1, 300.0))
+        ->capture_default_str();
+
+    std::function<int(Client&)> action;
+
+    auto* health = app.add_subcommand("health", "Health score and its checks");
+    bool detailed = false;
+    health->add_flag("--detailed", detailed, "Show each check's value, weight and contribution");
+    health->callback([&] { action = [&](Client& c) { return showHealth(c, detailed); }; });
+
+    auto* resources = app.add_subcommand("resources", "CPU, memory, disk and network usage");
+    bool cpu = false, memory = false, disk = false, network = false;
+    resources->add_flag("--cpu", cpu, "CPU and load");
+    resources->add_flag("--memory", memory, "Memory and swap");
+    resources->add_flag("--disk", disk, "Disk usage per mount point");
+    resources->add_flag("--network", network, "Network traffic per interface");
+    resources->callback([&] { action = [&](Client& c) { return showResources(c, cpu, memory, disk, network); }; });
+
+    auto* processes = app.add_subcommand("processes", "Supervised services");
+    bool critical = false, tree = false;
+    processes->add_flag("--critical", critical, "Only critical services");
+    processes->add_flag("--tree", tree, "Each service's process tree");
+    processes->callback([&] { action = [&](Client& c) { return showProcesses(c, critical, tree); }; });
+
+    auto* recovery = app.add_subcommand("recovery", "Crash history and the recovery state of critical services");
+    bool history = false, session = false;
+    std::string history_service;
+    unsigned history_count = 50;
+    auto* history_flag = recovery->add_flag("--history", history, "Recorded exits, newest first (the default)");
+    recovery->add_flag("--session", session, "Recovery state of each critical service")->excludes(history_flag);
+    recovery->add_option("--service", history_service, "Only this service");
+    recovery->add_option("--count", history_count, "At most this many entries (0 for all)")->capture_default_str();
+    recovery->callback([&] {
+        action = [&](Client& c) { return showRecovery(c, session, history_service, session ? 0 : history_count); };
+    });
+
+    auto* logs = app.add_subcommand("logs", "Recent log records and log statistics");
+    bool stats = false, recent = false;
+    unsigned count = 20;
+    auto* stats_flag = logs->add_flag("--stats", stats, "Counters of the log service");
+    logs->add_flag("--recent", recent, "The newest records (the default)")->excludes(stats_flag);
+    logs->add_option("--count", count, "How many records")->check(CLI::Range(1u, 10000u))->capture_default_str();
+    logs->callback([&] { action = [&](Client& c) { return showLogs(c, stats, count); }; });
+
+    auto* config = app.add_subcommand("config", "The configuration the daemon runs with");
+    bool cfg_monitoring = false, cfg_resources = false, cfg_recovery = false;
+    config->add_flag("--monitoring", cfg_monitoring, "Resource monitoring and health checking");
+    config->add_flag("--resources", cfg_resources, "Resource monitoring and process limits");
+    config->add_flag("--recovery", cfg_recovery, "Crash recovery and per-service recovery");
+    config->callback([&] {
+        action = [&](Client& c) { return showConfig(c, cfg_monitoring, cfg_resources, cfg_recovery); };
+    });
+
+    std::string service_name;
+    for (const auto& [command, method, help] :
+         {std::tuple{"start", "Start", "Start a stopped or failed service"},
+          std::tuple{"stop", "Stop", "Stop a service (SIGTERM, grace period, SIGKILL)"},
+          std::tuple{"restart", "Restart", "Restart a service"}}) {
+        auto* sub = app.add_subcommand(command, help);
+        sub->add_option("name", service_name, "Service name")->required();
+        const char* method_name = method;
+        sub->callback([&, method_name] { action = [&, method_name](Client& c) { return control(c, method_name, service_name); }; });
+    }
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+
+    try {
+        Client client(options);
+        return action(client);
+    } catch (const tau::bus::DaemonNotFound& e) {
+        std::cerr << "tau-monitor-cli: " << e.what() << '\n';
+        return kExitUnavailable;
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "tau-monitor-cli: " << e.what() << '\n';
+        return 64;
+    } catch (const sdbus::Error& e) {
+        std::cerr << "tau-monitor-cli: " << e.getName() << ": " << e.getMessage() << '\n';
+        if (e.getName() == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+            e.getName() == "org.freedesktop.DBus.Error.NoReply" || e.getName() == "org.freedesktop.DBus.Error.Timeout") {
+            return kExitUnavailable;
+        }
+        return e.getName() == "org.tauos.Error.PermissionDenied" ? kExitNoPermission : 1;
+    } catch (const std::exception& e) {
+        std::cerr << "tau-monitor-cli: " << e.what() << '\n';
+        return 1;
+    }
+}

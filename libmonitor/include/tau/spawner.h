@@ -1,0 +1,58 @@
+#pragma once
+// Starting and reaping child processes through pidfds: an exit wakes a poll loop at once, and a pidfd
+// cannot be confused with a later process that reuses the PID.
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tau {
+
+struct SpawnRequest {
+    std::vector<std::string> argv;  // argv[0] is the absolute path of the executable
+    std::map<std::string, std::string> environment;  // set on top of the inherited environment
+    std::filesystem::path working_directory;         // empty: inherit
+    std::string user;   // empty: keep the current user; otherwise switch to it (and its groups)
+    std::string group;  // empty: the user's primary group
+};
+
+struct SpawnedProcess {
+    pid_t pid = 0;
+    int pidfd = -1;  // owned by the caller; readable once the process has exited
+};
+
+struct ExitStatus {
+    int exit_code = -1;  // -1 when killed by a signal
+    int signal = 0;      // 0 when it exited
+    bool core_dumped = false;
+
+    bool success() const { return signal == 0 && exit_code == 0; }
+    std::string describe() const;  // "exited with status 3", "killed by SIGKILL"
+};
+
+class SpawnError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// Forks and execs in a new session (so the service and its children form one process group).
+// Throws SpawnError when the user is unknown, fork fails or exec fails, with the reason.
+SpawnedProcess spawnProcess(const SpawnRequest& request);
+
+// Reaps the process behind `pidfd` if it has exited; nullopt while it still runs.
+std::optional<ExitStatus> reapPidfd(int pidfd);
+
+// Sends a signal to the process through its pidfd; false if it is already gone.
+bool signalPidfd(int pidfd, int signal);
+
+// Sends a signal to a whole process group; false if the group is empty.
+bool signalProcessGroup(pid_t pgid, int signal);
+
+std::string signalName(int signal);  // "SIGKILL"; "signal 64" for unnamed ones
+
+}  // namespace tau

@@ -1,0 +1,178 @@
+#include "tau/bus/log_sink.h"
+
+#include <unistd.h>
+
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "tau/bus/connection.h"
+#include "tau/bus/errors.h"
+
+namespace tau::bus {
+namespace {
+
+// The event name and fields of the record being logged on this thread, set by logEvent().
+thread_local std::string current_event;
+thread_local std::map<std::string, std::string> current_fields;
+
+LogLevel toLogLevel(spdlog::level::level_enum level) {
+    switch (level) {
+    case spdlog::level::trace:
+        return LogLevel::Trace;
+    case spdlog::level::debug:
+        return LogLevel::Debug;
+    case spdlog::level::info:
+        return LogLevel::Info;
+    case spdlog::level::warn:
+        return LogLevel::Warning;
+    case spdlog::level::err:
+        return LogLevel::Error;
+    default:
+        return LogLevel::Critical;
+    }
+}
+
+spdlog::level::level_enum toSpdlogLevel(const std::string& name) {
+    const auto level = logLevelFromString(name).value_or(LogLevel::Info);
+    switch (level) {
+    case LogLevel::Trace:
+        return spdlog::level::trace;
+    case LogLevel::Debug:
+        return spdlog::level::debug;
+    case LogLevel::Info:
+        return spdlog::level::info;
+    case LogLevel::Warning:
+        return spdlog::level::warn;
+    case LogLevel::Error:
+        return spdlog::level::err;
+    case LogLevel::Critical:
+        return spdlog::level::critical;
+    }
+    return spdlog::level::info;
+}
+
+using WireRecord = sdbus::Struct<uint64_t, std::string, std::string, int32_t, std::string, std::string,
+                                 std::map<std::string, std::string>>;
+
+constexpr auto kFlushInterval = std::chrono::milliseconds(200);
+constexpr std::size_t kBatchSize = 500;
+
+}  // namespace
+
+void logEvent(spdlog::level::level_enum level, std::string event, std::map<std::string, std::string> fields,
+              const std::string& message) {
+    current_event = std::move(event);
+    current_fields = std::move(fields);
+    spdlog::log(level, "{}", message);
+    current_event.clear();
+    current_fields.clear();
+}
+
+QueueingLogSink::QueueingLogSink(std::string service, std::size_t capacity)
+    : service_(std::move(service)), capacity_(capacity) {}
+
+void QueueingLogSink::sink_it_(const spdlog::details::log_msg& msg) {
+    if (queue_.size() >= capacity_) {
+        ++dropped_;
+        return;
+    }
+    LogRecord record;
+    record.timestamp = msg.time;
+    record.level = toLogLevel(msg.level);
+    record.service = service_;
+    record.pid = getpid();
+    record.event = current_event;
+    record.fields = current_fields;
+    record.message.assign(msg.payload.data(), msg.payload.size());
+    queue_.push_back(std::move(record));
+}
+
+std::vector<LogRecord> QueueingLogSink::take(std::size_t max) {
+    std::lock_guard lock(mutex_);
+    std::vector<LogRecord> batch;
+    if (dropped_ > 0) {
+        LogRecord notice;
+        notice.timestamp = std::chrono::system_clock::now();
+        notice.level = LogLevel::Warning;
+        notice.service = service_;
+        notice.pid = getpid();
+        notice.event = "log.dropped";
+        notice.message = "dropped " + std::to_string(dropped_) + " records: log queue full";
+        notice.fields["dropped"] = std::to_string(dropped_);
+        batch.push_back(std::move(notice));
+        dropped_ = 0;
+    }
+    while (!queue_.empty() && batch.size() < max) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+    }
+    return batch;
+}
+
+LogForwarder::LogForwarder(EventLoop& loop, sdbus::IConnection& connection, std::shared_ptr<QueueingLogSink> sink)
+    : loop_(loop), proxy_(sdbus::createProxy(connection, kLogName, kLogPath)), sink_(std::move(sink)) {
+    proxy_->finishRegistration();
+    schedule();
+}
+
+LogForwarder::~LogForwarder() {
+    *alive_ = false;
+    loop_.cancelTimer(timer_);
+}
+
+void LogForwarder::schedule() {
+    timer_ = loop_.addTimer(kFlushInterval, [this] { flush(); });
+}
+
+void LogForwarder::flush() {
+    schedule();
+    if (in_flight_) {
+        return;
+    }
+    auto batch = sink_->take(kBatchSize);
+    if (batch.empty()) {
+        return;
+    }
+    std::vector<WireRecord> wire;
+    wire.reserve(batch.size());
+    for (auto& record : batch) {
+        const auto micros =
+            std::chrono::duration_cast<std::chrono::microseconds>(record.timestamp.time_since_epoch()).count();
+        wire.emplace_back(static_cast<uint64_t>(micros), std::string(toString(record.level)), record.service,
+                          record.pid, record.event, record.message, record.fields);
+    }
+    auto alive = alive_;
+    logged("log forwarding", [&] {
+        proxy_->callMethodAsync("Submit")
+            .onInterface(kLogName)
+            .withTimeout(std::chrono::seconds(5))
+            .withArguments(wire)
+            .uponReplyInvoke([this, alive](const sdbus::Error* error) {
+                if (!*alive) {
+                    return;
+                }
+                in_flight_ = false;
+                // Every record also went to stderr, so a batch the log service could not take is not lost;
+                // it is only missing from the structured log.
+                (void)error;
+            });
+        in_flight_ = true;
+    });
+}
+
+void configureLogging(const std::string& service, const std::string& level,
+                      std::shared_ptr<spdlog::sinks::sink> extra_sink) {
+    auto console = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    console->set_pattern("%Y-%m-%dT%H:%M:%S.%e [" + service + "] %l: %v");
+    std::vector<spdlog::sink_ptr> sinks{console};
+    if (extra_sink) {
+        sinks.push_back(std::move(extra_sink));
+    }
+    auto logger = std::make_shared<spdlog::logger>(service, sinks.begin(), sinks.end());
+    logger->set_level(toSpdlogLevel(level));
+    logger->flush_on(spdlog::level::warn);
+    spdlog::set_default_logger(std::move(logger));
+}
+
+}  // namespace tau::bus

@@ -1,0 +1,827 @@
+#include "tau/config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iomanip>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <sys/stat.h>
+#include <system_error>
+#include <toml++/toml.h>
+#include <unistd.h>
+#include <utility>
+
+namespace tau {
+
+std::string_view toString(Priority priority) {
+    switch (priority) {
+    case Priority::Critical:
+        return "critical";
+    case Priority::High:
+        return "high";
+    case Priority::Normal:
+        return "normal";
+    case Priority::Low:
+        return "low";
+    case Priority::Background:
+        return "background";
+    }
+    return "normal";
+}
+
+std::optional<Priority> priorityFromString(std::string_view text) {
+    for (Priority candidate :
+         {Priority::Critical, Priority::High, Priority::Normal, Priority::Low, Priority::Background}) {
+        if (toString(candidate) == text)
+            return candidate;
+    }
+    return std::nullopt;
+}
+
+std::string_view toString(RecoveryStrategy strategy) {
+    switch (strategy) {
+    case RecoveryStrategy::None:
+        return "none";
+    case RecoveryStrategy::Restart:
+        return "restart";
+    case RecoveryStrategy::RestartWithDelay:
+        return "restart_with_delay";
+    }
+    return "restart";
+}
+
+std::optional<RecoveryStrategy> recoveryStrategyFromString(std::string_view text) {
+    for (RecoveryStrategy candidate :
+         {RecoveryStrategy::None, RecoveryStrategy::Restart, RecoveryStrategy::RestartWithDelay}) {
+        if (toString(candidate) == text)
+            return candidate;
+    }
+    return std::nullopt;
+}
+
+const ServiceConfig* Config::findService(std::string_view name) const {
+    auto found = std::find_if(services.begin(), services.end(),
+                              [&](const ServiceConfig& service) { return service.name == name; });
+    return found == services.end() ? nullptr : &*found;
+}
+
+bool Config::isCritical(std::string_view serviceName) const {
+    const auto& named = crash_recovery.critical_processes;
+    if (std::find(named.begin(), named.end(), serviceName) != named.end())
+        return true;
+    const ServiceConfig* service = findService(serviceName);
+    return service != nullptr && service->critical;
+}
+
+namespace {
+
+std::string formatConfigError(const std::string& file, unsigned line, unsigned column, const std::string& key,
+                              const std::string& problem) {
+    std::string message = file;
+    if (line != 0) {
+        message += ':' + std::to_string(line);
+        if (column != 0)
+            message += ':' + std::to_string(column);
+    }
+    message += ": ";
+    if (!key.empty())
+        message += key + ": ";
+    message += problem;
+    return message;
+}
+
+} // namespace
+
+ConfigError::ConfigError(std::string file, unsigned line, unsigned column, std::string key,
+                         std::string problem)
+    : std::runtime_error(formatConfigError(file, line, column, key, problem)), file_(std::move(file)),
+      line_(line), column_(column), key_(std::move(key)), problem_(std::move(problem)) {}
+
+namespace {
+
+constexpr std::string_view kConfigDirVariable = "${config_dir}";
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warning", "error", "critical"};
+constexpr std::string_view kSystemHealthChecks[] = {"cpu_usage",  "memory_usage", "disk_usage",
+                                                    "swap_usage", "load_average", "network_connectivity"};
+constexpr std::size_t kMaxServiceNameLength = 64;
+// The same limit in bytes must still fit in 64 bits.
+constexpr std::uint64_t kMaxMemoryLimitMb = std::numeric_limits<std::uint64_t>::max() / (1024 * 1024);
+// Durations become chrono milliseconds and nanoseconds downstream; a year is far beyond any sensible
+// timeout and still converts without overflow.
+constexpr double kMaxDurationSeconds = 365.0 * 24 * 60 * 60;
+
+template <std::size_t N> bool contains(const std::string_view (&choices)[N], std::string_view text) {
+    return std::find(std::begin(choices), std::end(choices), text) != std::end(choices);
+}
+
+template <typename Range> std::string joinChoices(const Range& choices) {
+    std::string joined;
+    for (std::string_view choice : choices) {
+        if (!joined.empty())
+            joined += ", ";
+        joined += choice;
+    }
+    return joined;
+}
+
+std::string inQuotes(std::string_view text) {
+    std::string result = "\"";
+    result += text;
+    result += '"';
+    return result;
+}
+
+std::string formatNumber(double value) {
+    std::ostringstream out;
+    out << std::setprecision(15) << value;
+    return out.str();
+}
+
+std::string describeType(toml::node_type type) {
+    switch (type) {
+    case toml::node_type::table:
+        return "a table";
+    case toml::node_type::array:
+        return "an array";
+    case toml::node_type::string:
+        return "a string";
+    case toml::node_type::integer:
+        return "an integer";
+    case toml::node_type::floating_point:
+        return "a floating-point number";
+    case toml::node_type::boolean:
+        return "a boolean";
+    case toml::node_type::date:
+        return "a date";
+    case toml::node_type::time:
+        return "a time";
+    case toml::node_type::date_time:
+        return "a date-time";
+    case toml::node_type::none:
+        break;
+    }
+    return "nothing";
+}
+
+bool isValidServiceName(std::string_view name) {
+    if (name.empty() || name.size() > kMaxServiceNameLength)
+        return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '-';
+    });
+}
+
+std::string childKey(const std::string& parent, std::string_view name) {
+    if (parent.empty())
+        return std::string(name);
+    return parent + '.' + std::string(name);
+}
+
+std::string elementKey(const std::string& parent, std::size_t index) {
+    return parent + '[' + std::to_string(index) + ']';
+}
+
+std::filesystem::path absoluteConfigDir(const std::filesystem::path& sourcePath) {
+    std::error_code error;
+    std::filesystem::path absolute = sourcePath.empty() ? std::filesystem::current_path(error)
+                                                        : std::filesystem::absolute(sourcePath, error);
+    if (error)
+        return sourcePath.parent_path();
+    if (sourcePath.empty())
+        return absolute.lexically_normal();
+    return absolute.lexically_normal().parent_path();
+}
+
+unsigned configuredCpuCount() {
+    long count = sysconf(_SC_NPROCESSORS_CONF);
+    return count > 0 ? static_cast<unsigned>(count) : 1U;
+}
+
+// Reads one document into a Config. Every reader either stores a valid value or throws ConfigError
+// pointing at the node responsible, so callers never see a half-checked value.
+class ConfigParser {
+  public:
+    explicit ConfigParser(const std::filesystem::path& sourcePath)
+        : file_(sourcePath.empty() ? std::string("<config>") : sourcePath.string()),
+          configDir_(absoluteConfigDir(sourcePath).string()) {
+        config_.source = sourcePath;
+    }
+
+    Config parse(std::string_view text) {
+        toml::table root;
+        try {
+            root = toml::parse(text, std::string_view(file_));
+        } catch (const toml::parse_error& error) {
+            throw ConfigError(file_, error.source().begin.line, error.source().begin.column, "",
+                              std::string(error.description()));
+        }
+
+        for (auto&& [key, node] : root) {
+            std::string name(key.str());
+            if (name == "service")
+                continue;
+            if (!isKnownSection(name))
+                failAtKey(key, node, name, "unknown key");
+        }
+
+        readSection(root, "resource_monitoring", resourceMonitoringFields());
+        readSection(root, "process_management", processManagementFields());
+        readSection(root, "crash_recovery", crashRecoveryFields());
+        readSection(root, "health_checking", healthCheckingFields());
+        readSection(root, "logging", loggingFields());
+        readSection(root, "security", securityFields());
+        if (const toml::node* services = root.get("service"))
+            readServices(*services);
+
+        // Services may be declared after the sections that refer to them, so names are checked last.
+        checkServiceReferences(root, "crash_recovery", "critical_processes");
+        checkServiceReferences(root, "health_checking", "service_health_checks");
+        return std::move(config_);
+    }
+
+  private:
+    using FieldReader = std::function<void(const toml::node& value, const std::string& key)>;
+    struct Field {
+        std::string_view name;
+        FieldReader read;
+    };
+
+    static bool isKnownSection(std::string_view name) {
+        static constexpr std::string_view sections[] = {"resource_monitoring",
+                                                        "process_management",
+                                                        "crash_recovery",
+                                                        "health_checking",
+                                                        "logging",
+                                                        "security"};
+        return contains(sections, name);
+    }
+
+    [[noreturn]] void fail(const toml::source_region& where, const std::string& key,
+                           std::string problem) const {
+        throw ConfigError(file_, where.begin.line, where.begin.column, key, std::move(problem));
+    }
+
+    [[noreturn]] void fail(const toml::node& node, const std::string& key, std::string problem) const {
+        fail(node.source(), key, std::move(problem));
+    }
+
+    // The key itself is what is wrong here, so point at it when toml++ recorded where it is.
+    [[noreturn]] void failAtKey(const toml::key& key, const toml::node& value, const std::string& dottedKey,
+                                std::string problem) const {
+        if (key.source().begin.line != 0)
+            fail(key.source(), dottedKey, std::move(problem));
+        fail(value, dottedKey, std::move(problem));
+    }
+
+    [[noreturn]] void failType(const toml::node& node, const std::string& key,
+                               std::string_view expected) const {
+        fail(node, key, "expected " + std::string(expected) + ", found " + describeType(node.type()));
+    }
+
+    void readFields(const toml::table& table, const std::string& prefix,
+                    const std::vector<Field>& fields) const {
+        for (auto&& [key, node] : table) {
+            std::string dottedKey = childKey(prefix, key.str());
+            auto field = std::find_if(fields.begin(), fields.end(),
+                                      [&](const Field& candidate) { return candidate.name == key.str(); });
+            if (field == fields.end())
+                failAtKey(key, node, dottedKey, "unknown key");
+            field->read(node, dottedKey);
+        }
+    }
+
+    void readSection(const toml::table& root, std::string_view name, const std::vector<Field>& fields) const {
+        const toml::node* section = root.get(name);
+        if (section == nullptr)
+            return;
+        std::string key(name);
+        readFields(requireTable(*section, key), key, fields);
+    }
+
+    const toml::table& requireTable(const toml::node& node, const std::string& key) const {
+        if (const toml::table* table = node.as_table())
+            return *table;
+        failType(node, key, "a table");
+    }
+
+    const toml::array& requireArray(const toml::node& node, const std::string& key) const {
+        if (const toml::array* array = node.as_array())
+            return *array;
+        failType(node, key, "an array");
+    }
+
+    bool readBool(const toml::node& node, const std::string& key) const {
+        if (const auto* value = node.as_boolean())
+            return value->get();
+        failType(node, key, "a boolean");
+    }
+
+    std::uint64_t readNonNegative(const toml::node& node, const std::string& key, std::uint64_t minimum,
+                                  std::uint64_t maximum) const {
+        const auto* value = node.as_integer();
+        if (value == nullptr)
+            failType(node, key, "an integer");
+        std::int64_t number = value->get();
+        if (number < 0)
+            fail(node, key, "must not be negative, got " + std::to_string(number));
+        auto unsignedNumber = static_cast<std::uint64_t>(number);
+        if (unsignedNumber > maximum) {
+            fail(node, key,
+                 std::to_string(number) + " is too large (at most " + std::to_string(maximum) + ")");
+        }
+        if (unsignedNumber < minimum) {
+            fail(node, key,
+                 "must be at least " + std::to_string(minimum) + ", got " + std::to_string(number));
+        }
+        return unsignedNumber;
+    }
+
+    unsigned readUnsigned(const toml::node& node, const std::string& key, unsigned minimum = 0,
+                          unsigned maximum = std::numeric_limits<unsigned>::max()) const {
+        return static_cast<unsigned>(readNonNegative(node, key, minimum, maximum));
+    }
+
+    // Integers are accepted wherever a fractional number is, since `80` reads as naturally as `80.0`.
+    double readNumber(const toml::node& node, const std::string& key,
+                      const std::function<bool(double)>& inRange, std::string_view rangeDescription) const {
+        double number = 0;
+        if (const auto* floating = node.as_floating_point()) {
+            number = floating->get();
+        } else if (const auto* integer = node.as_integer()) {
+            number = static_cast<double>(integer->get());
+        } else {
+            failType(node, key, "a number");
+        }
+        if (!std::isfinite(number))
+            fail(node, key, "must be a finite number");
+        if (!inRange(number)) {
+            fail(node, key, std::string(rangeDescription) + ", got " + formatNumber(number));
+        }
+        return number;
+    }
+
+    double readPercentThreshold(const toml::node& node, const std::string& key) const {
+        return readNumber(
+            node, key, [](double value) { return value > 0 && value <= 100; },
+            "must be greater than 0 and at most 100");
+    }
+
+    double readPositive(const toml::node& node, const std::string& key) const {
+        return readNumber(
+            node, key, [](double value) { return value > 0; }, "must be greater than 0");
+    }
+
+    double readDuration(const toml::node& node, const std::string& key, bool allowZero) const {
+        std::string limit = " and at most " + formatNumber(kMaxDurationSeconds) + " (one year)";
+        if (allowZero) {
+            return readNumber(
+                node, key, [](double seconds) { return seconds >= 0 && seconds <= kMaxDurationSeconds; },
+                "must be at least 0" + limit);
+        }
+        return readNumber(
+            node, key, [](double seconds) { return seconds > 0 && seconds <= kMaxDurationSeconds; },
+            "must be greater than 0" + limit);
+    }
+
+    std::string readString(const toml::node& node, const std::string& key) const {
+        const auto* value = node.as_string();
+        if (value == nullptr)
+            failType(node, key, "a string");
+        // An embedded NUL would silently truncate the value once it reaches a C interface.
+        if (value->get().find('\0') != std::string::npos)
+            fail(node, key, "must not contain NUL characters");
+        return value->get();
+    }
+
+    std::string readExpandedString(const toml::node& node, const std::string& key) const {
+        std::string text = readString(node, key);
+        std::string expanded;
+        std::size_t position = 0;
+        while (true) {
+            std::size_t found = text.find(kConfigDirVariable, position);
+            if (found == std::string::npos)
+                break;
+            expanded.append(text, position, found - position);
+            expanded += configDir_;
+            position = found + kConfigDirVariable.size();
+        }
+        expanded.append(text, position, std::string::npos);
+        return expanded;
+    }
+
+    std::vector<std::string> readStringArray(const toml::node& node, const std::string& key) const {
+        std::vector<std::string> strings;
+        const toml::array& array = requireArray(node, key);
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            strings.push_back(readString(*array.get(index), elementKey(key, index)));
+        }
+        return strings;
+    }
+
+    std::vector<Field> resourceMonitoringFields() {
+        ResourceMonitoringConfig* section = &config_.resource_monitoring;
+        return {
+            {"enabled", [this, section](auto& node, auto& key) { section->enabled = readBool(node, key); }},
+            {"interval_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->interval_seconds = readUnsigned(node, key, 1);
+             }},
+            {"cpu_threshold_percent",
+             [this, section](auto& node, auto& key) {
+                 section->cpu_threshold_percent = readPercentThreshold(node, key);
+             }},
+            {"memory_threshold_percent",
+             [this, section](auto& node, auto& key) {
+                 section->memory_threshold_percent = readPercentThreshold(node, key);
+             }},
+            {"disk_threshold_percent",
+             [this, section](auto& node, auto& key) {
+                 section->disk_threshold_percent = readPercentThreshold(node, key);
+             }},
+            {"network_monitoring",
+             [this, section](auto& node, auto& key) { section->network_monitoring = readBool(node, key); }},
+            {"temperature_monitoring",
+             [this, section](auto& node, auto& key) {
+                 section->temperature_monitoring = readBool(node, key);
+             }},
+            {"alert_on_threshold",
+             [this, section](auto& node, auto& key) { section->alert_on_threshold = readBool(node, key); }},
+            {"log_resource_usage",
+             [this, section](auto& node, auto& key) { section->log_resource_usage = readBool(node, key); }},
+        };
+    }
+
+    std::vector<Field> processManagementFields() {
+        ProcessManagementConfig* section = &config_.process_management;
+        return {
+            {"enabled", [this, section](auto& node, auto& key) { section->enabled = readBool(node, key); }},
+            {"max_concurrent_processes",
+             [this, section](auto& node, auto& key) {
+                 section->max_concurrent_processes = readUnsigned(node, key, 1);
+             }},
+            {"process_priority_levels",
+             [this, section](auto& node, auto& key) {
+                 section->process_priority_levels = readUnsigned(node, key, 1, 5);
+             }},
+            {"memory_limit_mb",
+             [this, section](auto& node, auto& key) {
+                 section->memory_limit_mb = readNonNegative(node, key, 1, kMaxMemoryLimitMb);
+             }},
+            {"cpu_limit_percent",
+             [this, section](auto& node, auto& key) {
+                 section->cpu_limit_percent = readPositive(node, key);
+             }},
+            {"auto_cleanup_zombies",
+             [this, section](auto& node, auto& key) { section->auto_cleanup_zombies = readBool(node, key); }},
+            {"process_isolation",
+             [this, section](auto& node, auto& key) { section->process_isolation = readBool(node, key); }},
+            {"resource_pooling",
+             [this, section](auto& node, auto& key) { section->resource_pooling = readBool(node, key); }},
+        };
+    }
+
+    std::vector<Field> crashRecoveryFields() {
+        CrashRecoveryConfig* section = &config_.crash_recovery;
+        return {
+            {"enabled", [this, section](auto& node, auto& key) { section->enabled = readBool(node, key); }},
+            {"auto_recovery",
+             [this, section](auto& node, auto& key) { section->auto_recovery = readBool(node, key); }},
+            {"max_recovery_attempts",
+             [this, section](auto& node, auto& key) {
+                 section->max_recovery_attempts = readUnsigned(node, key);
+             }},
+            {"recovery_timeout_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->recovery_timeout_seconds = readUnsigned(node, key, 1);
+             }},
+            {"save_session_state",
+             [this, section](auto& node, auto& key) { section->save_session_state = readBool(node, key); }},
+            {"session_state_path",
+             [this, section](auto& node, auto& key) {
+                 section->session_state_path = readExpandedString(node, key);
+             }},
+            {"critical_processes",
+             [this, section](auto& node, auto& key) {
+                 section->critical_processes = readStringArray(node, key);
+             }},
+        };
+    }
+
+    std::vector<Field> healthCheckingFields() {
+        HealthCheckingConfig* section = &config_.health_checking;
+        return {
+            {"enabled", [this, section](auto& node, auto& key) { section->enabled = readBool(node, key); }},
+            {"check_interval_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->check_interval_seconds = readUnsigned(node, key, 1);
+             }},
+            {"system_health_checks",
+             [this, section](auto& node, auto& key) {
+                 section->system_health_checks = readSystemHealthChecks(node, key);
+             }},
+            {"service_health_checks",
+             [this, section](auto& node, auto& key) {
+                 section->service_health_checks = readStringArray(node, key);
+             }},
+            {"alert_on_failure",
+             [this, section](auto& node, auto& key) { section->alert_on_failure = readBool(node, key); }},
+            {"auto_restart_failed_services",
+             [this, section](auto& node, auto& key) {
+                 section->auto_restart_failed_services = readBool(node, key);
+             }},
+            {"health_score_threshold",
+             [this, section](auto& node, auto& key) {
+                 section->health_score_threshold = readNumber(
+                     node, key, [](double value) { return value >= 0 && value <= 1; },
+                     "must be between 0 and 1");
+             }},
+        };
+    }
+
+    std::vector<std::string> readSystemHealthChecks(const toml::node& node, const std::string& key) const {
+        std::vector<std::string> checks = readStringArray(node, key);
+        const toml::array& array = *node.as_array();
+        for (std::size_t index = 0; index < checks.size(); ++index) {
+            if (!contains(kSystemHealthChecks, checks[index])) {
+                fail(*array.get(index), elementKey(key, index),
+                     "unknown system health check " + inQuotes(checks[index]) + " (expected one of " +
+                         joinChoices(kSystemHealthChecks) + ")");
+            }
+        }
+        return checks;
+    }
+
+    std::vector<Field> loggingFields() {
+        LoggingConfig* section = &config_.logging;
+        return {
+            {"log_level",
+             [this, section](auto& node, auto& key) {
+                 std::string level = readString(node, key);
+                 if (!contains(kLogLevels, level)) {
+                     fail(node, key,
+                          "unknown log level " + inQuotes(level) + " (expected one of " +
+                              joinChoices(kLogLevels) + ")");
+                 }
+                 section->log_level = level;
+             }},
+            {"log_file_path",
+             [this, section](auto& node, auto& key) {
+                 section->log_file_path = readExpandedString(node, key);
+             }},
+            {"max_log_size_mb",
+             [this, section](auto& node, auto& key) {
+                 section->max_log_size_mb = readUnsigned(node, key, 1);
+             }},
+            {"log_rotation",
+             [this, section](auto& node, auto& key) { section->log_rotation = readBool(node, key); }},
+            {"structured_logging",
+             [this, section](auto& node, auto& key) { section->structured_logging = readBool(node, key); }},
+            {"log_compression",
+             [this, section](auto& node, auto& key) { section->log_compression = readBool(node, key); }},
+            {"audit_logging",
+             [this, section](auto& node, auto& key) { section->audit_logging = readBool(node, key); }},
+            {"performance_logging",
+             [this, section](auto& node, auto& key) { section->performance_logging = readBool(node, key); }},
+        };
+    }
+
+    std::vector<Field> securityFields() {
+        SecurityConfig* section = &config_.security;
+        return {
+            {"admin_groups",
+             [this, section](auto& node, auto& key) {
+                 section->admin_groups = readStringArray(node, key);
+                 const toml::array& array = *node.as_array();
+                 for (std::size_t index = 0; index < section->admin_groups.size(); ++index) {
+                     if (section->admin_groups[index].empty()) {
+                         fail(*array.get(index), elementKey(key, index), "must not be empty");
+                     }
+                 }
+             }},
+        };
+    }
+
+    void readServices(const toml::node& node) {
+        const toml::array* services = node.as_array();
+        if (services == nullptr)
+            failType(node, "service", "an array of tables ([[service]])");
+        for (std::size_t index = 0; index < services->size(); ++index) {
+            const toml::node& element = *services->get(index);
+            std::string key = elementKey("service", index);
+            ServiceConfig service = readService(requireTable(element, key), key);
+            if (const ServiceConfig* earlier = config_.findService(service.name)) {
+                const toml::node& nameNode = *element.as_table()->get("name");
+                fail(nameNode, key + ".name",
+                     "duplicate service name " + inQuotes(service.name) + " (already used by service[" +
+                         std::to_string(earlier - config_.services.data()) + "])");
+            }
+            config_.services.push_back(std::move(service));
+        }
+    }
+
+    ServiceConfig readService(const toml::table& table, const std::string& prefix) {
+        ServiceConfig service;
+        readFields(table, prefix,
+                   {
+                       {"name", [&](auto& node, auto& key) { service.name = readServiceName(node, key); }},
+                       {"exec", [&](auto& node, auto& key) { service.exec = readExec(node, key); }},
+                       {"environment",
+                        [&](auto& node, auto& key) { service.environment = readEnvironment(node, key); }},
+                       {"working_directory",
+                        [&](auto& node, auto& key) {
+                            std::filesystem::path directory = readExpandedString(node, key);
+                            if (!directory.is_absolute()) {
+                                fail(node, key,
+                                     "must be an absolute path, got " + inQuotes(directory.string()));
+                            }
+                            service.working_directory = directory;
+                        }},
+                       {"user", [&](auto& node, auto& key) { service.user = readString(node, key); }},
+                       {"group", [&](auto& node, auto& key) { service.group = readString(node, key); }},
+                       {"critical", [&](auto& node, auto& key) { service.critical = readBool(node, key); }},
+                       {"priority",
+                        [&](auto& node, auto& key) {
+                            std::string text = readString(node, key);
+                            std::optional<Priority> priority = priorityFromString(text);
+                            if (!priority) {
+                                fail(node, key,
+                                     "unknown priority " + inQuotes(text) +
+                                         " (expected one of critical, high, normal, low, background)");
+                            }
+                            service.priority = *priority;
+                        }},
+                       {"cpu_affinity",
+                        [&](auto& node, auto& key) { service.cpu_affinity = readCpuAffinity(node, key); }},
+                       {"memory_limit_mb",
+                        [&](auto& node, auto& key) {
+                            service.memory_limit_mb = readNonNegative(node, key, 1, kMaxMemoryLimitMb);
+                        }},
+                       {"cpu_limit_percent",
+                        [&](auto& node, auto& key) { service.cpu_limit_percent = readPositive(node, key); }},
+                       {"stop_timeout_seconds",
+                        [&](auto& node, auto& key) {
+                            service.stop_timeout_seconds = readDuration(node, key, false);
+                        }},
+                       {"recovery",
+                        [&](auto& node, auto& key) {
+                            service.recovery = readRecovery(requireTable(node, key), key);
+                        }},
+                   });
+        if (!table.contains("name"))
+            fail(table, prefix + ".name", "missing required key");
+        if (!table.contains("exec"))
+            fail(table, prefix + ".exec", "missing required key");
+        return service;
+    }
+
+    std::string readServiceName(const toml::node& node, const std::string& key) const {
+        std::string name = readString(node, key);
+        if (!isValidServiceName(name)) {
+            fail(node, key,
+                 "invalid service name " + inQuotes(name) +
+                     " (1 to 64 characters from A-Z, a-z, 0-9, '_' and '-')");
+        }
+        if (contains(kInternalServiceNames, name)) {
+            fail(node, key, "service name " + inQuotes(name) + " is reserved for the suite's own services");
+        }
+        return name;
+    }
+
+    std::vector<std::string> readExec(const toml::node& node, const std::string& key) const {
+        const toml::array& array = requireArray(node, key);
+        if (array.empty())
+            fail(node, key, "must not be empty: it holds the program and its arguments");
+        std::vector<std::string> argv;
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            argv.push_back(readExpandedString(*array.get(index), elementKey(key, index)));
+        }
+        checkExecutable(*array.get(0), key, argv.front());
+        return argv;
+    }
+
+    void checkExecutable(const toml::node& node, const std::string& key, const std::string& program) const {
+        std::string subject = "program " + inQuotes(program);
+        if (!std::filesystem::path(program).is_absolute())
+            fail(node, key, subject + " must be an absolute path");
+        struct stat status {};
+        if (::stat(program.c_str(), &status) != 0) {
+            if (errno == ENOENT)
+                fail(node, key, subject + " does not exist");
+            fail(node, key, "cannot inspect " + subject + ": " + std::strerror(errno));
+        }
+        if (!S_ISREG(status.st_mode))
+            fail(node, key, subject + " is not a regular file");
+        if (::access(program.c_str(), X_OK) != 0)
+            fail(node, key, subject + " is not executable");
+    }
+
+    std::map<std::string, std::string> readEnvironment(const toml::node& node, const std::string& key) const {
+        std::map<std::string, std::string> environment;
+        for (auto&& [name, value] : requireTable(node, key)) {
+            std::string variableKey = childKey(key, name.str());
+            if (name.str().empty() || name.str().find('=') != std::string_view::npos ||
+                name.str().find('\0') != std::string_view::npos) {
+                failAtKey(name, value, variableKey, "invalid environment variable name");
+            }
+            environment.emplace(std::string(name.str()), readString(value, variableKey));
+        }
+        return environment;
+    }
+
+    std::vector<unsigned> readCpuAffinity(const toml::node& node, const std::string& key) const {
+        const toml::array& array = requireArray(node, key);
+        unsigned cpuCount = configuredCpuCount();
+        std::vector<unsigned> cpus;
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            const toml::node& element = *array.get(index);
+            std::string cpuKey = elementKey(key, index);
+            unsigned cpu = readUnsigned(element, cpuKey);
+            if (cpu >= cpuCount) {
+                fail(element, cpuKey,
+                     "CPU " + std::to_string(cpu) + " does not exist (this machine has " +
+                         std::to_string(cpuCount) + " CPUs configured, numbered from 0)");
+            }
+            cpus.push_back(cpu);
+        }
+        return cpus;
+    }
+
+    ServiceRecoveryConfig readRecovery(const toml::table& table, const std::string& prefix) const {
+        ServiceRecoveryConfig recovery;
+        readFields(
+            table, prefix,
+            {
+                {"strategy",
+                 [&](auto& node, auto& key) {
+                     std::string text = readString(node, key);
+                     std::optional<RecoveryStrategy> strategy = recoveryStrategyFromString(text);
+                     if (!strategy) {
+                         fail(node, key,
+                              "unknown recovery strategy " + inQuotes(text) +
+                                  " (expected one of none, restart, restart_with_delay)");
+                     }
+                     recovery.strategy = *strategy;
+                 }},
+                {"delay_seconds",
+                 [&](auto& node, auto& key) { recovery.delay_seconds = readDuration(node, key, true); }},
+                {"max_attempts",
+                 [&](auto& node, auto& key) { recovery.max_attempts = readUnsigned(node, key); }},
+            });
+        return recovery;
+    }
+
+    void checkServiceReferences(const toml::table& root, std::string_view section,
+                                std::string_view name) const {
+        const toml::node* list = root.at_path(std::string(section) + '.' + std::string(name)).node();
+        if (list == nullptr)
+            return;
+        const toml::array& array = *list->as_array();
+        std::string key = std::string(section) + '.' + std::string(name);
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            const std::string& serviceName = array.get(index)->as_string()->get();
+            if (config_.findService(serviceName) == nullptr) {
+                fail(*array.get(index), elementKey(key, index),
+                     "no service named " + inQuotes(serviceName) + " is configured");
+            }
+        }
+    }
+
+    std::string file_;
+    std::string configDir_;
+    Config config_;
+};
+
+} // namespace
+
+Config parseConfig(std::string_view text, const std::filesystem::path& sourcePath) {
+    return ConfigParser(sourcePath).parse(text);
+}
+
+Config loadConfig(const std::filesystem::path& path) {
+    auto fail = [&](int error) {
+        throw ConfigError(path.string(), 0, 0, "", std::string("cannot read: ") + std::strerror(error));
+    };
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!file)
+        fail(errno);
+    std::string text;
+    char buffer[65536];
+    errno = 0;
+    while (true) {
+        std::size_t count = std::fread(buffer, 1, sizeof buffer, file.get());
+        text.append(buffer, count);
+        if (count < sizeof buffer)
+            break;
+    }
+    if (std::ferror(file.get()))
+        fail(errno != 0 ? errno : EIO);
+    return parseConfig(text, path);
+}
+
+} // namespace tau

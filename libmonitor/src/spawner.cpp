@@ -1,0 +1,215 @@
+#include "tau/spawner.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern char** environ;
+
+namespace tau {
+namespace {
+
+struct Credentials {
+    uid_t uid;
+    gid_t gid;
+    std::string user_name;
+};
+
+std::optional<Credentials> resolveCredentials(const SpawnRequest& request) {
+    if (request.user.empty() && request.group.empty()) {
+        return std::nullopt;
+    }
+    Credentials credentials{getuid(), getgid(), {}};
+    if (!request.user.empty()) {
+        errno = 0;
+        const passwd* pw = getpwnam(request.user.c_str());
+        if (pw == nullptr) {
+            throw SpawnError("unknown user '" + request.user + "'");
+        }
+        credentials.uid = pw->pw_uid;
+        credentials.gid = pw->pw_gid;
+        credentials.user_name = pw->pw_name;
+    }
+    if (!request.group.empty()) {
+        const group* gr = getgrnam(request.group.c_str());
+        if (gr == nullptr) {
+            throw SpawnError("unknown group '" + request.group + "'");
+        }
+        credentials.gid = gr->gr_gid;
+    }
+    return credentials;
+}
+
+std::vector<std::string> buildEnvironment(const std::map<std::string, std::string>& overrides) {
+    std::vector<std::string> env;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+        const std::string_view item(*entry);
+        const auto eq = item.find('=');
+        if (eq != std::string_view::npos && overrides.contains(std::string(item.substr(0, eq)))) {
+            continue;
+        }
+        env.emplace_back(item);
+    }
+    for (const auto& [key, value] : overrides) {
+        env.push_back(key + "=" + value);
+    }
+    return env;
+}
+
+std::vector<char*> pointers(std::vector<std::string>& strings) {
+    std::vector<char*> result;
+    result.reserve(strings.size() + 1);
+    for (auto& s : strings) {
+        result.push_back(s.data());
+    }
+    result.push_back(nullptr);
+    return result;
+}
+
+// Runs in the child between fork and exec: only async-signal-safe calls. Reports errno and the step
+// that failed through the close-on-exec pipe.
+[[noreturn]] void execChild(int error_pipe, const SpawnRequest& request, const std::optional<Credentials>& creds,
+                            char* const* argv, char* const* envp) {
+    auto fail = [error_pipe](int step) {
+        const int report[2] = {step, errno};
+        [[maybe_unused]] auto ignored = ::write(error_pipe, report, sizeof report);
+        _exit(127);
+    };
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) {
+        signal(sig, SIG_DFL);
+    }
+    if (setsid() < 0) {
+        fail(1);
+    }
+    if (!request.working_directory.empty() && chdir(request.working_directory.c_str()) < 0) {
+        fail(2);
+    }
+    if (creds) {
+        if (!creds->user_name.empty() && initgroups(creds->user_name.c_str(), creds->gid) < 0) {
+            fail(3);
+        }
+        if (setgid(creds->gid) < 0) {
+            fail(3);
+        }
+        if (setuid(creds->uid) < 0) {
+            fail(4);
+        }
+    }
+    execve(argv[0], argv, envp);
+    fail(5);
+    _exit(127);
+}
+
+}  // namespace
+
+std::string ExitStatus::describe() const {
+    if (signal != 0) {
+        return "killed by " + signalName(signal) + (core_dumped ? " (core dumped)" : "");
+    }
+    return "exited with status " + std::to_string(exit_code);
+}
+
+SpawnedProcess spawnProcess(const SpawnRequest& request) {
+    if (request.argv.empty()) {
+        throw SpawnError("empty argv");
+    }
+    const auto credentials = resolveCredentials(request);
+    std::vector<std::string> argv_strings = request.argv;
+    std::vector<std::string> env_strings = buildEnvironment(request.environment);
+    auto argv = pointers(argv_strings);
+    auto envp = pointers(env_strings);
+
+    int error_pipe[2];
+    if (pipe2(error_pipe, O_CLOEXEC) < 0) {
+        throw SpawnError(std::string("pipe: ") + std::strerror(errno));
+    }
+    const pid_t pid = fork();
+    if (pid < 0) {
+        const int saved = errno;
+        close(error_pipe[0]);
+        close(error_pipe[1]);
+        throw SpawnError(std::string("fork: ") + std::strerror(saved));
+    }
+    if (pid == 0) {
+        close(error_pipe[0]);
+        execChild(error_pipe[1], request, credentials, argv.data(), envp.data());
+    }
+    close(error_pipe[1]);
+    // The child is ours and not yet reaped, so this pidfd cannot name another process.
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    const int pidfd_errno = errno;
+
+    int report[2] = {0, 0};
+    ssize_t got;
+    do {
+        got = read(error_pipe[0], report, sizeof report);
+    } while (got < 0 && errno == EINTR);
+    close(error_pipe[0]);
+
+    if (got == sizeof report) {
+        waitpid(pid, nullptr, 0);
+        if (pidfd >= 0) {
+            close(pidfd);
+        }
+        static constexpr const char* steps[] = {"", "setsid", "chdir to working directory", "set group",
+                                                 "set user", "exec"};
+        const int step = report[0] >= 1 && report[0] <= 5 ? report[0] : 5;
+        throw SpawnError(std::string(steps[step]) + " '" +
+                         (step == 2 ? request.working_directory.string() : request.argv[0]) +
+                         "': " + std::strerror(report[1]));
+    }
+    if (pidfd < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        throw SpawnError(std::string("pidfd_open: ") + std::strerror(pidfd_errno));
+    }
+    return SpawnedProcess{pid, pidfd};
+}
+
+std::optional<ExitStatus> reapPidfd(int pidfd) {
+    siginfo_t info{};
+    if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) < 0) {
+        // ECHILD: somebody else reaped it; the status is lost but the process is gone.
+        if (errno == ECHILD) {
+            return ExitStatus{};
+        }
+        return std::nullopt;
+    }
+    if (info.si_pid == 0) {
+        return std::nullopt;
+    }
+    ExitStatus status;
+    if (info.si_code == CLD_EXITED) {
+        status.exit_code = info.si_status;
+    } else {
+        status.signal = info.si_status;
+        status.core_dumped = info.si_code == CLD_DUMPED;
+    }
+    return status;
+}
+
+bool signalPidfd(int pidfd, int signal) {
+    return syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) == 0;
+}
+
+bool signalProcessGroup(pid_t pgid, int signal) { return pgid > 0 && kill(-pgid, signal) == 0; }
+
+std::string signalName(int signal) {
+    const char* abbrev = sigabbrev_np(signal);
+    if (abbrev == nullptr) {
+        return "signal " + std::to_string(signal);
+    }
+    return std::string("SIG") + abbrev;
+}
+
+}  // namespace tau

@@ -1,0 +1,133 @@
+// --check: one health evaluation with a Nagios-style summary and exit code. It asks the running daemon when
+// there is one and measures locally, with the same scoring, when there is none.
+
+#include <fmt/format.h>
+#include <poll.h>
+
+#include <iostream>
+#include <thread>
+
+#include "daemon.h"
+#include "tau/dbus/org.tauos.Health1-proxy.h"
+#include "tau/health.h"
+#include "tau/procfs.h"
+
+namespace tau {
+namespace {
+
+// Long enough for a meaningful CPU figure, short enough for a monitoring plugin.
+constexpr auto kLocalCpuWindow = std::chrono::milliseconds(500);
+
+class HealthClient final : public sdbus::ProxyInterfaces<org::tauos::Health1_proxy> {
+  public:
+    HealthClient(sdbus::IConnection& connection) : ProxyInterfaces(connection, bus::kHealthName, bus::kHealthPath) {
+        registerProxy();
+    }
+    ~HealthClient() { unregisterProxy(); }
+
+  private:
+    void onHealthChanged(const double&, const std::string&, const std::string&) override {}
+};
+
+HealthStatus statusFromString(const std::string& text) {
+    for (auto status : {HealthStatus::Ok, HealthStatus::Degraded, HealthStatus::Critical}) {
+        if (toString(status) == text) {
+            return status;
+        }
+    }
+    return HealthStatus::Unknown;
+}
+
+std::optional<HealthReport> askDaemon(const DaemonOptions& options, std::string& source) {
+    bus::DaemonConnection daemon;
+    try {
+        daemon = bus::connectToDaemon(options.bus);
+    } catch (const bus::DaemonNotFound&) {
+        return std::nullopt;
+    }
+    daemon.connection->setMethodCallTimeout(std::chrono::seconds(5));
+    try {
+        HealthClient client(*daemon.connection);
+        const auto [score, status, checks] = client.GetHealth();
+        HealthReport report;
+        report.score = score;
+        report.status = statusFromString(status);
+        for (const auto& c : checks) {
+            CheckResult check;
+            check.name = c.get<0>();
+            const auto& check_status = c.get<1>();
+            check.status = check_status == "ok"         ? CheckStatus::Ok
+                           : check_status == "warning"  ? CheckStatus::Warning
+                           : check_status == "critical" ? CheckStatus::Critical
+                                                        : CheckStatus::Unknown;
+            check.value = c.get<2>();
+            check.score = c.get<3>();
+            check.weight = c.get<4>();
+            check.contribution = c.get<5>();
+            check.message = c.get<6>();
+            report.checks.push_back(std::move(check));
+        }
+        source = "daemon on the " + daemon.description;
+        return report;
+    } catch (const sdbus::Error& e) {
+        std::cerr << "tau-monitor: the daemon did not answer (" << e.getName() << ": " << e.getMessage()
+                  << "); measuring locally\n";
+        return std::nullopt;
+    }
+}
+
+HealthReport measureLocally(const Config& config) {
+    ProcFsReader reader;
+    SystemClock clock;
+    ResourceSampler sampler(reader, clock);
+    sampler.sample();
+    // A one-shot command, not a service loop: waiting here blocks nobody.
+    std::this_thread::sleep_for(kLocalCpuWindow);
+    HealthInputs inputs;
+    inputs.resources = sampler.sample();
+    inputs.network.default_route_interface = reader.defaultRouteInterface();
+    if (inputs.network.default_route_interface) {
+        inputs.network.oper_state = reader.interfaceOperState(*inputs.network.default_route_interface);
+    }
+    return evaluateHealth(inputs, config);
+}
+
+}  // namespace
+
+int runCheck(const DaemonOptions& options) {
+    const auto config = loadConfigFor(options);
+    if (!config) {
+        std::cout << "TAU-MONITOR UNKNOWN - invalid configuration\n";
+        return nagiosExitCode(HealthStatus::Unknown);
+    }
+    std::string source;
+    std::optional<HealthReport> report;
+    try {
+        report = askDaemon(options, source);
+        if (!report) {
+            report = measureLocally(*config);
+            source = "local measurement, daemon not running";
+        }
+    } catch (const std::exception& e) {
+        std::cout << "TAU-MONITOR UNKNOWN - " << e.what() << '\n';
+        return nagiosExitCode(HealthStatus::Unknown);
+    }
+
+    static constexpr const char* labels[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
+    const int code = nagiosExitCode(report->status);
+    std::string perfdata = fmt::format("score={:.3f};{:.3f};;0;1", report->score,
+                                       config->health_checking.health_score_threshold);
+    for (const auto& check : report->checks) {
+        if (check.status != CheckStatus::Unknown && check.name.rfind("service:", 0) != 0) {
+            perfdata += fmt::format(" {}={:.1f}", check.name, check.value);
+        }
+    }
+    std::cout << fmt::format("TAU-MONITOR {} - health {} score {:.2f} ({}) | {}\n", labels[code],
+                             toString(report->status), report->score, source, perfdata);
+    for (const auto& check : report->checks) {
+        std::cout << fmt::format("{:<9} {:<28} {}\n", toString(check.status), check.name, check.message);
+    }
+    return code;
+}
+
+}  // namespace tau

@@ -1,0 +1,29 @@
+#pragma once
+// The modes of the tau-monitor executable.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "tau/bus/connection.h"
+#include "tau/config.h"
+
+namespace tau {
+
+struct DaemonOptions {
+    std::filesystem::path config_path;
+    bool config_given = false;
+    bus::BusChoice bus;
+    bool detach = false;  // --daemon
+    std::filesystem::path pid_file;
+};
+
+// Loads the configuration for a mode; without --config a missing default file means built-in defaults.
+// Prints the error and returns nullopt on failure.
+std::optional<Config> loadConfigFor(const DaemonOptions& options);
+
+int runRoot(const DaemonOptions& options);
+int runServiceProcess(const std::string& name, const DaemonOptions& options);
+int runCheck(const DaemonOptions& options);
+
+}  // namespace tau

@@ -1,0 +1,328 @@
+// The root process: Processes1 on the bus, supervisor of the suite's other services and of the configured ones.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "daemon.h"
+#include "processes_adaptor.h"
+#include "supervisor.h"
+#include "tau/bus/bus_loop.h"
+#include "tau/bus/errors.h"
+#include "tau/bus/log_sink.h"
+#include "tau/bus/private_bus.h"
+#include "tau/paths.h"
+#include "tau/signals.h"
+
+namespace tau {
+namespace {
+
+constexpr std::size_t kLogQueueCapacity = 10000;
+// The suite's own services are always brought back; a short pause keeps a service that cannot start from
+// spinning.
+constexpr auto kInternalRestartDelay = std::chrono::milliseconds(500);
+
+// Holds the pid file locked for the daemon's life, so a second daemon notices the first.
+class PidFile {
+  public:
+    explicit PidFile(std::filesystem::path path) : path_(std::move(path)) {
+        std::error_code ec;
+        std::filesystem::create_directories(path_.parent_path(), ec);
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) {
+            throw std::runtime_error("cannot open pid file " + path_.string() + ": " + std::strerror(errno));
+        }
+        if (::flock(fd_, LOCK_EX | LOCK_NB) < 0) {
+            std::string other;
+            std::ifstream(path_) >> other;
+            ::close(fd_);
+            fd_ = -1;
+            throw std::runtime_error("tau-monitor is already running" +
+                                     (other.empty() ? std::string() : " (pid " + other + ")") + ": " +
+                                     path_.string() + " is locked");
+        }
+    }
+    void write(pid_t pid) {
+        const std::string text = std::to_string(pid) + "\n";
+        if (::ftruncate(fd_, 0) < 0 || ::pwrite(fd_, text.data(), text.size(), 0) < 0) {
+            throw std::runtime_error("cannot write pid file " + path_.string() + ": " + std::strerror(errno));
+        }
+    }
+    ~PidFile() {
+        if (fd_ >= 0) {
+            std::error_code ec;
+            std::filesystem::remove(path_, ec);
+            ::close(fd_);
+        }
+    }
+
+  private:
+    std::filesystem::path path_;
+    int fd_ = -1;
+};
+
+// Forks into the background. Returns in the daemon; the original process waits until the daemon reports
+// "ready" (or fails) through `ready_fd` and exits with the daemon's verdict.
+int detachFromTerminal() {
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) < 0) {
+        throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    }
+    const pid_t first = ::fork();
+    if (first < 0) {
+        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    }
+    if (first > 0) {
+        ::close(pipe_fds[1]);
+        char verdict = 1;
+        const ssize_t got = ::read(pipe_fds[0], &verdict, 1);
+        ::waitpid(first, nullptr, 0);
+        std::exit(got == 1 ? verdict : 1);
+    }
+    ::close(pipe_fds[0]);
+    ::setsid();
+    const pid_t second = ::fork();
+    if (second < 0) {
+        std::_Exit(1);
+    }
+    if (second > 0) {
+        std::_Exit(0);
+    }
+    ::umask(022);
+    if (::chdir("/") < 0) {
+        std::_Exit(1);
+    }
+    const int null_fd = ::open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+        ::dup2(null_fd, STDIN_FILENO);
+        ::dup2(null_fd, STDOUT_FILENO);
+        ::dup2(null_fd, STDERR_FILENO);
+        if (null_fd > STDERR_FILENO) {
+            ::close(null_fd);
+        }
+    }
+    return pipe_fds[1];
+}
+
+void reportToStarter(int& ready_fd, char verdict) {
+    if (ready_fd >= 0) {
+        [[maybe_unused]] auto ignored = ::write(ready_fd, &verdict, 1);
+        ::close(ready_fd);
+        ready_fd = -1;
+    }
+}
+
+std::filesystem::path selfExecutable() {
+    return std::filesystem::read_symlink("/proc/self/exe");
+}
+
+ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, const std::string& bus) {
+    ServiceSpec spec;
+    spec.name = name;
+    spec.internal = true;
+    spec.critical = true;
+    spec.spawn.argv = {selfExecutable().string(), "--service", name, "--bus", bus};
+    if (options.config_given || std::filesystem::exists(options.config_path)) {
+        spec.spawn.argv.push_back("--config");
+        spec.spawn.argv.push_back(options.config_path.string());
+    }
+    spec.policy.strategy = RecoveryStrategy::RestartWithDelay;
+    spec.policy.delay = std::chrono::duration_cast<std::chrono::milliseconds>(kInternalRestartDelay);
+    spec.policy.max_attempts = std::nullopt;
+    return spec;
+}
+
+ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
+    ServiceSpec spec;
+    spec.name = service.name;
+    spec.critical = config.isCritical(service.name);
+    spec.spawn.argv = service.exec;
+    spec.spawn.environment = service.environment;
+    spec.spawn.working_directory = service.working_directory;
+    spec.spawn.user = service.user;
+    spec.spawn.group = service.group;
+    spec.policy = policyFor(service, config.crash_recovery);
+    spec.stop_timeout = std::chrono::milliseconds(static_cast<long long>(service.stop_timeout_seconds * 1000.0));
+    return spec;
+}
+
+struct ResolvedBus {
+    std::unique_ptr<bus::PrivateBus> private_bus;  // declared first: it outlives the connection
+    std::unique_ptr<sdbus::IConnection> connection;
+    std::string child_option;  // what the children get as --bus
+    std::string description;
+};
+
+ResolvedBus resolveBus(const bus::BusChoice& choice) {
+    ResolvedBus result;
+    auto kind = choice.kind;
+    if (kind == bus::BusChoice::Kind::Auto) {
+        if (geteuid() == 0 && bus::systemBusReachable()) {
+            kind = bus::BusChoice::Kind::System;
+        } else if (bus::sessionBusConfigured()) {
+            kind = bus::BusChoice::Kind::Session;
+        } else {
+            kind = bus::BusChoice::Kind::Private;
+        }
+    }
+    if (kind == bus::BusChoice::Kind::Private) {
+        const auto dir = runtimeDirectory();
+        std::filesystem::create_directories(dir);
+        // Unprivileged users may connect to the bus (reads are open to everybody).
+        ::chmod(dir.c_str(), 0755);
+        result.private_bus = std::make_unique<bus::PrivateBus>(dir);
+        result.private_bus->publishAddress(busAddressFile());
+        result.child_option = result.private_bus->address();
+        result.description = "private bus " + result.private_bus->address();
+        result.connection = bus::openConnection({bus::BusChoice::Kind::Address, result.child_option});
+        return result;
+    }
+    const bus::BusChoice resolved{kind, choice.address};
+    result.child_option = resolved.toString();
+    result.description = kind == bus::BusChoice::Kind::Address ? "bus " + choice.address : resolved.toString() + " bus";
+    result.connection = bus::openConnection(resolved);
+    return result;
+}
+
+}  // namespace
+
+int runRoot(const DaemonOptions& options) {
+    const auto config = loadConfigFor(options);
+    if (!config) {
+        return kExitConfigError;
+    }
+    // The lock is taken before detaching, so that "already running" reaches the terminal; the daemon
+    // inherits the locked descriptor.
+    std::optional<PidFile> pid_file;
+    int ready_fd = -1;
+    try {
+        pid_file.emplace(options.pid_file);
+        if (options.detach) {
+            ready_fd = detachFromTerminal();
+        }
+        pid_file->write(::getpid());
+    } catch (const std::exception& e) {
+        std::cerr << "tau-monitor: " << e.what() << '\n';
+        return 1;
+    }
+
+    ::signal(SIGPIPE, SIG_IGN);
+    SignalFd signals{SIGTERM, SIGINT, SIGHUP};
+    auto log_queue = std::make_shared<bus::QueueingLogSink>("processes", kLogQueueCapacity);
+    bus::configureLogging("processes", config->logging.log_level, log_queue);
+
+    ResolvedBus resolved;
+    try {
+        resolved = resolveBus(options.bus);
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        reportToStarter(ready_fd, 1);
+        return 1;
+    }
+    auto& connection = *resolved.connection;
+
+    EventLoop loop;
+    bus::attachToLoop(loop, connection);
+    bus::Authorizer authorizer(connection, bus::AccessPolicy(::geteuid(), config->security.admin_groups));
+    ProcFsReader reader;
+    SystemClock clock;
+    RealProcessLauncher launcher;
+    ProcessesAdaptor adaptor(connection, *config, authorizer, reader);
+    Supervisor supervisor(loop, launcher, clock, adaptor, config->process_management.max_concurrent_processes);
+
+    for (const auto& name : kInternalServiceNames) {
+        supervisor.add(internalSpec(std::string(name), options, resolved.child_option));
+    }
+    if (config->process_management.enabled) {
+        for (const auto& service : config->services) {
+            supervisor.add(configuredSpec(service, *config));
+        }
+    }
+    adaptor.attach(supervisor);
+
+    try {
+        connection.requestName(bus::kProcessesName);
+    } catch (const sdbus::Error& e) {
+        if (e.getName() == "org.freedesktop.DBus.Error.FileExists") {
+            spdlog::critical("tau-monitor is already running on the {}: {} has an owner", resolved.description,
+                             bus::kProcessesName);
+        } else if (e.getName() == "org.freedesktop.DBus.Error.AccessDenied") {
+            spdlog::critical("the {} does not let this user own {}: install config/dbus/org.tauos.conf in "
+                             "/etc/dbus-1/system.d, or run with --bus private ({})",
+                             resolved.description, bus::kProcessesName, e.getMessage());
+        } else {
+            spdlog::critical("cannot own {} on the {}: {}", bus::kProcessesName, resolved.description, e.getMessage());
+        }
+        reportToStarter(ready_fd, 1);
+        return 1;
+    }
+    bus::LogForwarder log_forwarder(loop, connection, log_queue);
+
+    bool stopping = false;
+    auto beginShutdown = [&](const std::string& why) {
+        if (stopping) {
+            return;
+        }
+        stopping = true;
+        spdlog::info("shutting down: {}", why);
+        sd_notify(0, "STOPPING=1");
+        supervisor.shutdown([&loop] { loop.quit(); });
+    };
+    loop.watchFd(signals.fd(), POLLIN, [&](short) {
+        while (const int sig = signals.read()) {
+            if (sig == SIGHUP) {
+                spdlog::warn("SIGHUP: reloading the configuration at run time is not supported; restart tau-monitor "
+                             "to apply changes");
+                continue;
+            }
+            beginShutdown(signalName(sig));
+        }
+    });
+    if (resolved.private_bus) {
+        loop.watchFd(resolved.private_bus->pidfd(), POLLIN, [&](short) {
+            loop.unwatchFd(resolved.private_bus->pidfd());
+            spdlog::critical("the private bus daemon exited");
+            beginShutdown("private bus lost");
+        });
+    }
+    uint64_t watchdog_usec = 0;
+    std::function<void()> pet_watchdog = [&] {
+        sd_notify(0, "WATCHDOG=1");
+        loop.addTimer(std::chrono::microseconds(watchdog_usec / 2), pet_watchdog);
+    };
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+        pet_watchdog();
+    }
+
+    supervisor.startAll();
+    bus::logEvent(spdlog::level::info, "daemon.started",
+                  {{"bus", resolved.description}, {"config", config->source.string()},
+                   {"services", std::to_string(config->services.size())}},
+                  "tau-monitor " + std::string(TAU_VERSION) + " supervising " +
+                      std::to_string(supervisor.services().size()) + " services on the " + resolved.description);
+    sd_notify(0, "READY=1");
+    reportToStarter(ready_fd, 0);
+
+    try {
+        loop.run();
+    } catch (const std::exception& e) {
+        spdlog::critical("event loop failed: {}", e.what());
+        return 1;
+    }
+    spdlog::info("stopped");
+    return 0;
+}
+
+}  // namespace tau

@@ -1,0 +1,13 @@
+#pragma once
+
+#include <memory>
+
+#include "suite_service.h"
+
+namespace tau {
+
+// Writes the suite's records to logging.log_file_path and serves org.tauos.Log1. The log service's own
+// records go straight to the file, not over the bus.
+std::unique_ptr<SuiteService> makeLogService(ServiceContext& context);
+
+}  // namespace tau

@@ -1,0 +1,246 @@
+#include "processes_adaptor.h"
+
+#include <spdlog/spdlog.h>
+
+#include "tau/bus/connection.h"
+#include "tau/bus/errors.h"
+#include "tau/bus/log_sink.h"
+#include "tau/config_json.h"
+
+namespace tau {
+namespace {
+
+uint64_t toMicros(std::chrono::system_clock::time_point time) {
+    if (time == std::chrono::system_clock::time_point{}) {
+        return 0;
+    }
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count());
+}
+
+uint64_t toMicros(std::chrono::steady_clock::duration duration) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count());
+}
+
+}  // namespace
+
+ServiceObject::ServiceObject(sdbus::IConnection& connection, const Supervisor& supervisor, std::string name)
+    : AdaptorInterfaces(connection, bus::serviceObjectPath(name)), supervisor_(supervisor), name_(std::move(name)) {
+    registerAdaptor();
+}
+
+ServiceObject::~ServiceObject() {
+    bus::logged("announcing removal of a service object", [this] { emitInterfacesRemovedSignal(); });
+    unregisterAdaptor();
+}
+
+const ServiceStatus& ServiceObject::status() const {
+    const auto* status = supervisor_.find(name_);
+    if (status == nullptr) {
+        throw ServiceError(ErrorCode::NotFound, "no service named '" + name_ + "'");
+    }
+    return *status;
+}
+
+void ServiceObject::changed() {
+    getObject().emitPropertiesChangedSignal(org::tauos::Processes1::Service_adaptor::INTERFACE_NAME,
+                                            {"State", "MainPID", "Restarts", "StartedAt", "LastExitCode",
+                                             "LastExitSignal"});
+}
+
+std::string ServiceObject::Kind() {
+    return bus::guarded("Kind", [&] { return std::string(status().spec.internal ? "internal" : "configured"); });
+}
+bool ServiceObject::Critical() {
+    return bus::guarded("Critical", [&] { return status().spec.critical; });
+}
+std::vector<std::string> ServiceObject::ExecStart() {
+    return bus::guarded("ExecStart", [&] { return status().spec.spawn.argv; });
+}
+std::string ServiceObject::State() {
+    return bus::guarded("State", [&] { return std::string(toString(status().state)); });
+}
+int32_t ServiceObject::MainPID() {
+    return bus::guarded("MainPID", [&] { return static_cast<int32_t>(status().pid); });
+}
+uint32_t ServiceObject::Restarts() {
+    return bus::guarded("Restarts", [&] { return status().restarts; });
+}
+uint64_t ServiceObject::StartedAt() {
+    return bus::guarded("StartedAt", [&] { return status().pid != 0 ? toMicros(status().started_at) : 0; });
+}
+int32_t ServiceObject::LastExitCode() {
+    return bus::guarded("LastExitCode",
+                        [&] { return status().last_exit ? status().last_exit->exit_code : int32_t{-1}; });
+}
+int32_t ServiceObject::LastExitSignal() {
+    return bus::guarded("LastExitSignal", [&] { return status().last_exit ? status().last_exit->signal : 0; });
+}
+
+ProcessUsageTracker::Usage ProcessUsageTracker::usage(pid_t pid) {
+    if (pid <= 0) {
+        return {};
+    }
+    const auto stat = reader_.readProcessStat(pid);
+    if (!stat) {
+        samples_.erase(pid);
+        return {};
+    }
+    const auto now = std::chrono::steady_clock::now();
+    auto it = samples_.find(pid);
+    if (it == samples_.end() || it->second.stat.start_time_ticks != stat->start_time_ticks) {
+        samples_[pid] = Sample{*stat, now, 0};
+        return {0, stat->rss_bytes};
+    }
+    auto& sample = it->second;
+    // Shorter intervals than this measure scheduler noise rather than usage.
+    if (now - sample.at >= std::chrono::milliseconds(250)) {
+        sample.cpu_percent = processCpuPercent(sample.stat, *stat, now - sample.at, reader_.clockTicksPerSecond());
+        sample.stat = *stat;
+        sample.at = now;
+    }
+    return {sample.cpu_percent, stat->rss_bytes};
+}
+
+ProcessesAdaptor::ProcessesAdaptor(sdbus::IConnection& connection, const Config& config,
+                                   bus::Authorizer& authorizer, const SystemReader& reader)
+    : AdaptorInterfaces(connection, bus::kProcessesPath), config_(config), authorizer_(authorizer),
+      reader_(reader), usage_(reader) {
+    registerAdaptor();
+}
+
+ProcessesAdaptor::~ProcessesAdaptor() {
+    objects_.clear();
+    unregisterAdaptor();
+}
+
+void ProcessesAdaptor::attach(Supervisor& supervisor) {
+    supervisor_ = &supervisor;
+    for (const auto& service : supervisor.services()) {
+        auto object = std::make_unique<ServiceObject>(getObject().getConnection(), supervisor, service.spec.name);
+        object->announce();
+        objects_[service.spec.name] = std::move(object);
+    }
+}
+
+Supervisor& ProcessesAdaptor::supervisor() {
+    if (supervisor_ == nullptr) {
+        throw ServiceError(ErrorCode::Unavailable, "the supervisor is not ready yet");
+    }
+    return *supervisor_;
+}
+
+void ProcessesAdaptor::serviceStarted(const ServiceStatus& service) {
+    bus::logEvent(spdlog::level::info, "service.started",
+                  {{"service", service.spec.name}, {"pid", std::to_string(service.pid)}},
+                  "started " + service.spec.name + " (pid " + std::to_string(service.pid) + ")");
+    bus::logged("ServiceStarted", [&] { emitServiceStarted(service.spec.name, service.pid); });
+}
+
+void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
+                                     const ExitDecision& decision, std::chrono::steady_clock::duration uptime) {
+    const auto action = std::string(toString(decision.action));
+    const bool failure = decision.action != ExitAction::Stopped && !status.success();
+    bus::logEvent(failure ? spdlog::level::warn : spdlog::level::info, "service.exited",
+                  {{"service", service.spec.name},
+                   {"pid", std::to_string(pid)},
+                   {"exit_code", std::to_string(status.exit_code)},
+                   {"signal", std::to_string(status.signal)},
+                   {"action", action},
+                   {"attempt", std::to_string(decision.consecutive_failures)}},
+                  service.spec.name + " (pid " + std::to_string(pid) + ") " + status.describe() + "; action: " +
+                      action);
+    bus::logged("ServiceExited", [&] {
+        emitServiceExited(service.spec.name, pid, status.exit_code, status.signal, toMicros(uptime), action,
+                          decision.consecutive_failures);
+    });
+}
+
+void ProcessesAdaptor::serviceChanged(const ServiceStatus& service) {
+    if (auto it = objects_.find(service.spec.name); it != objects_.end()) {
+        bus::logged("PropertiesChanged", [&] { it->second->changed(); });
+    }
+    const unsigned running = supervisor_ != nullptr ? supervisor_->runningCount() : 0;
+    if (running != last_running_count_) {
+        last_running_count_ = running;
+        bus::logged("PropertiesChanged", [&] {
+            getObject().emitPropertiesChangedSignal(org::tauos::Processes1_adaptor::INTERFACE_NAME, {"RunningCount"});
+        });
+    }
+}
+
+void ProcessesAdaptor::spawnFailed(const ServiceStatus& service, const std::string& reason) {
+    bus::logEvent(spdlog::level::err, "service.spawn_failed", {{"service", service.spec.name}, {"reason", reason}},
+                  "cannot start " + service.spec.name + ": " + reason);
+}
+
+std::vector<sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>>
+ProcessesAdaptor::ListServices() {
+    return bus::guarded("ListServices", [&] {
+        std::vector<sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool,
+                                  std::string>>
+            result;
+        const auto now = std::chrono::steady_clock::now();
+        for (const auto& service : supervisor().services()) {
+            const auto usage = usage_.usage(service.pid);
+            result.emplace_back(service.spec.name, std::string(toString(service.state)), service.pid,
+                                service.restarts, toMicros(service.uptime(now)), usage.cpu_percent, usage.rss_bytes,
+                                service.spec.critical, std::string(service.spec.internal ? "internal" : "configured"));
+        }
+        return result;
+    });
+}
+
+void ProcessesAdaptor::Start(const std::string& name) {
+    bus::guarded("Start", [&] {
+        authorizer_.requireAdmin(getObject(), "Start");
+        supervisor().start(name);
+    });
+}
+
+void ProcessesAdaptor::Stop(const std::string& name) {
+    bus::guarded("Stop", [&] {
+        authorizer_.requireAdmin(getObject(), "Stop");
+        supervisor().stop(name);
+    });
+}
+
+void ProcessesAdaptor::Restart(const std::string& name) {
+    bus::guarded("Restart", [&] {
+        authorizer_.requireAdmin(getObject(), "Restart");
+        supervisor().restart(name);
+    });
+}
+
+std::vector<sdbus::Struct<int32_t, int32_t, std::string, uint64_t>> ProcessesAdaptor::GetProcessTree(
+    const std::string& name) {
+    return bus::guarded("GetProcessTree", [&] {
+        const auto* service = supervisor().find(name);
+        if (service == nullptr) {
+            throw ServiceError(ErrorCode::NotFound, "no service named '" + name + "'");
+        }
+        std::vector<sdbus::Struct<int32_t, int32_t, std::string, uint64_t>> result;
+        if (service->pid == 0) {
+            return result;
+        }
+        for (const pid_t pid : processTree(reader_, service->pid)) {
+            if (const auto stat = reader_.readProcessStat(pid)) {
+                result.emplace_back(stat->pid, stat->ppid, stat->comm, stat->rss_bytes);
+            }
+        }
+        return result;
+    });
+}
+
+std::string ProcessesAdaptor::GetConfig() {
+    return bus::guarded("GetConfig", [&] { return configToJson(config_).dump(2); });
+}
+
+std::string ProcessesAdaptor::Version() { return TAU_VERSION; }
+std::string ProcessesAdaptor::ConfigPath() { return config_.source.string(); }
+uint64_t ProcessesAdaptor::StartedAt() { return toMicros(started_at_); }
+uint32_t ProcessesAdaptor::RunningCount() {
+    return supervisor_ != nullptr ? supervisor_->runningCount() : 0;
+}
+
+}  // namespace tau

@@ -1,0 +1,111 @@
+#pragma once
+// The D-Bus face of the supervisor: validates, authorizes, translates errors and forwards.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <sdbus-c++/sdbus-c++.h>
+#include <string>
+
+#include "supervisor.h"
+#include "tau/bus/authorizer.h"
+#include "tau/config.h"
+#include "tau/dbus/org.tauos.Processes1-adaptor.h"
+#include "tau/dbus/org.tauos.Processes1.Service-adaptor.h"
+#include "tau/procfs.h"
+#include "tau/resources.h"
+
+namespace tau {
+
+class ServiceObject final
+    : public sdbus::AdaptorInterfaces<org::tauos::Processes1::Service_adaptor, sdbus::ManagedObject_adaptor> {
+  public:
+    ServiceObject(sdbus::IConnection& connection, const Supervisor& supervisor, std::string name);
+    ~ServiceObject();
+
+    void announce() { emitInterfacesAddedSignal({org::tauos::Processes1::Service_adaptor::INTERFACE_NAME}); }
+    void changed();
+
+  private:
+    const ServiceStatus& status() const;
+
+    std::string Name() override { return name_; }
+    std::string Kind() override;
+    bool Critical() override;
+    std::vector<std::string> ExecStart() override;
+    std::string State() override;
+    int32_t MainPID() override;
+    uint32_t Restarts() override;
+    uint64_t StartedAt() override;
+    int32_t LastExitCode() override;
+    int32_t LastExitSignal() override;
+
+    const Supervisor& supervisor_;
+    std::string name_;
+};
+
+// CPU usage per process between two looks, for ListServices.
+class ProcessUsageTracker {
+  public:
+    explicit ProcessUsageTracker(const SystemReader& reader) : reader_(reader) {}
+    struct Usage {
+        double cpu_percent = 0;
+        std::uint64_t rss_bytes = 0;
+    };
+    Usage usage(pid_t pid);
+
+  private:
+    struct Sample {
+        ProcessStat stat;
+        std::chrono::steady_clock::time_point at;
+        double cpu_percent = 0;
+    };
+    const SystemReader& reader_;
+    std::map<pid_t, Sample> samples_;
+};
+
+class ProcessesAdaptor final
+    : public sdbus::AdaptorInterfaces<org::tauos::Processes1_adaptor, sdbus::ObjectManager_adaptor>,
+      public SupervisorListener {
+  public:
+    ProcessesAdaptor(sdbus::IConnection& connection, const Config& config, bus::Authorizer& authorizer,
+                     const SystemReader& reader);
+    ~ProcessesAdaptor();
+
+    // Must be called once the supervisor holds every service (objects are created per service).
+    void attach(Supervisor& supervisor);
+
+    void serviceStarted(const ServiceStatus& service) override;
+    void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
+                       const ExitDecision& decision, std::chrono::steady_clock::duration uptime) override;
+    void serviceChanged(const ServiceStatus& service) override;
+    void spawnFailed(const ServiceStatus& service, const std::string& reason) override;
+
+  private:
+    std::vector<sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool,
+                              std::string>>
+    ListServices() override;
+    void Start(const std::string& name) override;
+    void Stop(const std::string& name) override;
+    void Restart(const std::string& name) override;
+    std::vector<sdbus::Struct<int32_t, int32_t, std::string, uint64_t>> GetProcessTree(
+        const std::string& name) override;
+    std::string GetConfig() override;
+    std::string Version() override;
+    std::string ConfigPath() override;
+    uint64_t StartedAt() override;
+    uint32_t RunningCount() override;
+
+    Supervisor& supervisor();
+
+    const Config& config_;
+    bus::Authorizer& authorizer_;
+    const SystemReader& reader_;
+    ProcessUsageTracker usage_;
+    Supervisor* supervisor_ = nullptr;
+    std::map<std::string, std::unique_ptr<ServiceObject>> objects_;
+    std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+    unsigned last_running_count_ = 0;
+};
+
+}  // namespace tau
