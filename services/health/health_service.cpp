@@ -21,6 +21,7 @@ constexpr auto kFirstEvaluation = std::chrono::seconds(2);
 // Several exits in a burst lead to one evaluation.
 constexpr auto kEvaluationDebounce = std::chrono::milliseconds(300);
 constexpr auto kCallTimeout = std::chrono::seconds(5);
+constexpr auto kRetryWithoutResources = std::chrono::seconds(1);
 
 using Memory = sdbus::Struct<uint64_t, uint64_t, uint64_t, double>;
 using Swap = sdbus::Struct<uint64_t, uint64_t, double>;
@@ -88,6 +89,7 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
         *alive_ = false;
         loop_.cancelTimer(periodic_timer_);
         loop_.cancelTimer(soon_timer_);
+        loop_.cancelTimer(retry_timer_);
         unregisterAdaptor();
     }
 
@@ -171,6 +173,13 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
             }
             publish(evaluateHealth(inputs_, config_));
         });
+        if (!inputs_.resources && retry_timer_ == 0) {
+            // Resources has not sampled yet (or is restarting): try again soon rather than a whole interval later.
+            retry_timer_ = loop_.addTimer(kRetryWithoutResources, [this] {
+                retry_timer_ = 0;
+                startEvaluation();
+            });
+        }
         if (again_) {
             again_ = false;
             startEvaluation();
@@ -253,6 +262,7 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
     std::chrono::system_clock::time_point evaluated_at_;
     EventLoop::TimerId periodic_timer_ = 0;
     EventLoop::TimerId soon_timer_ = 0;
+    EventLoop::TimerId retry_timer_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -1,0 +1,395 @@
+// End-to-end: the real tau-monitor on its own private bus, driven through tau-monitor-cli, busctl and
+// dbus-send, as a user would.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "test_support.h"
+
+namespace tau::test {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kConfig = R"(
+[resource_monitoring]
+interval_seconds = 1
+
+[crash_recovery]
+max_recovery_attempts = 5
+session_state_path = "@DIR@/state"
+critical_processes = ["worker"]
+
+[health_checking]
+check_interval_seconds = 1
+
+[logging]
+log_file_path = "@DIR@/log/tau.log"
+
+[[service]]
+name = "worker"
+exec = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
+
+[[service]]
+name = "helper"
+exec = ["/bin/sh", "-c", "sleep 3600 & sleep 3600 & wait"]
+stop_timeout_seconds = 2
+)";
+
+json cliJson(const RunningDaemon& daemon, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--format", "json"});
+    const auto result = daemon.cli(args);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return json::parse(result.out);  // throws, and so fails the test, on anything a parser rejects
+}
+
+std::optional<json> findService(const json& services, const std::string& name) {
+    for (const auto& service : services) {
+        if (service["name"] == name) {
+            return service;
+        }
+    }
+    return std::nullopt;
+}
+
+pid_t servicePid(const RunningDaemon& daemon, const std::string& name) {
+    const auto service = findService(cliJson(daemon, {"processes"}), name);
+    return service ? (*service)["pid"].get<pid_t>() : 0;
+}
+
+class EndToEnd : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        daemon_ = std::make_unique<RunningDaemon>(kConfig);
+        ASSERT_TRUE(daemon_->waitReady()) << daemon_->output();
+        // The configured services are spawned right after the names are claimed.
+        ASSERT_TRUE(waitUntil([&] { return servicePid(*daemon_, "worker") != 0 && servicePid(*daemon_, "helper") != 0; }))
+            << daemon_->output();
+    }
+    std::unique_ptr<RunningDaemon> daemon_;
+};
+
+// What an introspection XML of dbus/ declares for its interface: "method Name", "property Name type",
+// "signal Name".
+std::set<std::string> declaredMembers(const std::string& interface) {
+    const std::string xml = readFile(std::string(TAU_DBUS_XML_DIR) + "/" + interface + ".xml");
+    std::set<std::string> members;
+    const std::regex member(R"re(<(method|property|signal) name="([A-Za-z0-9_]+)"(?: type="([^"]+)")?)re");
+    for (std::sregex_iterator it(xml.begin(), xml.end(), member), end; it != end; ++it) {
+        std::string entry = (*it)[1].str() + " " + (*it)[2].str();
+        if ((*it)[1] == "property") {
+            entry += " " + (*it)[3].str();
+        }
+        members.insert(entry);
+    }
+    return members;
+}
+
+// The same, read from the live object with busctl introspect.
+std::set<std::string> liveMembers(const RunningDaemon& daemon, const std::string& name, const std::string& path,
+                                  const std::string& interface) {
+    const auto result = daemon.busctl({"introspect", "--no-legend", name, path, interface});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    std::set<std::string> members;
+    std::istringstream lines(result.out);
+    std::string line;
+    while (std::getline(lines, line)) {
+        std::istringstream fields(line);
+        std::string member, kind, signature;
+        fields >> member >> kind >> signature;
+        if (member.empty() || member[0] != '.') {
+            continue;
+        }
+        std::string entry = kind + " " + member.substr(1);
+        if (kind == "property") {
+            entry += " " + signature;
+        }
+        members.insert(entry);
+    }
+    return members;
+}
+
+TEST_F(EndToEnd, FiveNamesAreIntrospectableAndMatchTheContract) {
+    const std::vector<std::tuple<std::string, std::string, std::string>> objects = {
+        {"org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1"},
+        {"org.tauos.Processes1", "/org/tauos/Processes1/service/worker", "org.tauos.Processes1.Service"},
+        {"org.tauos.Recovery1", "/org/tauos/Recovery1", "org.tauos.Recovery1"},
+        {"org.tauos.Resources1", "/org/tauos/Resources1", "org.tauos.Resources1"},
+        {"org.tauos.Health1", "/org/tauos/Health1", "org.tauos.Health1"},
+        {"org.tauos.Log1", "/org/tauos/Log1", "org.tauos.Log1"},
+    };
+    for (const auto& [name, path, interface] : objects) {
+        const auto declared = declaredMembers(interface);
+        ASSERT_FALSE(declared.empty()) << interface;
+        EXPECT_EQ(liveMembers(*daemon_, name, path, interface), declared) << interface;
+    }
+}
+
+TEST_F(EndToEnd, ObjectManagerListsOneObjectPerService) {
+    const auto tree = daemon_->busctl({"tree", "--list", "org.tauos.Processes1"});
+    ASSERT_EQ(tree.exit_code, 0) << tree.err;
+    for (const char* service : {"log", "recovery", "resources", "health", "worker", "helper"}) {
+        EXPECT_NE(tree.out.find(std::string("/org/tauos/Processes1/service/") + service), std::string::npos)
+            << tree.out;
+    }
+    const auto managed = daemon_->busctl({"call", "org.tauos.Processes1", "/org/tauos/Processes1",
+                                          "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"});
+    ASSERT_EQ(managed.exit_code, 0) << managed.err;
+    EXPECT_NE(managed.out.find("org.tauos.Processes1.Service"), std::string::npos);
+    const auto state = daemon_->busctl({"get-property", "org.tauos.Processes1", "/org/tauos/Processes1/service/worker",
+                                        "org.tauos.Processes1.Service", "State"});
+    EXPECT_EQ(state.out, "s \"running\"\n");
+}
+
+TEST_F(EndToEnd, EveryCliCommandPrintsJsonThatParses) {
+    // Health and resources have data once the first sample and evaluation are done.
+    ASSERT_TRUE(waitUntil([&] { return daemon_->cli({"resources"}).exit_code == 0; }));
+    ASSERT_TRUE(waitUntil([&] { return cliJson(*daemon_, {"health"})["status"] != "unknown"; }));
+    const std::vector<std::vector<std::string>> commands = {
+        {"health"},          {"health", "--detailed"}, {"resources"},          {"resources", "--cpu"},
+        {"resources", "--memory"}, {"resources", "--disk"}, {"resources", "--network"}, {"processes"},
+        {"processes", "--critical"}, {"processes", "--tree"}, {"recovery"}, {"recovery", "--history"},
+        {"recovery", "--session"}, {"logs"}, {"logs", "--stats"}, {"logs", "--recent", "--count", "5"},
+        {"config"}, {"config", "--monitoring"}, {"config", "--resources"}, {"config", "--recovery"},
+    };
+    for (const auto& command : commands) {
+        SCOPED_TRACE(command.front() + (command.size() > 1 ? " " + command[1] : ""));
+        EXPECT_NO_THROW(cliJson(*daemon_, command));
+    }
+    const auto health = cliJson(*daemon_, {"health", "--detailed"});
+    EXPECT_GE(health["score"].get<double>(), 0.0);
+    EXPECT_LE(health["score"].get<double>(), 1.0);
+    EXPECT_FALSE(health["checks"].empty());
+    const auto resources = cliJson(*daemon_, {"resources"});
+    EXPECT_GT(resources["memory"]["total_bytes"].get<uint64_t>(), 0u);
+    const auto critical = cliJson(*daemon_, {"processes", "--critical"});
+    EXPECT_TRUE(findService(critical, "worker"));
+    EXPECT_FALSE(findService(critical, "helper"));
+    const auto tree = cliJson(*daemon_, {"processes", "--tree"});
+    const auto helper = findService(tree, "helper");
+    ASSERT_TRUE(helper);
+    EXPECT_GE((*helper)["tree"].size(), 3u) << helper->dump();  // the shell and its two sleeps
+    const auto config = cliJson(*daemon_, {"config", "--recovery"});
+    EXPECT_EQ(config["crash_recovery"]["max_recovery_attempts"], 5);
+}
+
+TEST_F(EndToEnd, TablesAreAligned) {
+    const auto result = daemon_->cli({"processes"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    std::istringstream lines(result.out);
+    std::string header, row;
+    std::getline(lines, header);
+    const auto state_column = header.find("STATE");
+    ASSERT_NE(state_column, std::string::npos);
+    while (std::getline(lines, row)) {
+        EXPECT_TRUE(row.compare(state_column, 7, "running") == 0) << header << "\n" << row;
+    }
+}
+
+TEST_F(EndToEnd, KilledServiceIsRestartedAndTheExitIsInTheHistory) {
+    const pid_t first = servicePid(*daemon_, "worker");
+    ASSERT_GT(first, 0);
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    pid_t second = 0;
+    ASSERT_TRUE(waitUntil([&] {
+        second = servicePid(*daemon_, "worker");
+        return second != 0 && second != first;
+    }));
+    json entry;
+    ASSERT_TRUE(waitUntil([&] {
+        for (const auto& e : cliJson(*daemon_, {"recovery", "--history"})) {
+            if (e["service"] == "worker" && e["pid"] == first) {
+                entry = e;
+                return true;
+            }
+        }
+        return false;
+    })) << daemon_->output();
+    EXPECT_EQ(entry["signal"], SIGKILL);
+    EXPECT_EQ(entry["exit_code"], -1);
+    EXPECT_EQ(entry["action"], "restart");
+    EXPECT_EQ(entry["attempt"], 1);
+    const auto worker = findService(cliJson(*daemon_, {"processes"}), "worker");
+    EXPECT_EQ((*worker)["restarts"], 1);
+    EXPECT_EQ((*worker)["state"], "running");
+}
+
+TEST_F(EndToEnd, KilledResourcesServiceIsRestartedAndAnswersAgain) {
+    const pid_t first = servicePid(*daemon_, "resources");
+    ASSERT_GT(first, 0);
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    pid_t second = 0;
+    ASSERT_TRUE(waitUntil([&] {
+        second = servicePid(*daemon_, "resources");
+        return second != 0 && second != first;
+    })) << daemon_->output();
+    ASSERT_TRUE(waitUntil([&] { return daemon_->cli({"resources", "--memory"}).exit_code == 0; }))
+        << daemon_->output();
+    const auto snapshot = cliJson(*daemon_, {"resources", "--memory"});
+    EXPECT_GT(snapshot["memory"]["total_bytes"].get<uint64_t>(), 0u);
+}
+
+TEST_F(EndToEnd, UnknownServiceIsNotFound) {
+    const auto cli = daemon_->cli({"restart", "no-such-service"});
+    EXPECT_NE(cli.exit_code, 0);
+    EXPECT_NE(cli.err.find("org.tauos.Error.NotFound"), std::string::npos) << cli.err;
+    const auto raw = runCommand({"dbus-send", "--bus=" + daemon_->busAddress(), "--print-reply",
+                                 "--dest=org.tauos.Processes1", "/org/tauos/Processes1",
+                                 "org.tauos.Processes1.GetProcessTree", "string:no-such-service"},
+                                daemon_->clientEnv());
+    EXPECT_NE(raw.exit_code, 0);
+    EXPECT_NE(raw.err.find("org.tauos.Error.NotFound"), std::string::npos) << raw.err;
+}
+
+TEST_F(EndToEnd, StopAndStartThroughTheCli) {
+    ASSERT_EQ(daemon_->cli({"stop", "worker"}).exit_code, 0);
+    ASSERT_TRUE(waitUntil([&] {
+        return (*findService(cliJson(*daemon_, {"processes"}), "worker"))["state"] == "stopped";
+    }));
+    const auto again = daemon_->cli({"stop", "worker"});
+    EXPECT_NE(again.err.find("org.tauos.Error.Busy"), std::string::npos) << again.err;
+    ASSERT_EQ(daemon_->cli({"start", "worker"}).exit_code, 0);
+    EXPECT_GT(servicePid(*daemon_, "worker"), 0);
+}
+
+TEST_F(EndToEnd, UnprivilegedUserMayReadButNotRestart) {
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "needs root to run a client as the user nobody";
+    }
+    const auto env = daemon_->clientEnv();
+    const auto read = runCommand({"runuser", "-u", "nobody", "--", "busctl", "--address=" + daemon_->busAddress(),
+                                  "call", "org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1",
+                                  "ListServices"},
+                                 env);
+    EXPECT_EQ(read.exit_code, 0) << read.err;
+    EXPECT_NE(read.out.find("worker"), std::string::npos);
+    const auto restart = runCommand({"runuser", "-u", "nobody", "--", "dbus-send", "--bus=" + daemon_->busAddress(),
+                                     "--print-reply", "--dest=org.tauos.Processes1", "/org/tauos/Processes1",
+                                     "org.tauos.Processes1.Restart", "string:worker"},
+                                    env);
+    EXPECT_NE(restart.exit_code, 0);
+    EXPECT_NE(restart.err.find("org.tauos.Error.PermissionDenied"), std::string::npos) << restart.err;
+    // The daemon's own user still may.
+    EXPECT_EQ(daemon_->cli({"restart", "worker"}).exit_code, 0);
+}
+
+TEST_F(EndToEnd, SigtermLeavesNoProcessBehind) {
+    std::vector<pid_t> pids;
+    for (const auto& service : cliJson(*daemon_, {"processes", "--tree"})) {
+        for (const auto& process : service["tree"]) {
+            pids.push_back(process["pid"].get<pid_t>());
+        }
+    }
+    ASSERT_GE(pids.size(), 8u);  // four suite services, the worker, the helper and its two children
+    const auto runtime_dir = daemon_->runtimeDir();
+    EXPECT_EQ(daemon_->terminate(), 0) << daemon_->output();
+    for (const pid_t pid : pids) {
+        EXPECT_FALSE(processExists(pid)) << "pid " << pid << " survived\n" << daemon_->output();
+    }
+    EXPECT_FALSE(std::filesystem::exists(runtime_dir / "bus-address"));
+    EXPECT_FALSE(std::filesystem::exists(runtime_dir / "bus"));
+    // Stopped in reverse start order: configured services first, the log service last.
+    const auto output = daemon_->output();
+    const auto helper_stop = output.find("info: helper (pid");
+    const auto worker_stop = output.find("info: worker (pid");
+    const auto log_stop = output.find("info: log (pid");
+    ASSERT_NE(helper_stop, std::string::npos);
+    EXPECT_LT(helper_stop, worker_stop);
+    EXPECT_LT(worker_stop, log_stop);
+}
+
+TEST_F(EndToEnd, CheckAsksTheRunningDaemon) {
+    ASSERT_TRUE(waitUntil([&] { return cliJson(*daemon_, {"health"})["status"] != "unknown"; }));
+    const auto result = runCommand({daemonBinary(), "--check", "--config", (daemon_->dir() / "tau-monitor.toml").string()},
+                                   daemon_->clientEnv());
+    EXPECT_GE(result.exit_code, 0);
+    EXPECT_LE(result.exit_code, 2);
+    EXPECT_EQ(result.out.rfind("TAU-MONITOR ", 0), 0u) << result.out;
+    EXPECT_NE(result.out.find("daemon on the private bus"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("service:worker"), std::string::npos) << result.out;
+}
+
+TEST(EndToEndWithoutDaemon, CliSaysNotRunningQuickly) {
+    TempDir dir;
+    const std::map<std::string, std::string> env = {
+        {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
+        {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
+        {"DBUS_SESSION_BUS_ADDRESS", ""}};
+    const auto started = std::chrono::steady_clock::now();
+    const auto result = runCommand({cliBinary(), "health"}, env);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+    EXPECT_EQ(result.exit_code, 69);
+    EXPECT_NE(result.err.find("not running"), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+}
+
+TEST(EndToEndWithoutDaemon, CheckMeasuresLocally) {
+    TempDir dir;
+    const auto result = runCommand({daemonBinary(), "--check"},
+                                   {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
+                                    {"TAU_MONITOR_CONFIG", (dir.path() / "absent.toml").string()},
+                                    {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
+                                    {"DBUS_SESSION_BUS_ADDRESS", ""}});
+    EXPECT_GE(result.exit_code, 0);
+    EXPECT_LE(result.exit_code, 2) << result.out << result.err;
+    EXPECT_NE(result.out.find("local measurement"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("memory_usage"), std::string::npos) << result.out;
+}
+
+TEST(EndToEndWithoutDaemon, InvalidConfigExits78NamingLineAndColumn) {
+    TempDir dir;
+    const auto config = dir.path() / "bad.toml";
+    writeFile(config, "[resource_monitoring]\ninterval_seconds = 30\ncpu_threshold_percent = \"high\"\n");
+    for (const std::vector<std::string>& mode :
+         {std::vector<std::string>{"--validate-config"}, std::vector<std::string>{"--foreground"}}) {
+        std::vector<std::string> argv = {daemonBinary(), "--bus", "private", "--config", config.string()};
+        argv.insert(argv.end(), mode.begin(), mode.end());
+        const auto result = runCommand(argv, {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()}});
+        EXPECT_EQ(result.exit_code, 78) << result.err;
+        EXPECT_NE(result.err.find(config.string() + ":3:25"), std::string::npos) << result.err;
+        EXPECT_NE(result.err.find("resource_monitoring.cpu_threshold_percent"), std::string::npos) << result.err;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "rt" / "bus-address"));
+}
+
+TEST(EndToEndWithoutDaemon, ShippedConfigurationsAreValid) {
+    for (const char* file : {"config/tau-monitor.toml", "config/examples/demo.toml"}) {
+        const auto result = runCommand(
+            {daemonBinary(), "--validate-config", "--config", std::string(TAU_SOURCE_DIR) + "/" + file});
+        EXPECT_EQ(result.exit_code, 0) << file << ": " << result.err;
+    }
+}
+
+TEST(EndToEndDaemonMode, DetachesWritesPidFileAndRefusesASecondInstance) {
+    TempDir dir;
+    const auto config = dir.path() / "tau.toml";
+    writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
+                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() + "\"\n");
+    const std::map<std::string, std::string> env = {
+        {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
+        {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
+        {"DBUS_SESSION_BUS_ADDRESS", ""}};
+    const std::vector<std::string> argv = {daemonBinary(), "--daemon", "--bus", "private", "--config", config.string()};
+    const auto first = runCommand(argv, env);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    const auto pid_file = dir.path() / "rt" / "tau-monitor.pid";
+    const pid_t pid = std::stoi(readFile(pid_file));
+    ASSERT_TRUE(processExists(pid));
+
+    const auto second = runCommand(argv, env);
+    EXPECT_NE(second.exit_code, 0);
+    EXPECT_NE(second.err.find("already running"), std::string::npos) << second.err;
+
+    ASSERT_EQ(kill(pid, SIGTERM), 0);
+    EXPECT_TRUE(waitUntil([&] { return !processExists(pid); }));
+    EXPECT_FALSE(std::filesystem::exists(pid_file));
+}
+
+}  // namespace
+}  // namespace tau::test
