@@ -9,6 +9,7 @@
 
 #include "table.h"
 #include "tau/bus/connection.h"
+#include "tau/bus/wire.h"
 
 namespace {
 
@@ -22,19 +23,16 @@ namespace names = tau::bus;
 constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: the daemon is not running
 constexpr int kExitNoPermission = 77;  // EX_NOPERM
 
-using ServiceEntry =
-    sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>;
-using TreeEntry = sdbus::Struct<int32_t, int32_t, std::string, uint64_t>;
-using HistoryEntry = sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>;
-using CheckEntry = sdbus::Struct<std::string, std::string, double, double, double, double, std::string>;
-using LogEntry = sdbus::Struct<uint64_t, std::string, std::string, int32_t, std::string, std::string,
-                               std::map<std::string, std::string>>;
-using Memory = sdbus::Struct<uint64_t, uint64_t, uint64_t, double>;
-using Swap = sdbus::Struct<uint64_t, uint64_t, double>;
-using Load = sdbus::Struct<double, double, double>;
-using Disk = sdbus::Struct<std::string, std::string, std::string, uint64_t, uint64_t, uint64_t, double, uint64_t,
-                           uint64_t>;
-using Network = sdbus::Struct<std::string, uint64_t, uint64_t, double, double>;
+using tau::wire::Check;
+using tau::wire::Disk;
+using tau::wire::HistoryEntry;
+using tau::wire::LogEntry;
+using tau::wire::Memory;
+using tau::wire::Network;
+using tau::wire::ProcessEntry;
+using tau::wire::ServiceEntry;
+using tau::wire::Swap;
+using tau::wire::Load;
 
 struct Options {
     std::string format = "table";
@@ -78,7 +76,7 @@ std::vector<ServiceEntry> listServices(Client& client) {
 int showHealth(Client& client, bool detailed) {
     double score = 0;
     std::string status;
-    std::vector<CheckEntry> checks;
+    std::vector<Check> checks;
     client.proxy(names::kHealthName, names::kHealthPath)
         ->callMethod("GetHealth")
         .onInterface(names::kHealthName)
@@ -214,7 +212,7 @@ int showProcesses(Client& client, bool critical_only, bool tree) {
     }
     auto processes = client.proxy(names::kProcessesName, names::kProcessesPath);
     auto treeOf = [&](const std::string& name) {
-        std::vector<TreeEntry> entries;
+        std::vector<ProcessEntry> entries;
         processes->callMethod("GetProcessTree").onInterface(names::kProcessesName).withArguments(name).storeResultsTo(entries);
         return entries;
     };

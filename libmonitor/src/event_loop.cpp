@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -27,13 +28,15 @@ void EventLoop::addDynamicSource(std::function<PollRequest()> prepare, std::func
 
 void EventLoop::runDueTimers() {
     const auto now = Clock::now();
-    std::vector<TimerId> due;
+    std::vector<std::pair<Clock::time_point, TimerId>> due;
     for (const auto& [id, timer] : timers_) {
         if (timer.due <= now) {
-            due.push_back(id);
+            due.emplace_back(timer.due, id);
         }
     }
-    for (const TimerId id : due) {
+    // Earliest deadline first; timers due at the same moment run in the order they were added.
+    std::sort(due.begin(), due.end());
+    for (const auto& [when, id] : due) {
         // A callback may cancel a timer that is due in the same round.
         auto it = timers_.find(id);
         if (it == timers_.end()) {
@@ -56,8 +59,10 @@ void EventLoop::run() {
                 deadline = timer.due;
             }
         }
-        for (auto& source : dynamic_sources_) {
-            const PollRequest request = source.prepare();
+        const std::size_t polled_sources = dynamic_sources_.size();
+        for (std::size_t i = 0; i < polled_sources; ++i) {
+            const auto prepare = dynamic_sources_[i].prepare;
+            const PollRequest request = prepare();
             if (request.deadline && (!deadline || *request.deadline < *deadline)) {
                 deadline = request.deadline;
             }
@@ -88,11 +93,14 @@ void EventLoop::run() {
             throw std::system_error(errno, std::generic_category(), "poll");
         }
 
-        for (std::size_t i = 0; i < dynamic_sources_.size() && running_; ++i) {
-            dynamic_sources_[i].dispatch(pollfds[i].revents);
+        // A callback may add sources; those are polled from the next round on.
+        for (std::size_t i = 0; i < polled_sources && running_; ++i) {
+            // A copy: adding a source while this one runs may move the vector's elements.
+            const auto dispatch = dynamic_sources_[i].dispatch;
+            dispatch(pollfds[i].revents);
         }
         for (std::size_t i = 0; i < fd_order.size() && running_; ++i) {
-            const short revents = pollfds[dynamic_sources_.size() + i].revents;
+            const short revents = pollfds[polled_sources + i].revents;
             if (revents == 0) {
                 continue;
             }

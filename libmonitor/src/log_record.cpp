@@ -49,6 +49,36 @@ std::string toJsonLine(const LogRecord& record) {
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+
+// Exactly the form formatTimestamp() writes: "YYYY-MM-DDTHH:MM:SS.uuuuuuZ".
+std::optional<std::chrono::system_clock::time_point> parseTimestamp(const std::string& stamp) {
+    std::tm utc{};
+    long micros = 0;
+    int consumed = 0;
+    if (stamp.size() != 27 ||
+        std::sscanf(stamp.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ%n", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,
+                    &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &micros, &consumed) != 7 ||
+        consumed != 27 || stamp[19] != '.') {
+        return std::nullopt;
+    }
+    const int days_in_month[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (utc.tm_mon < 1 || utc.tm_mon > 12 || utc.tm_mday < 1 || utc.tm_mday > days_in_month[utc.tm_mon - 1] ||
+        utc.tm_hour > 23 || utc.tm_min > 59 || utc.tm_sec > 60 || micros < 0) {
+        return std::nullopt;
+    }
+    utc.tm_year -= 1900;
+    utc.tm_mon -= 1;
+    const std::time_t seconds = timegm(&utc);
+    // timegm() normalises 29 February of a common year into March; such a date was not written by us.
+    if (utc.tm_mday != std::stoi(stamp.substr(8, 2))) {
+        return std::nullopt;
+    }
+    return std::chrono::system_clock::from_time_t(seconds) + std::chrono::microseconds(micros);
+}
+
+}  // namespace
+
 std::optional<LogRecord> parseJsonLine(std::string_view line) {
     const auto json = nlohmann::json::parse(line, nullptr, false);
     if (json.is_discarded() || !json.is_object()) {
@@ -61,16 +91,11 @@ std::optional<LogRecord> parseJsonLine(std::string_view line) {
             return std::nullopt;
         }
         record.level = *level;
-        std::tm utc{};
-        const std::string stamp = json.at("timestamp").get<std::string>();
-        long micros = 0;
-        if (std::sscanf(stamp.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,
-                        &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &micros) != 7) {
+        const auto timestamp = parseTimestamp(json.at("timestamp").get<std::string>());
+        if (!timestamp) {
             return std::nullopt;
         }
-        utc.tm_year -= 1900;
-        utc.tm_mon -= 1;
-        record.timestamp = std::chrono::system_clock::from_time_t(timegm(&utc)) + std::chrono::microseconds(micros);
+        record.timestamp = *timestamp;
         record.service = json.at("service").get<std::string>();
         record.pid = json.at("pid").get<pid_t>();
         record.event = json.value("event", "");

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,12 +48,14 @@ std::optional<Credentials> resolveCredentials(const SpawnRequest& request) {
     return credentials;
 }
 
-std::vector<std::string> buildEnvironment(const std::map<std::string, std::string>& overrides) {
+std::vector<std::string> buildEnvironment(const std::map<std::string, std::string>& overrides,
+                                          const std::vector<std::string>& removed) {
     std::vector<std::string> env;
     for (char** entry = environ; *entry != nullptr; ++entry) {
         const std::string_view item(*entry);
         const auto eq = item.find('=');
-        if (eq != std::string_view::npos && overrides.contains(std::string(item.substr(0, eq)))) {
+        const std::string name(item.substr(0, eq));
+        if (overrides.contains(name) || std::find(removed.begin(), removed.end(), name) != removed.end()) {
             continue;
         }
         env.emplace_back(item);
@@ -125,7 +128,7 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
     }
     const auto credentials = resolveCredentials(request);
     std::vector<std::string> argv_strings = request.argv;
-    std::vector<std::string> env_strings = buildEnvironment(request.environment);
+    std::vector<std::string> env_strings = buildEnvironment(request.environment, request.unset_environment);
     auto argv = pointers(argv_strings);
     auto envp = pointers(env_strings);
 

@@ -33,6 +33,9 @@ constexpr std::size_t kLogQueueCapacity = 10000;
 // The suite's own services are always brought back; a short pause keeps a service that cannot start from
 // spinning.
 constexpr auto kInternalRestartDelay = std::chrono::milliseconds(500);
+// The service manager's protocol variables are meant for tau-monitor, not for the services it starts.
+const std::vector<std::string> kManagerVariables = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
+                                                    "LISTEN_PID", "LISTEN_FDNAMES"};
 
 // Holds the pid file locked for the daemon's life, so a second daemon notices the first.
 class PidFile {
@@ -134,6 +137,7 @@ ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, 
     spec.internal = true;
     spec.critical = true;
     spec.spawn.argv = {selfExecutable().string(), "--service", name, "--bus", bus};
+    spec.spawn.unset_environment = kManagerVariables;
     if (options.config_given || std::filesystem::exists(options.config_path)) {
         spec.spawn.argv.push_back("--config");
         spec.spawn.argv.push_back(options.config_path.string());
@@ -150,6 +154,7 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
     spec.critical = config.isCritical(service.name);
     spec.spawn.argv = service.exec;
     spec.spawn.environment = service.environment;
+    spec.spawn.unset_environment = kManagerVariables;
     spec.spawn.working_directory = service.working_directory;
     spec.spawn.user = service.user;
     spec.spawn.group = service.group;

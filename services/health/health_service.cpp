@@ -9,6 +9,7 @@
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
+#include "tau/bus/wire.h"
 #include "tau/dbus/org.tauos.Health1-adaptor.h"
 #include "tau/health.h"
 #include "tau/procfs.h"
@@ -23,41 +24,6 @@ constexpr auto kEvaluationDebounce = std::chrono::milliseconds(300);
 constexpr auto kCallTimeout = std::chrono::seconds(5);
 constexpr auto kRetryWithoutResources = std::chrono::seconds(1);
 
-using Memory = sdbus::Struct<uint64_t, uint64_t, uint64_t, double>;
-using Swap = sdbus::Struct<uint64_t, uint64_t, double>;
-using Load = sdbus::Struct<double, double, double>;
-using Disk = sdbus::Struct<std::string, std::string, std::string, uint64_t, uint64_t, uint64_t, double, uint64_t,
-                           uint64_t>;
-using Network = sdbus::Struct<std::string, uint64_t, uint64_t, double, double>;
-using ServiceEntry =
-    sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>;
-using WireCheck = sdbus::Struct<std::string, std::string, double, double, double, double, std::string>;
-
-ResourceSnapshot fromWire(uint64_t taken_at, double cpu, const std::vector<double>& per_core, const Memory& memory,
-                          const Swap& swap, const Load& load, const std::vector<Disk>& disks,
-                          const std::vector<Network>& networks) {
-    ResourceSnapshot s;
-    s.taken_at = std::chrono::system_clock::time_point(std::chrono::microseconds(taken_at));
-    s.cpu_percent = cpu;
-    s.cpu_per_core_percent = per_core;
-    s.memory = {memory.get<0>(), memory.get<1>(), memory.get<2>(), memory.get<3>()};
-    s.swap = {swap.get<0>(), swap.get<1>(), swap.get<2>()};
-    s.load = {load.get<0>(), load.get<1>(), load.get<2>()};
-    for (const auto& d : disks) {
-        s.disks.push_back({d.get<0>(), d.get<1>(), d.get<2>(), d.get<3>(), d.get<4>(), d.get<5>(), d.get<6>(),
-                           d.get<7>(), d.get<8>()});
-    }
-    for (const auto& n : networks) {
-        NetworkSnapshot net;
-        net.interface = n.get<0>();
-        net.rx_bytes = n.get<1>();
-        net.tx_bytes = n.get<2>();
-        net.rx_bytes_per_second = n.get<3>();
-        net.tx_bytes_per_second = n.get<4>();
-        s.networks.push_back(std::move(net));
-    }
-    return s;
-}
 
 class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_adaptor>, public SuiteService {
   public:
@@ -124,17 +90,16 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
                 .onInterface(bus::kResourcesName)
                 .withTimeout(kCallTimeout)
                 .uponReplyInvoke([this, alive](const sdbus::Error* error, uint64_t taken_at, double cpu,
-                                               std::vector<double> per_core, Memory memory, Swap swap, Load load,
-                                               std::vector<Disk> disks, std::vector<Network> networks) {
+                                               std::vector<double> per_core, wire::Memory memory, wire::Swap swap,
+                                               wire::Load load, std::vector<wire::Disk> disks,
+                                               std::vector<wire::Network> networks) {
                     if (!*alive) {
                         return;
                     }
-                    bus::logged("Resources1 reply", [&] {
-                        if (error == nullptr) {
-                            inputs_.resources =
-                                fromWire(taken_at, cpu, per_core, memory, swap, load, disks, networks);
-                        }
-                    });
+                    if (error == nullptr) {
+                        inputs_.resources = wire::snapshotFromWire(
+                            {taken_at, cpu, per_core, memory, swap, load, disks, networks});
+                    }
                     answered();
                 });
         });
@@ -142,7 +107,7 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
             processes_->callMethodAsync("ListServices")
                 .onInterface(bus::kProcessesName)
                 .withTimeout(kCallTimeout)
-                .uponReplyInvoke([this, alive](const sdbus::Error* error, std::vector<ServiceEntry> services) {
+                .uponReplyInvoke([this, alive](const sdbus::Error* error, std::vector<wire::ServiceEntry> services) {
                     if (!*alive) {
                         return;
                     }
@@ -215,13 +180,13 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
         emitHealthChanged(report_->score, status, std::string(toString(previous)));
     }
 
-    std::tuple<double, std::string, std::vector<WireCheck>> GetHealth() override {
+    std::tuple<double, std::string, std::vector<wire::Check>> GetHealth() override {
         return bus::guarded("GetHealth", [&] {
             if (!report_) {
-                return std::tuple<double, std::string, std::vector<WireCheck>>{
+                return std::tuple<double, std::string, std::vector<wire::Check>>{
                     0.0, std::string(toString(HealthStatus::Unknown)), {}};
             }
-            std::vector<WireCheck> checks;
+            std::vector<wire::Check> checks;
             for (const auto& c : report_->checks) {
                 checks.emplace_back(c.name, std::string(toString(c.status)), c.value, c.score, c.weight, c.contribution,
                                     c.message);
@@ -245,8 +210,7 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
         if (!report_) {
             return 0;
         }
-        return static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(evaluated_at_.time_since_epoch()).count());
+        return wire::toMicros(evaluated_at_);
     }
 
     const Config& config_;

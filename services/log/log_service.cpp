@@ -10,6 +10,7 @@
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
+#include "tau/bus/wire.h"
 #include "tau/dbus/org.tauos.Log1-adaptor.h"
 #include "tau/log_writer.h"
 
@@ -19,40 +20,26 @@ namespace {
 constexpr std::size_t kRecentCapacity = 10000;
 constexpr uint32_t kDefaultRecentCount = 100;
 
-using WireRecord = sdbus::Struct<uint64_t, std::string, std::string, int32_t, std::string, std::string,
-                                 std::map<std::string, std::string>>;
-
-LogRecord fromWire(const WireRecord& wire, std::size_t index) {
+LogRecord fromWire(const wire::LogEntry& entry, std::size_t index) {
     LogRecord record;
-    record.timestamp = std::chrono::system_clock::time_point(std::chrono::microseconds(wire.get<0>()));
-    const auto level = logLevelFromString(wire.get<1>());
+    record.timestamp = std::chrono::system_clock::time_point(std::chrono::microseconds(entry.get<0>()));
+    const auto level = logLevelFromString(entry.get<1>());
     if (!level) {
         throw ServiceError(ErrorCode::InvalidArgument, "Submit: records[" + std::to_string(index) +
-                                                           "].level: unknown level '" + wire.get<1>() +
+                                                           "].level: unknown level '" + entry.get<1>() +
                                                            "' (trace, debug, info, warning, error, critical)");
     }
     record.level = *level;
-    record.service = wire.get<2>();
+    record.service = entry.get<2>();
     if (record.service.empty()) {
         throw ServiceError(ErrorCode::InvalidArgument,
                            "Submit: records[" + std::to_string(index) + "].service: must not be empty");
     }
-    record.pid = wire.get<3>();
-    record.event = wire.get<4>();
-    record.message = wire.get<5>();
-    record.fields = wire.get<6>();
+    record.pid = entry.get<3>();
+    record.event = entry.get<4>();
+    record.message = entry.get<5>();
+    record.fields = entry.get<6>();
     return record;
-}
-
-WireRecord toWire(const LogRecord& record) {
-    return {static_cast<uint64_t>(
-                std::chrono::duration_cast<std::chrono::microseconds>(record.timestamp.time_since_epoch()).count()),
-            std::string(toString(record.level)),
-            record.service,
-            record.pid,
-            record.event,
-            record.message,
-            record.fields};
 }
 
 // The log service's own spdlog records, written by the same writer as everybody else's.
@@ -99,7 +86,7 @@ class LogAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Log1_adapto
     }
 
   private:
-    void Submit(const std::vector<WireRecord>& records) override {
+    void Submit(const std::vector<wire::LogEntry>& records) override {
         bus::guarded("Submit", [&] {
             authorizer_.requireAdmin(getObject(), "Submit");
             std::vector<LogRecord> batch;
@@ -115,12 +102,12 @@ class LogAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Log1_adapto
         });
     }
 
-    std::vector<WireRecord> GetRecent(const uint32_t& count) override {
+    std::vector<wire::LogEntry> GetRecent(const uint32_t& count) override {
         return bus::guarded("GetRecent", [&] {
             const uint32_t wanted = count == 0 ? kDefaultRecentCount : std::min<uint32_t>(count, kRecentCapacity);
-            std::vector<WireRecord> result;
+            std::vector<wire::LogEntry> result;
             for (const auto& record : writer_.recent(wanted)) {
-                result.push_back(toWire(record));
+                result.push_back(wire::toWire(record));
             }
             return result;
         });

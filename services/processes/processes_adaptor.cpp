@@ -10,13 +10,7 @@
 namespace tau {
 namespace {
 
-uint64_t toMicros(std::chrono::system_clock::time_point time) {
-    if (time == std::chrono::system_clock::time_point{}) {
-        return 0;
-    }
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count());
-}
+using wire::toMicros;
 
 uint64_t toMicros(std::chrono::steady_clock::duration duration) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count());
@@ -174,12 +168,9 @@ void ProcessesAdaptor::spawnFailed(const ServiceStatus& service, const std::stri
                   "cannot start " + service.spec.name + ": " + reason);
 }
 
-std::vector<sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>>
-ProcessesAdaptor::ListServices() {
+std::vector<wire::ServiceEntry> ProcessesAdaptor::ListServices() {
     return bus::guarded("ListServices", [&] {
-        std::vector<sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool,
-                                  std::string>>
-            result;
+        std::vector<wire::ServiceEntry> result;
         const auto now = std::chrono::steady_clock::now();
         for (const auto& service : supervisor().services()) {
             const auto usage = usage_.usage(service.pid);
@@ -212,14 +203,13 @@ void ProcessesAdaptor::Restart(const std::string& name) {
     });
 }
 
-std::vector<sdbus::Struct<int32_t, int32_t, std::string, uint64_t>> ProcessesAdaptor::GetProcessTree(
-    const std::string& name) {
+std::vector<wire::ProcessEntry> ProcessesAdaptor::GetProcessTree(const std::string& name) {
     return bus::guarded("GetProcessTree", [&] {
         const auto* service = supervisor().find(name);
         if (service == nullptr) {
             throw ServiceError(ErrorCode::NotFound, "no service named '" + name + "'");
         }
-        std::vector<sdbus::Struct<int32_t, int32_t, std::string, uint64_t>> result;
+        std::vector<wire::ProcessEntry> result;
         if (service->pid == 0) {
             return result;
         }

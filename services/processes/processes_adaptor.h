@@ -9,6 +9,7 @@
 
 #include "supervisor.h"
 #include "tau/bus/authorizer.h"
+#include "tau/bus/wire.h"
 #include "tau/config.h"
 #include "tau/dbus/org.tauos.Processes1-adaptor.h"
 #include "tau/dbus/org.tauos.Processes1.Service-adaptor.h"
@@ -82,14 +83,11 @@ class ProcessesAdaptor final
     void spawnFailed(const ServiceStatus& service, const std::string& reason) override;
 
   private:
-    std::vector<sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool,
-                              std::string>>
-    ListServices() override;
+    std::vector<wire::ServiceEntry> ListServices() override;
     void Start(const std::string& name) override;
     void Stop(const std::string& name) override;
     void Restart(const std::string& name) override;
-    std::vector<sdbus::Struct<int32_t, int32_t, std::string, uint64_t>> GetProcessTree(
-        const std::string& name) override;
+    std::vector<wire::ProcessEntry> GetProcessTree(const std::string& name) override;
     std::string GetConfig() override;
     std::string Version() override;
     std::string ConfigPath() override;

@@ -270,7 +270,9 @@ void Supervisor::shutdown(std::function<void()> done) {
     shutdown_done_ = std::move(done);
     for (const auto& [name, id] : restart_timers_) {
         reactor_.cancelTimer(id);
-        get(name).state = ServiceState::Stopped;
+        auto& service = get(name);
+        service.state = ServiceState::Stopped;
+        listener_.serviceChanged(service);
     }
     restart_timers_.clear();
     continueShutdown();

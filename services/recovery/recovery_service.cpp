@@ -7,6 +7,7 @@
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
+#include "tau/bus/wire.h"
 #include "tau/crash_history.h"
 #include "tau/dbus/org.tauos.Recovery1-adaptor.h"
 #include "tau/spawner.h"
@@ -16,7 +17,6 @@ namespace {
 
 constexpr std::size_t kHistoryCapacity = 10000;
 
-using WireEntry = sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>;
 
 std::filesystem::path historyFile(const Config& config) {
     const auto& dir = config.crash_recovery.session_state_path;
@@ -85,18 +85,15 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         emitRecoveryAction(name, action, attempt, reason);
     }
 
-    std::vector<WireEntry> GetHistory(const std::string& service, const uint32_t& limit) override {
+    std::vector<wire::HistoryEntry> GetHistory(const std::string& service, const uint32_t& limit) override {
         return bus::guarded("GetHistory", [&] {
             if (!isValidServiceName(service)) {
                 throw ServiceError(ErrorCode::InvalidArgument, "GetHistory: service: '" + service +
                                                                    "' is not a valid service name");
             }
-            std::vector<WireEntry> result;
+            std::vector<wire::HistoryEntry> result;
             for (const auto& entry : history_.query(service, limit)) {
-                result.emplace_back(
-                    static_cast<uint64_t>(
-                        std::chrono::duration_cast<std::chrono::microseconds>(entry.time.time_since_epoch()).count()),
-                    entry.service, entry.pid, entry.exit_code, entry.signal, static_cast<uint64_t>(entry.uptime.count()),
+                result.emplace_back(wire::toMicros(entry.time), entry.service, entry.pid, entry.exit_code, entry.signal, static_cast<uint64_t>(entry.uptime.count()),
                     entry.action, entry.attempt);
             }
             return result;

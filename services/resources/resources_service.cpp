@@ -10,6 +10,7 @@
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
+#include "tau/bus/wire.h"
 #include "tau/dbus/org.tauos.Resources1-adaptor.h"
 #include "tau/resources.h"
 
@@ -22,17 +23,7 @@ constexpr double kHysteresisPercent = 5.0;
 // The first sample measures CPU since boot; the first published one follows this soon after it.
 constexpr auto kFirstInterval = std::chrono::seconds(1);
 
-using Memory = sdbus::Struct<uint64_t, uint64_t, uint64_t, double>;
-using Swap = sdbus::Struct<uint64_t, uint64_t, double>;
-using Load = sdbus::Struct<double, double, double>;
-using Disk = sdbus::Struct<std::string, std::string, std::string, uint64_t, uint64_t, uint64_t, double, uint64_t,
-                           uint64_t>;
-using Network = sdbus::Struct<std::string, uint64_t, uint64_t, double, double>;
-
-uint64_t micros(std::chrono::system_clock::time_point time) {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count());
-}
+using wire::toMicros;
 
 class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resources1_adaptor>,
                                public SuiteService {
@@ -112,42 +103,25 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         return *latest_;
     }
 
-    std::tuple<uint64_t, double, std::vector<double>, Memory, Swap, Load, std::vector<Disk>, std::vector<Network>>
-    GetSnapshot() override {
+    wire::Snapshot GetSnapshot() override {
         return bus::guarded("GetSnapshot", [&] {
-            const auto& s = latest();
-            std::vector<Disk> disks;
-            for (const auto& d : s.disks) {
-                disks.emplace_back(d.mount_point, d.device, d.fstype, d.total_bytes, d.used_bytes, d.available_bytes,
-                                   d.used_percent, d.inodes_total, d.inodes_used);
+            auto snapshot = wire::toWire(latest());
+            if (!config_.network_monitoring) {
+                std::get<7>(snapshot).clear();
             }
-            std::vector<Network> networks;
-            if (config_.network_monitoring) {
-                for (const auto& n : s.networks) {
-                    networks.emplace_back(n.interface, n.rx_bytes, n.tx_bytes, n.rx_bytes_per_second,
-                                          n.tx_bytes_per_second);
-                }
-            }
-            return std::tuple{micros(s.taken_at),
-                              s.cpu_percent,
-                              s.cpu_per_core_percent,
-                              Memory{s.memory.total_bytes, s.memory.available_bytes, s.memory.used_bytes,
-                                     s.memory.used_percent},
-                              Swap{s.swap.total_bytes, s.swap.used_bytes, s.swap.used_percent},
-                              Load{s.load.one, s.load.five, s.load.fifteen},
-                              std::move(disks),
-                              std::move(networks)};
+            return snapshot;
         });
     }
 
     double CpuPercent() override { return latest_ ? latest_->cpu_percent : 0.0; }
     double MemoryUsedPercent() override { return latest_ ? latest_->memory.used_percent : 0.0; }
     double SwapUsedPercent() override { return latest_ ? latest_->swap.used_percent : 0.0; }
-    Load LoadAverage() override {
-        return latest_ ? Load{latest_->load.one, latest_->load.five, latest_->load.fifteen} : Load{0.0, 0.0, 0.0};
+    wire::Load LoadAverage() override {
+        return latest_ ? wire::Load{latest_->load.one, latest_->load.five, latest_->load.fifteen}
+                       : wire::Load{0.0, 0.0, 0.0};
     }
     uint32_t IntervalSeconds() override { return config_.interval_seconds; }
-    uint64_t LastSampleAt() override { return latest_ ? micros(latest_->taken_at) : 0; }
+    uint64_t LastSampleAt() override { return latest_ ? toMicros(latest_->taken_at) : 0; }
 
     const ResourceMonitoringConfig& config_;
     EventLoop& loop_;

@@ -2,7 +2,10 @@
 // dbus-send, as a user would.
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -364,6 +367,61 @@ TEST(EndToEndWithoutDaemon, ShippedConfigurationsAreValid) {
             {daemonBinary(), "--validate-config", "--config", std::string(TAU_SOURCE_DIR) + "/" + file});
         EXPECT_EQ(result.exit_code, 0) << file << ": " << result.err;
     }
+}
+
+// A systemd-style notification socket: what the daemon reports under a service manager.
+class NotifySocket {
+  public:
+    explicit NotifySocket(const std::filesystem::path& path) : path_(path) {
+        fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+        EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    }
+    ~NotifySocket() { close(fd_); }
+    // Waits for a datagram that contains `needle`.
+    bool waitFor(const std::string& needle) {
+        return waitUntil([&] {
+            char buffer[4096];
+            pollfd pfd{fd_, POLLIN, 0};
+            while (poll(&pfd, 1, 0) > 0) {
+                const ssize_t got = recv(fd_, buffer, sizeof buffer, 0);
+                if (got > 0) {
+                    received_ += std::string(buffer, static_cast<std::size_t>(got)) + "\n";
+                }
+            }
+            return received_.find(needle) != std::string::npos;
+        });
+    }
+    const std::string& received() const { return received_; }
+
+  private:
+    std::filesystem::path path_;
+    int fd_ = -1;
+    std::string received_;
+};
+
+TEST(EndToEndUnderServiceManager, NotifiesReadyWatchdogAndStopping) {
+    TempDir dir;
+    NotifySocket notify(dir.path() / "notify");
+    const auto config = dir.path() / "tau.toml";
+    writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
+                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() + "\"\n");
+    const std::map<std::string, std::string> env = {
+        {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
+        {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
+        {"DBUS_SESSION_BUS_ADDRESS", ""},
+        {"NOTIFY_SOCKET", (dir.path() / "notify").string()},
+        {"WATCHDOG_USEC", "200000"}};
+    const auto first = runCommand({daemonBinary(), "--daemon", "--bus", "private", "--config", config.string()}, env);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    const pid_t pid = std::stoi(readFile(dir.path() / "rt" / "tau-monitor.pid"));
+    EXPECT_TRUE(notify.waitFor("READY=1")) << notify.received();
+    EXPECT_TRUE(notify.waitFor("WATCHDOG=1")) << notify.received();
+    ASSERT_EQ(kill(pid, SIGTERM), 0);
+    EXPECT_TRUE(notify.waitFor("STOPPING=1")) << notify.received();
+    EXPECT_TRUE(waitUntil([&] { return !processExists(pid); }));
 }
 
 TEST(EndToEndDaemonMode, DetachesWritesPidFileAndRefusesASecondInstance) {

@@ -1,1 +1,313 @@
+#include "tau/config_json.h"
+
 #include <gtest/gtest.h>
+#include <string>
+#include <vector>
+
+namespace tau {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+std::vector<std::string> keysOf(const json& object) {
+    std::vector<std::string> keys;
+    for (const auto& item : object.items()) {
+        keys.push_back(item.key());
+    }
+    return keys;
+}
+
+// Every value differs from its default, so that a key wired to the wrong member shows.
+Config customConfig() {
+    Config config;
+    auto& rm = config.resource_monitoring;
+    rm.enabled = false;
+    rm.interval_seconds = 15;
+    rm.cpu_threshold_percent = 70.5;
+    rm.memory_threshold_percent = 75.25;
+    rm.disk_threshold_percent = 95.0;
+    rm.network_monitoring = false;
+    rm.temperature_monitoring = false;
+    rm.alert_on_threshold = false;
+    rm.log_resource_usage = false;
+
+    auto& pm = config.process_management;
+    pm.enabled = false;
+    pm.max_concurrent_processes = 12;
+    pm.process_priority_levels = 3;
+    pm.memory_limit_mb = 4096;
+    pm.cpu_limit_percent = 33.5;
+    pm.auto_cleanup_zombies = false;
+    pm.process_isolation = false;
+    pm.resource_pooling = false;
+
+    auto& cr = config.crash_recovery;
+    cr.enabled = false;
+    cr.auto_recovery = false;
+    cr.max_recovery_attempts = 9;
+    cr.recovery_timeout_seconds = 120;
+    cr.save_session_state = false;
+    cr.session_state_path = "/srv/tau/state";
+    cr.critical_processes = {"db"};
+
+    auto& hc = config.health_checking;
+    hc.enabled = false;
+    hc.check_interval_seconds = 45;
+    hc.system_health_checks = {"cpu_usage"};
+    hc.service_health_checks = {"web", "db"};
+    hc.alert_on_failure = false;
+    hc.auto_restart_failed_services = false;
+    hc.health_score_threshold = 0.5;
+
+    auto& lg = config.logging;
+    lg.log_level = "debug";
+    lg.log_file_path = "/srv/tau/tau.log";
+    lg.max_log_size_mb = 7;
+    lg.log_rotation = false;
+    lg.structured_logging = false;
+    lg.log_compression = false;
+    lg.audit_logging = false;
+    lg.performance_logging = false;
+
+    config.security.admin_groups = {"wheel", "tau-admins"};
+
+    ServiceConfig web;
+    web.name = "web";
+    web.exec = {"/usr/bin/web", "--port", "8080"};
+    web.environment = {{"MODE", "production"}, {"LANG", "C.UTF-8"}};
+    web.working_directory = "/srv/web";
+    web.user = "www-data";
+    web.group = "www";
+    web.critical = true;
+    web.priority = Priority::High;
+    web.cpu_affinity = {0, 2};
+    web.memory_limit_mb = 512;
+    web.cpu_limit_percent = 25.5;
+    web.stop_timeout_seconds = 2.5;
+    web.recovery.strategy = RecoveryStrategy::RestartWithDelay;
+    web.recovery.delay_seconds = 0.75;
+    web.recovery.max_attempts = 4;
+    config.services.push_back(web);
+
+    // Only the required parts: the optional keys must stay out.
+    ServiceConfig db;
+    db.name = "db";
+    db.exec = {"/usr/bin/db"};
+    config.services.push_back(db);
+
+    config.source = "/etc/tau-monitor/tau-monitor.toml";
+    return config;
+}
+
+TEST(ConfigToJson, HasTheTopLevelSectionsInOrder) {
+    const json out = configToJson(customConfig());
+    EXPECT_EQ(keysOf(out),
+              (std::vector<std::string>{"resource_monitoring", "process_management", "crash_recovery",
+                                        "health_checking", "logging", "security", "service", "source"}));
+    EXPECT_EQ(out.at("source"), "/etc/tau-monitor/tau-monitor.toml");
+}
+
+TEST(ConfigToJson, ResourceMonitoring) {
+    const json section = configToJson(customConfig()).at("resource_monitoring");
+    const json expected = {{"enabled", false},
+                           {"interval_seconds", 15},
+                           {"cpu_threshold_percent", 70.5},
+                           {"memory_threshold_percent", 75.25},
+                           {"disk_threshold_percent", 95.0},
+                           {"network_monitoring", false},
+                           {"temperature_monitoring", false},
+                           {"alert_on_threshold", false},
+                           {"log_resource_usage", false}};
+    EXPECT_EQ(section, expected) << section.dump(2);
+    EXPECT_EQ(keysOf(section), keysOf(expected));
+}
+
+TEST(ConfigToJson, ProcessManagement) {
+    const json section = configToJson(customConfig()).at("process_management");
+    const json expected = {
+        {"enabled", false},           {"max_concurrent_processes", 12}, {"process_priority_levels", 3},
+        {"memory_limit_mb", 4096},    {"cpu_limit_percent", 33.5},      {"auto_cleanup_zombies", false},
+        {"process_isolation", false}, {"resource_pooling", false}};
+    EXPECT_EQ(section, expected) << section.dump(2);
+    EXPECT_EQ(keysOf(section), keysOf(expected));
+}
+
+TEST(ConfigToJson, CrashRecovery) {
+    const json section = configToJson(customConfig()).at("crash_recovery");
+    const json expected = {{"enabled", false},
+                           {"auto_recovery", false},
+                           {"max_recovery_attempts", 9},
+                           {"recovery_timeout_seconds", 120},
+                           {"save_session_state", false},
+                           {"session_state_path", "/srv/tau/state"},
+                           {"critical_processes", {"db"}}};
+    EXPECT_EQ(section, expected) << section.dump(2);
+    EXPECT_EQ(keysOf(section), keysOf(expected));
+}
+
+TEST(ConfigToJson, HealthChecking) {
+    const json section = configToJson(customConfig()).at("health_checking");
+    const json expected = {{"enabled", false},
+                           {"check_interval_seconds", 45},
+                           {"system_health_checks", {"cpu_usage"}},
+                           {"service_health_checks", {"web", "db"}},
+                           {"alert_on_failure", false},
+                           {"auto_restart_failed_services", false},
+                           {"health_score_threshold", 0.5}};
+    EXPECT_EQ(section, expected) << section.dump(2);
+    EXPECT_EQ(keysOf(section), keysOf(expected));
+}
+
+TEST(ConfigToJson, Logging) {
+    const json section = configToJson(customConfig()).at("logging");
+    const json expected = {{"log_level", "debug"},        {"log_file_path", "/srv/tau/tau.log"},
+                           {"max_log_size_mb", 7},        {"log_rotation", false},
+                           {"structured_logging", false}, {"log_compression", false},
+                           {"audit_logging", false},      {"performance_logging", false}};
+    EXPECT_EQ(section, expected) << section.dump(2);
+    EXPECT_EQ(keysOf(section), keysOf(expected));
+}
+
+TEST(ConfigToJson, Security) {
+    const json section = configToJson(customConfig()).at("security");
+    EXPECT_EQ(section, (json{{"admin_groups", {"wheel", "tau-admins"}}})) << section.dump(2);
+}
+
+TEST(ConfigToJson, EmptyListsAreEmptyArrays) {
+    Config config;
+    config.health_checking.service_health_checks.clear();
+    const json out = configToJson(config);
+    EXPECT_TRUE(out.at("security").at("admin_groups").is_array());
+    EXPECT_TRUE(out.at("security").at("admin_groups").empty());
+    EXPECT_TRUE(out.at("crash_recovery").at("critical_processes").is_array());
+    EXPECT_TRUE(out.at("health_checking").at("service_health_checks").is_array());
+}
+
+TEST(ConfigToJson, ServicesAreAnArrayInConfigurationOrder) {
+    const json services = configToJson(customConfig()).at("service");
+    ASSERT_TRUE(services.is_array());
+    ASSERT_EQ(services.size(), 2u);
+    EXPECT_EQ(services[0].at("name"), "web");
+    EXPECT_EQ(services[1].at("name"), "db");
+}
+
+TEST(ConfigToJson, ServiceWithEveryFieldSet) {
+    const json web = configToJson(customConfig()).at("service").at(0);
+    EXPECT_EQ(keysOf(web),
+              (std::vector<std::string>{"name", "exec", "environment", "working_directory", "user", "group",
+                                        "critical", "priority", "cpu_affinity", "stop_timeout_seconds",
+                                        "recovery", "memory_limit_mb", "cpu_limit_percent"}));
+    EXPECT_EQ(web.at("exec"), (json{"/usr/bin/web", "--port", "8080"}));
+    EXPECT_EQ(web.at("environment"), (json{{"LANG", "C.UTF-8"}, {"MODE", "production"}}));
+    EXPECT_TRUE(web.at("environment").is_object());
+    EXPECT_EQ(web.at("working_directory"), "/srv/web");
+    EXPECT_EQ(web.at("user"), "www-data");
+    EXPECT_EQ(web.at("group"), "www");
+    EXPECT_EQ(web.at("critical"), true);
+    EXPECT_EQ(web.at("priority"), "high");
+    EXPECT_EQ(web.at("cpu_affinity"), (json{0, 2}));
+    EXPECT_EQ(web.at("stop_timeout_seconds"), 2.5);
+    EXPECT_EQ(web.at("memory_limit_mb"), 512);
+    EXPECT_EQ(web.at("cpu_limit_percent"), 25.5);
+
+    const json& recovery = web.at("recovery");
+    EXPECT_EQ(keysOf(recovery), (std::vector<std::string>{"strategy", "delay_seconds", "max_attempts"}));
+    EXPECT_EQ(recovery.at("strategy"), "restart_with_delay");
+    EXPECT_EQ(recovery.at("delay_seconds"), 0.75);
+    EXPECT_EQ(recovery.at("max_attempts"), 4);
+}
+
+TEST(ConfigToJson, OptionalServiceFieldsAreLeftOutWhenUnset) {
+    const json db = configToJson(customConfig()).at("service").at(1);
+    EXPECT_FALSE(db.contains("memory_limit_mb"));
+    EXPECT_FALSE(db.contains("cpu_limit_percent"));
+    EXPECT_FALSE(db.at("recovery").contains("max_attempts"));
+    EXPECT_EQ(keysOf(db), (std::vector<std::string>{"name", "exec", "environment", "working_directory",
+                                                    "user", "group", "critical", "priority", "cpu_affinity",
+                                                    "stop_timeout_seconds", "recovery"}));
+    // Unset but not optional: present with their defaults.
+    EXPECT_EQ(db.at("working_directory"), "");
+    EXPECT_EQ(db.at("user"), "");
+    EXPECT_EQ(db.at("group"), "");
+    EXPECT_EQ(db.at("priority"), "normal");
+    EXPECT_EQ(db.at("stop_timeout_seconds"), 10.0);
+    EXPECT_TRUE(db.at("environment").is_object());
+    EXPECT_TRUE(db.at("environment").empty());
+    EXPECT_TRUE(db.at("cpu_affinity").is_array());
+    EXPECT_TRUE(db.at("cpu_affinity").empty());
+    EXPECT_EQ(db.at("recovery"), (json{{"strategy", "restart"}, {"delay_seconds", 1.0}}));
+}
+
+TEST(ConfigToJson, OptionalFieldsSetToZeroAreStillPresent) {
+    Config config;
+    ServiceConfig service;
+    service.name = "zero";
+    service.exec = {"/bin/true"};
+    service.memory_limit_mb = 0;
+    service.cpu_limit_percent = 0.0;
+    service.recovery.max_attempts = 0;
+    config.services.push_back(service);
+    const json entry = configToJson(config).at("service").at(0);
+    EXPECT_EQ(entry.at("memory_limit_mb"), 0);
+    EXPECT_EQ(entry.at("cpu_limit_percent"), 0.0);
+    EXPECT_EQ(entry.at("recovery").at("max_attempts"), 0);
+}
+
+TEST(ConfigToJson, CriticalComesFromEitherSource) {
+    // "db" is critical only through crash_recovery.critical_processes, "web" only through its own flag.
+    const json services = configToJson(customConfig()).at("service");
+    EXPECT_EQ(services[0].at("critical"), true);
+    EXPECT_EQ(services[1].at("critical"), true);
+
+    Config config = customConfig();
+    config.crash_recovery.critical_processes.clear();
+    config.services[0].critical = false;
+    const json plain = configToJson(config).at("service");
+    EXPECT_EQ(plain[0].at("critical"), false);
+    EXPECT_EQ(plain[1].at("critical"), false);
+}
+
+TEST(ConfigToJson, EveryPriorityAndStrategyHasItsName) {
+    Config config;
+    const std::pair<Priority, const char*> priorities[] = {{Priority::Critical, "critical"},
+                                                           {Priority::High, "high"},
+                                                           {Priority::Normal, "normal"},
+                                                           {Priority::Low, "low"},
+                                                           {Priority::Background, "background"}};
+    for (const auto& [priority, name] : priorities) {
+        ServiceConfig service;
+        service.name = name;
+        service.priority = priority;
+        config.services.push_back(service);
+    }
+    config.services[0].recovery.strategy = RecoveryStrategy::None;
+    const json services = configToJson(config).at("service");
+    for (std::size_t i = 0; i < std::size(priorities); ++i) {
+        EXPECT_EQ(services[i].at("priority"), priorities[i].second);
+    }
+    EXPECT_EQ(services[0].at("recovery").at("strategy"), "none");
+    EXPECT_EQ(services[1].at("recovery").at("strategy"), "restart");
+}
+
+TEST(ConfigToJson, DefaultConfigHasDefaultsNoServicesAndNoSource) {
+    const json out = configToJson(Config{});
+    EXPECT_TRUE(out.at("service").is_array());
+    EXPECT_TRUE(out.at("service").empty());
+    EXPECT_EQ(out.at("source"), "");
+    EXPECT_EQ(out.at("resource_monitoring").at("interval_seconds"), 30);
+    EXPECT_EQ(out.at("process_management").at("max_concurrent_processes"), 100);
+    EXPECT_EQ(out.at("crash_recovery").at("max_recovery_attempts"), 3);
+    EXPECT_EQ(out.at("crash_recovery").at("session_state_path"), "/var/lib/tau-monitor/state");
+    EXPECT_EQ(out.at("health_checking").at("system_health_checks"),
+              (json{"cpu_usage", "memory_usage", "disk_usage", "network_connectivity"}));
+    EXPECT_EQ(out.at("logging").at("log_level"), "info");
+    EXPECT_EQ(out.at("logging").at("log_file_path"), "/var/log/tau-monitor/tau-monitor.log");
+}
+
+TEST(ConfigToJson, SurvivesADumpAndParse) {
+    const json out = configToJson(customConfig());
+    EXPECT_EQ(json::parse(out.dump()), out);
+}
+
+} // namespace
+} // namespace tau

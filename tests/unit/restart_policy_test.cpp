@@ -1,8 +1,17 @@
 #include "tau/restart_policy.h"
 
-#include <gtest/gtest.h>
-
 #include <chrono>
+#include <gtest/gtest.h>
+#include <ostream>
+
+namespace tau {
+
+// Readable names in failure messages; found by argument-dependent lookup, so it lives in namespace tau.
+[[maybe_unused]] static void PrintTo(ExitAction action, std::ostream* os) {
+    *os << toString(action);
+}
+
+} // namespace tau
 
 namespace tau {
 namespace {
@@ -286,5 +295,5 @@ TEST(PolicyFor, ResultDrivesDecideOnExit) {
     EXPECT_EQ(second.action, ExitAction::GiveUp);
 }
 
-}  // namespace
-}  // namespace tau
+} // namespace
+} // namespace tau

@@ -1,27 +1,26 @@
 #include "tau/spawner.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pwd.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <optional>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
 #include <sstream>
 #include <string>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
 
 namespace tau {
 namespace {
@@ -36,8 +35,8 @@ bool waitReadable(int fd, std::chrono::milliseconds timeout) {
     pollfd entry{fd, POLLIN, 0};
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         const int ready = ::poll(&entry, 1, static_cast<int>(std::max(left.count(), 0L)));
         if (ready > 0) {
             return true;
@@ -156,7 +155,15 @@ class Orphan {
     bool reaped_ = false;
 };
 
-SpawnRequest shell(const std::string& script) { return SpawnRequest{{"/bin/sh", "-c", script}, {}, {}, {}, {}}; }
+SpawnRequest command(std::vector<std::string> argv) {
+    SpawnRequest request;
+    request.argv = std::move(argv);
+    return request;
+}
+
+SpawnRequest shell(const std::string& script) {
+    return command({"/bin/sh", "-c", script});
+}
 
 // The message of the SpawnError a request throws, or a test failure.
 std::string spawnErrorOf(const SpawnRequest& request) {
@@ -260,7 +267,7 @@ TEST(Spawner, ReportsDeathBySignal) {
 }
 
 TEST(Spawner, RunningProcessIsNotReapedYet) {
-    Child child(spawnProcess(SpawnRequest{{"/bin/sleep", "1000"}, {}, {}, {}, {}}));
+    Child child(spawnProcess(command({"/bin/sleep", "1000"})));
     EXPECT_FALSE(reapPidfd(child.pidfd()).has_value());
     ASSERT_TRUE(signalPidfd(child.pidfd(), SIGTERM));
     const auto status = child.waitForExit();
@@ -313,6 +320,28 @@ TEST(Spawner, EnvironmentOverridesReachTheChild) {
     EXPECT_EQ(readFile(output), "with space and \"quotes\"|new|kept1\n");
 }
 
+TEST(Spawner, UnsetEnvironmentHidesInheritedVariables) {
+    TemporaryDirectory directory;
+    const fs::path output = directory.path() / "environment";
+    ASSERT_EQ(::setenv("TAU_SPAWNER_SECRET", "hidden", 1), 0);
+    ASSERT_EQ(::setenv("TAU_SPAWNER_VISIBLE", "shown", 1), 0);
+
+    SpawnRequest request = shell("printf '%s|%s|%s' \"${TAU_SPAWNER_SECRET-unset}\" \"$TAU_SPAWNER_VISIBLE\" "
+                                 "\"${TAU_SPAWNER_NOT_THERE-unset}\" > \"$1\"");
+    request.argv.push_back("sh");
+    request.argv.push_back(output.string());
+    // Removing a variable that does not exist is harmless.
+    request.unset_environment = {"TAU_SPAWNER_SECRET", "TAU_SPAWNER_NOT_THERE"};
+    Child child(spawnProcess(request));
+    const auto status = child.waitForExit();
+    ::unsetenv("TAU_SPAWNER_SECRET");
+    ::unsetenv("TAU_SPAWNER_VISIBLE");
+
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(status->success()) << status->describe();
+    EXPECT_EQ(readFile(output), "unset|shown|unset");
+}
+
 TEST(Spawner, RunsInTheWorkingDirectory) {
     TemporaryDirectory directory;
     SpawnRequest request = shell("pwd -P > where; echo here > marker");
@@ -337,7 +366,7 @@ TEST(Spawner, InheritsTheWorkingDirectoryWhenNoneIsGiven) {
 }
 
 TEST(Spawner, ChildLeadsItsOwnSessionAndProcessGroup) {
-    Child child(spawnProcess(SpawnRequest{{"/bin/sleep", "1000"}, {}, {}, {}, {}}));
+    Child child(spawnProcess(command({"/bin/sleep", "1000"})));
     EXPECT_EQ(::getpgid(child.pid()), child.pid());
     EXPECT_EQ(::getsid(child.pid()), child.pid());
     EXPECT_NE(::getpgid(child.pid()), ::getpgrp());
@@ -360,8 +389,8 @@ TEST(Spawner, ChildStartsWithDefaultSignalDispositionsAndAnEmptyMask) {
     std::optional<ExitStatus> term_status;
     std::optional<ExitStatus> usr1_status;
     {
-        Child blocked_in_parent(spawnProcess(SpawnRequest{{"/bin/sleep", "1000"}, {}, {}, {}, {}}));
-        Child ignored_in_parent(spawnProcess(SpawnRequest{{"/bin/sleep", "1000"}, {}, {}, {}, {}}));
+        Child blocked_in_parent(spawnProcess(command({"/bin/sleep", "1000"})));
+        Child ignored_in_parent(spawnProcess(command({"/bin/sleep", "1000"})));
         EXPECT_TRUE(signalPidfd(blocked_in_parent.pidfd(), SIGTERM));
         EXPECT_TRUE(signalPidfd(ignored_in_parent.pidfd(), SIGUSR1));
         term_status = blocked_in_parent.waitForExit();
@@ -402,7 +431,7 @@ TEST(Spawner, SwitchesToTheRequestedUser) {
 
 TEST(Spawner, MissingExecutableThrowsWithPathAndReason) {
     const std::string path = "/nonexistent-tau-dir/no-such-program";
-    const std::string message = spawnErrorOf(SpawnRequest{{path}, {}, {}, {}, {}});
+    const std::string message = spawnErrorOf(command({path}));
     EXPECT_NE(message.find(path), std::string::npos) << message;
     EXPECT_NE(message.find(std::strerror(ENOENT)), std::string::npos) << message;
     EXPECT_NE(message.find("exec"), std::string::npos) << message;
@@ -413,7 +442,7 @@ TEST(Spawner, NonExecutableFileThrowsPermissionDenied) {
     const fs::path script = directory.path() / "not-executable";
     std::ofstream(script) << "#!/bin/sh\nexit 0\n";
     fs::permissions(script, fs::perms::owner_read | fs::perms::owner_write);
-    const std::string message = spawnErrorOf(SpawnRequest{{script.string()}, {}, {}, {}, {}});
+    const std::string message = spawnErrorOf(command({script.string()}));
     EXPECT_NE(message.find(script.string()), std::string::npos) << message;
     EXPECT_NE(message.find(std::strerror(EACCES)), std::string::npos) << message;
 }
@@ -451,7 +480,7 @@ TEST(Spawner, EmptyArgvThrows) {
 
 TEST(Spawner, FailedExecLeavesNoChildAndNoDescriptorBehind) {
     const std::size_t descriptors_before = openDescriptorCount();
-    EXPECT_THROW(spawnProcess(SpawnRequest{{"/nonexistent-tau-dir/x"}, {}, {}, {}, {}}), SpawnError);
+    EXPECT_THROW(spawnProcess(command({"/nonexistent-tau-dir/x"})), SpawnError);
     EXPECT_EQ(openDescriptorCount(), descriptors_before);
     // Every other test reaps what it starts, so no child of this process may be left, not even a zombie.
     siginfo_t info{};
@@ -548,5 +577,5 @@ TEST(ExitStatusSuccess, OnlyACleanExitIsSuccess) {
     EXPECT_FALSE(ExitStatus{}.success());
 }
 
-}  // namespace
-}  // namespace tau
+} // namespace
+} // namespace tau

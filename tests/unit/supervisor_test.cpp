@@ -1,1 +1,1002 @@
+#include "supervisor.h"
+#include "tau/errors.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
 #include <gtest/gtest.h>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <poll.h>
+#include <set>
+#include <signal.h>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tau {
+
+// Readable names in failure messages; found by argument-dependent lookup, so they live in namespace tau.
+[[maybe_unused]] static void PrintTo(ExitAction action, std::ostream* os) {
+    *os << toString(action);
+}
+[[maybe_unused]] static void PrintTo(ServiceState state, std::ostream* os) {
+    *os << toString(state);
+}
+
+} // namespace tau
+
+namespace tau {
+namespace {
+
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------------------------------------------------
+// Fakes
+
+// Records timers and descriptors; nothing fires until the test says so.
+class FakeReactor final : public Reactor {
+  public:
+    struct Timer {
+        std::chrono::steady_clock::duration delay;
+        std::function<void()> callback;
+    };
+
+    void watchFd(int fd, short events, FdCallback callback) override {
+        EXPECT_EQ(events, POLLIN);
+        fds_[fd] = std::move(callback);
+    }
+    void unwatchFd(int fd) override {
+        fds_.erase(fd);
+        unwatched_.push_back(fd);
+    }
+    TimerId addTimer(std::chrono::steady_clock::duration delay, std::function<void()> callback) override {
+        const TimerId id = next_id_++;
+        timers_[id] = Timer{delay, std::move(callback)};
+        return id;
+    }
+    void cancelTimer(TimerId id) override {
+        if (timers_.erase(id) > 0) {
+            cancelled_.insert(id);
+        }
+    }
+
+    bool watching(int fd) const { return fds_.contains(fd); }
+    std::size_t watchedCount() const { return fds_.size(); }
+    const std::vector<int>& unwatched() const { return unwatched_; }
+
+    // As the real loop does: the callback is taken out before it runs, and the descriptor stays watched.
+    void fireFd(int fd) {
+        auto it = fds_.find(fd);
+        ASSERT_NE(it, fds_.end()) << "fd " << fd << " is not watched";
+        auto callback = it->second;
+        callback(POLLIN);
+    }
+
+    std::vector<TimerId> pendingTimers() const {
+        std::vector<TimerId> ids;
+        for (const auto& [id, timer] : timers_) {
+            ids.push_back(id);
+        }
+        return ids;
+    }
+    bool pending(TimerId id) const { return timers_.contains(id); }
+    bool wasCancelled(TimerId id) const { return cancelled_.contains(id); }
+    std::chrono::steady_clock::duration delayOf(TimerId id) const { return timers_.at(id).delay; }
+
+    // The only pending timer; fails the test when there is not exactly one.
+    TimerId onlyTimer() const {
+        EXPECT_EQ(timers_.size(), 1u);
+        return timers_.empty() ? 0 : timers_.begin()->first;
+    }
+
+    void fireTimer(TimerId id) {
+        auto it = timers_.find(id);
+        ASSERT_NE(it, timers_.end()) << "timer " << id << " is not pending";
+        auto callback = std::move(it->second.callback);
+        timers_.erase(it);
+        callback();
+    }
+
+  private:
+    std::map<int, FdCallback> fds_;
+    std::vector<int> unwatched_;
+    std::map<TimerId, Timer> timers_;
+    std::set<TimerId> cancelled_;
+    TimerId next_id_ = 1;
+};
+
+// Hands out made-up pids and pidfds; a process "exits" when the test scripts a status for it.
+class FakeLauncher final : public ProcessLauncher {
+  public:
+    struct Signal {
+        pid_t group;
+        int signal;
+        bool operator==(const Signal&) const = default;
+    };
+
+    SpawnedProcess spawn(const SpawnRequest& request) override {
+        spawned_.push_back(request.argv.empty() ? std::string() : request.argv[0]);
+        if (auto it = failures_.find(request.argv.at(0)); it != failures_.end()) {
+            throw SpawnError(it->second);
+        }
+        const SpawnedProcess process{next_pid_++, next_pidfd_++};
+        live_[process.pidfd] = std::nullopt;
+        return process;
+    }
+    std::optional<ExitStatus> reap(int pidfd) override {
+        auto it = live_.find(pidfd);
+        EXPECT_NE(it, live_.end()) << "reap of unknown or released pidfd " << pidfd;
+        return it == live_.end() ? std::nullopt : it->second;
+    }
+    void signalGroup(pid_t process_group, int signal) override {
+        signals_.push_back({process_group, signal});
+    }
+    void release(int pidfd) override {
+        EXPECT_TRUE(live_.contains(pidfd)) << "release of unknown pidfd " << pidfd;
+        live_.erase(pidfd);
+        released_.push_back(pidfd);
+    }
+
+    void failSpawnOf(const std::string& executable, const std::string& reason) {
+        failures_[executable] = reason;
+    }
+    void allowSpawnOf(const std::string& executable) { failures_.erase(executable); }
+    void scriptExit(int pidfd, ExitStatus status) {
+        ASSERT_TRUE(live_.contains(pidfd)) << "pidfd " << pidfd << " is not a live process";
+        live_[pidfd] = status;
+    }
+
+    const std::vector<std::string>& spawned() const { return spawned_; }
+    const std::vector<Signal>& signals() const { return signals_; }
+    const std::vector<int>& released() const { return released_; }
+    std::size_t liveCount() const { return live_.size(); }
+    void clearSignals() { signals_.clear(); }
+
+  private:
+    std::vector<std::string> spawned_;
+    std::map<std::string, std::string> failures_;
+    std::map<int, std::optional<ExitStatus>> live_;
+    std::vector<Signal> signals_;
+    std::vector<int> released_;
+    pid_t next_pid_ = 1001;
+    int next_pidfd_ = 501;
+};
+
+class FakeClock final : public Clock {
+  public:
+    std::chrono::steady_clock::time_point now() const override { return steady_; }
+    std::chrono::system_clock::time_point wallNow() const override { return wall_; }
+    void advance(std::chrono::steady_clock::duration by) {
+        steady_ += by;
+        wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(by);
+    }
+
+  private:
+    std::chrono::steady_clock::time_point steady_{1000s};
+    std::chrono::system_clock::time_point wall_{1'795'447'479s};
+};
+
+class RecordingListener final : public SupervisorListener {
+  public:
+    struct Started {
+        std::string name;
+        pid_t pid;
+    };
+    struct Exited {
+        std::string name;
+        pid_t pid;
+        ExitStatus status;
+        ExitDecision decision;
+        std::chrono::steady_clock::duration uptime;
+        ServiceState state_after;
+    };
+    struct Changed {
+        std::string name;
+        ServiceState state;
+        pid_t pid;
+        unsigned restarts;
+    };
+    struct SpawnFailure {
+        std::string name;
+        std::string reason;
+        ServiceState state;
+    };
+
+    void serviceStarted(const ServiceStatus& service) override {
+        started.push_back({service.spec.name, service.pid});
+        events.push_back("started " + service.spec.name);
+    }
+    void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
+                       const ExitDecision& decision, std::chrono::steady_clock::duration uptime) override {
+        exited.push_back({service.spec.name, pid, status, decision, uptime, service.state});
+        events.push_back("exited " + service.spec.name);
+    }
+    void serviceChanged(const ServiceStatus& service) override {
+        changed.push_back({service.spec.name, service.state, service.pid, service.restarts});
+    }
+    void spawnFailed(const ServiceStatus& service, const std::string& reason) override {
+        spawn_failures.push_back({service.spec.name, reason, service.state});
+        events.push_back("spawn failed " + service.spec.name);
+    }
+
+    // The states a service was reported in, in order.
+    std::vector<ServiceState> statesOf(const std::string& name) const {
+        std::vector<ServiceState> states;
+        for (const auto& change : changed) {
+            if (change.name == name) {
+                states.push_back(change.state);
+            }
+        }
+        return states;
+    }
+
+    std::vector<Started> started;
+    std::vector<Exited> exited;
+    std::vector<Changed> changed;
+    std::vector<SpawnFailure> spawn_failures;
+    std::vector<std::string> events;
+};
+
+ExitStatus exitedWith(int code) {
+    ExitStatus status;
+    status.exit_code = code;
+    return status;
+}
+
+ExitStatus killedBy(int signal) {
+    ExitStatus status;
+    status.signal = signal;
+    return status;
+}
+
+std::string executableOf(const std::string& name) {
+    return "/usr/bin/" + name;
+}
+
+ServiceSpec makeSpec(const std::string& name) {
+    ServiceSpec spec;
+    spec.name = name;
+    spec.spawn.argv = {executableOf(name), "--flag"};
+    spec.policy.strategy = RecoveryStrategy::Restart;
+    spec.policy.max_attempts = 3;
+    spec.policy.stability_window = 60s;
+    spec.stop_timeout = 5000ms;
+    return spec;
+}
+
+// Expects `function` to throw a ServiceError with `code` whose message names `name`.
+template <typename Function>
+void expectServiceError(Function&& function, ErrorCode code, const std::string& name) {
+    try {
+        function();
+        ADD_FAILURE() << "no ServiceError (" << toString(code) << ") was thrown";
+    } catch (const ServiceError& error) {
+        EXPECT_EQ(error.code(), code) << toString(error.code()) << ": " << error.what();
+        EXPECT_NE(std::string(error.what()).find("'" + name + "'"), std::string::npos) << error.what();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fixture
+
+class SupervisorTest : public testing::Test {
+  protected:
+    static constexpr unsigned kNoLimit = 100;
+
+    Supervisor& supervisor(unsigned max_concurrent_configured = kNoLimit) {
+        if (!supervisor_) {
+            supervisor_.emplace(reactor_, launcher_, clock_, listener_, max_concurrent_configured);
+        }
+        return *supervisor_;
+    }
+
+    const ServiceStatus& status(const std::string& name) {
+        const ServiceStatus* found = supervisor().find(name);
+        EXPECT_NE(found, nullptr) << name;
+        return *found;
+    }
+
+    // The service's main process ends with `exit`, and the loop notices it through its pidfd.
+    void exitService(const std::string& name, ExitStatus exit) {
+        const int pidfd = status(name).pidfd;
+        ASSERT_GE(pidfd, 0) << name << " has no process";
+        launcher_.scriptExit(pidfd, exit);
+        reactor_.fireFd(pidfd);
+    }
+
+    FakeReactor reactor_;
+    FakeLauncher launcher_;
+    FakeClock clock_;
+    RecordingListener listener_;
+    std::optional<Supervisor> supervisor_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Starting
+
+TEST_F(SupervisorTest, ServiceStateNames) {
+    EXPECT_EQ(toString(ServiceState::Running), "running");
+    EXPECT_EQ(toString(ServiceState::Stopping), "stopping");
+    EXPECT_EQ(toString(ServiceState::Stopped), "stopped");
+    EXPECT_EQ(toString(ServiceState::Backoff), "backoff");
+    EXPECT_EQ(toString(ServiceState::Failed), "failed");
+}
+
+TEST_F(SupervisorTest, AddedServicesStartStopped) {
+    supervisor().add(makeSpec("web"));
+    const auto& web = status("web");
+    EXPECT_EQ(web.state, ServiceState::Stopped);
+    EXPECT_EQ(web.pid, 0);
+    EXPECT_EQ(web.pidfd, -1);
+    EXPECT_EQ(supervisor().find("nothing"), nullptr);
+    EXPECT_EQ(supervisor().runningCount(), 0u);
+    EXPECT_TRUE(launcher_.spawned().empty());
+}
+
+TEST_F(SupervisorTest, StartAllSpawnsInOrderAndReportsEachStart) {
+    for (const char* name : {"db", "web", "cache"}) {
+        supervisor().add(makeSpec(name));
+    }
+    supervisor().startAll();
+
+    EXPECT_EQ(launcher_.spawned(),
+              (std::vector<std::string>{executableOf("db"), executableOf("web"), executableOf("cache")}));
+    ASSERT_EQ(listener_.started.size(), 3u);
+    EXPECT_EQ(listener_.started[0].name, "db");
+    EXPECT_EQ(listener_.started[1].name, "web");
+    EXPECT_EQ(listener_.started[2].name, "cache");
+    EXPECT_EQ(supervisor().runningCount(), 3u);
+    for (const char* name : {"db", "web", "cache"}) {
+        const auto& service = status(name);
+        EXPECT_EQ(service.state, ServiceState::Running) << name;
+        EXPECT_GT(service.pid, 0) << name;
+        EXPECT_TRUE(reactor_.watching(service.pidfd)) << name;
+        EXPECT_EQ(service.started_at, clock_.wallNow());
+        EXPECT_EQ(service.started_steady, clock_.now());
+        EXPECT_EQ(listener_.statesOf(name), (std::vector<ServiceState>{ServiceState::Running}));
+    }
+    EXPECT_EQ(listener_.started[1].pid, status("web").pid);
+}
+
+TEST_F(SupervisorTest, StartAllLeavesRunningServicesAlone) {
+    supervisor().add(makeSpec("db"));
+    supervisor().add(makeSpec("web"));
+    supervisor().start("db");
+    supervisor().startAll();
+    EXPECT_EQ(launcher_.spawned(), (std::vector<std::string>{executableOf("db"), executableOf("web")}));
+}
+
+TEST_F(SupervisorTest, UptimeCountsOnlyWhileRunning) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    clock_.advance(42s);
+    EXPECT_EQ(status("web").uptime(clock_.now()), 42s);
+    exitService("web", exitedWith(0));
+    EXPECT_EQ(status("web").uptime(clock_.now()), 0s);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Exits and restarts
+
+TEST_F(SupervisorTest, FailedExitIsRestartedThroughATimer) {
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    const pid_t first_pid = status("web").pid;
+    const int first_pidfd = status("web").pidfd;
+    clock_.advance(3s);
+
+    exitService("web", exitedWith(1));
+
+    // The old process is let go of entirely, and whatever it left in its group is killed.
+    EXPECT_FALSE(reactor_.watching(first_pidfd));
+    EXPECT_EQ(launcher_.released(), (std::vector<int>{first_pidfd}));
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{first_pid, SIGKILL}}));
+    const auto& web = status("web");
+    EXPECT_EQ(web.state, ServiceState::Backoff);
+    EXPECT_EQ(web.pid, 0);
+    EXPECT_EQ(web.pidfd, -1);
+    EXPECT_EQ(web.consecutive_failures, 1u);
+    EXPECT_EQ(web.restarts, 0u);
+    ASSERT_TRUE(web.last_exit.has_value());
+    EXPECT_EQ(web.last_exit->exit_code, 1);
+
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    const auto& exit = listener_.exited[0];
+    EXPECT_EQ(exit.name, "web");
+    EXPECT_EQ(exit.pid, first_pid);
+    EXPECT_EQ(exit.status.exit_code, 1);
+    EXPECT_EQ(exit.decision.action, ExitAction::Restart);
+    EXPECT_EQ(exit.decision.consecutive_failures, 1u);
+    EXPECT_EQ(exit.uptime, 3s);
+    EXPECT_EQ(exit.state_after, ServiceState::Backoff);
+
+    const auto timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(timer), 0ms);
+    EXPECT_EQ(launcher_.spawned().size(), 1u) << "restarted before the timer fired";
+
+    reactor_.fireTimer(timer);
+    EXPECT_EQ(launcher_.spawned().size(), 2u);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(status("web").restarts, 1u);
+    EXPECT_NE(status("web").pid, first_pid);
+    EXPECT_TRUE(reactor_.watching(status("web").pidfd));
+    EXPECT_EQ(listener_.started.size(), 2u);
+    EXPECT_EQ(
+        listener_.statesOf("web"),
+        (std::vector<ServiceState>{ServiceState::Running, ServiceState::Backoff, ServiceState::Running}));
+    EXPECT_EQ(listener_.changed.back().restarts, 1u);
+}
+
+TEST_F(SupervisorTest, SignalDeathIsAFailureToo) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    exitService("web", killedBy(SIGSEGV));
+    EXPECT_EQ(status("web").state, ServiceState::Backoff);
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].status.signal, SIGSEGV);
+    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::Restart);
+}
+
+TEST_F(SupervisorTest, RestartWithDelayWaitsForTheDelay) {
+    auto spec = makeSpec("web");
+    spec.policy.strategy = RecoveryStrategy::RestartWithDelay;
+    spec.policy.delay = 2500ms;
+    supervisor().add(spec);
+    supervisor().start("web");
+
+    exitService("web", exitedWith(2));
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(listener_.exited[0].decision.delay, 2500ms);
+    const auto timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(timer), 2500ms);
+    EXPECT_EQ(status("web").state, ServiceState::Backoff);
+
+    reactor_.fireTimer(timer);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(status("web").restarts, 1u);
+}
+
+TEST_F(SupervisorTest, GivesUpAfterMaxAttempts) {
+    auto spec = makeSpec("web");
+    spec.policy.max_attempts = 2;
+    supervisor().add(spec);
+    supervisor().start("web");
+
+    for (int attempt = 1; attempt <= 2; ++attempt) {
+        exitService("web", exitedWith(1));
+        ASSERT_EQ(status("web").state, ServiceState::Backoff) << "attempt " << attempt;
+        reactor_.fireTimer(reactor_.onlyTimer());
+        ASSERT_EQ(status("web").state, ServiceState::Running) << "attempt " << attempt;
+    }
+    exitService("web", exitedWith(1));
+
+    EXPECT_EQ(status("web").state, ServiceState::Failed);
+    EXPECT_EQ(status("web").restarts, 2u);
+    EXPECT_EQ(status("web").consecutive_failures, 3u);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    ASSERT_EQ(listener_.exited.size(), 3u);
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::GiveUp);
+    EXPECT_EQ(listener_.exited.back().state_after, ServiceState::Failed);
+    EXPECT_EQ(launcher_.spawned().size(), 3u);
+}
+
+TEST_F(SupervisorTest, StableRunForgivesEarlierFailures) {
+    auto spec = makeSpec("web");
+    spec.policy.max_attempts = 1;
+    spec.policy.stability_window = 60s;
+    supervisor().add(spec);
+    supervisor().start("web");
+
+    clock_.advance(1s);
+    exitService("web", exitedWith(1));
+    EXPECT_EQ(status("web").consecutive_failures, 1u);
+    reactor_.fireTimer(reactor_.onlyTimer());
+
+    // Up for longer than the window: this failure counts as the first again.
+    clock_.advance(61s);
+    exitService("web", exitedWith(1));
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Restart);
+    EXPECT_EQ(listener_.exited.back().uptime, 61s);
+    EXPECT_EQ(status("web").consecutive_failures, 1u);
+    reactor_.fireTimer(reactor_.onlyTimer());
+
+    // A quick failure right after is the second in a row, one too many.
+    clock_.advance(1s);
+    exitService("web", exitedWith(1));
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::GiveUp);
+    EXPECT_EQ(status("web").state, ServiceState::Failed);
+}
+
+TEST_F(SupervisorTest, CleanExitStopsWithoutRestart) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    exitService("web", exitedWith(0));
+
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::None);
+    EXPECT_EQ(listener_.exited[0].state_after, ServiceState::Stopped);
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+TEST_F(SupervisorTest, FailureWithoutRecoveryIsFailed) {
+    auto spec = makeSpec("web");
+    spec.policy.strategy = RecoveryStrategy::None;
+    supervisor().add(spec);
+    supervisor().start("web");
+    exitService("web", exitedWith(1));
+
+    EXPECT_EQ(status("web").state, ServiceState::Failed);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::None);
+}
+
+TEST_F(SupervisorTest, SpuriousWakeupChangesNothing) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    const int pidfd = status("web").pidfd;
+    reactor_.fireFd(pidfd); // nothing scripted: the process is still running
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_TRUE(reactor_.watching(pidfd));
+    EXPECT_TRUE(listener_.exited.empty());
+    EXPECT_TRUE(launcher_.released().empty());
+}
+
+TEST_F(SupervisorTest, ManualStartResetsTheFailureCountAndCancelsThePendingRestart) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    exitService("web", exitedWith(1));
+    const auto restart_timer = reactor_.onlyTimer();
+    ASSERT_EQ(status("web").consecutive_failures, 1u);
+
+    supervisor().start("web");
+    EXPECT_TRUE(reactor_.wasCancelled(restart_timer));
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_EQ(status("web").restarts, 0u);
+    EXPECT_EQ(launcher_.spawned().size(), 2u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stopping
+
+TEST_F(SupervisorTest, StopSendsSigtermToTheGroupAndArmsAKillTimer) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    const pid_t pid = status("web").pid;
+
+    supervisor().stop("web");
+    EXPECT_EQ(status("web").state, ServiceState::Stopping);
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}}));
+    const auto kill_timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(kill_timer), 5000ms);
+    EXPECT_EQ(listener_.statesOf("web"),
+              (std::vector<ServiceState>{ServiceState::Running, ServiceState::Stopping}));
+    EXPECT_EQ(supervisor().runningCount(), 1u) << "a stopping service still counts as running";
+
+    // The service ignores SIGTERM: the timer escalates.
+    reactor_.fireTimer(kill_timer);
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}, {pid, SIGKILL}}));
+    EXPECT_EQ(status("web").state, ServiceState::Stopping);
+
+    exitService("web", killedBy(SIGKILL));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+TEST_F(SupervisorTest, ExitBeforeTheKillTimerCancelsItAndKillsStragglers) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    const pid_t pid = status("web").pid;
+    supervisor().stop("web");
+    const auto kill_timer = reactor_.onlyTimer();
+
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_TRUE(reactor_.wasCancelled(kill_timer));
+    EXPECT_FALSE(reactor_.pending(kill_timer));
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    // SIGTERM to stop it; SIGKILL afterwards for anything of its group still around.
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}, {pid, SIGKILL}}));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::Stopped);
+    EXPECT_EQ(listener_.exited[0].state_after, ServiceState::Stopped);
+}
+
+TEST_F(SupervisorTest, StoppingTwiceSendsSigtermOnce) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    supervisor().stop("web");
+    supervisor().stop("web");
+    EXPECT_EQ(launcher_.signals().size(), 1u);
+    EXPECT_EQ(reactor_.pendingTimers().size(), 1u);
+}
+
+TEST_F(SupervisorTest, StopOfAStoppedServiceIsBusy) {
+    supervisor().add(makeSpec("web"));
+    expectServiceError([&] { supervisor().stop("web"); }, ErrorCode::Busy, "web");
+
+    supervisor().start("web");
+    exitService("web", exitedWith(0));
+    expectServiceError([&] { supervisor().stop("web"); }, ErrorCode::Busy, "web");
+    EXPECT_EQ(launcher_.signals().size(), 1u) << "only the straggler kill after the exit";
+}
+
+TEST_F(SupervisorTest, StopOfAFailedServiceIsBusy) {
+    auto spec = makeSpec("web");
+    spec.policy.strategy = RecoveryStrategy::None;
+    supervisor().add(spec);
+    supervisor().start("web");
+    exitService("web", exitedWith(1));
+    expectServiceError([&] { supervisor().stop("web"); }, ErrorCode::Busy, "web");
+}
+
+TEST_F(SupervisorTest, StopDuringBackoffCancelsThePendingRestart) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    exitService("web", exitedWith(1));
+    const auto restart_timer = reactor_.onlyTimer();
+
+    supervisor().stop("web");
+    EXPECT_TRUE(reactor_.wasCancelled(restart_timer));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    EXPECT_EQ(listener_.statesOf("web").back(), ServiceState::Stopped);
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors of start, stop and restart
+
+TEST_F(SupervisorTest, UnknownNameIsNotFound) {
+    supervisor().add(makeSpec("web"));
+    expectServiceError([&] { supervisor().start("nope"); }, ErrorCode::NotFound, "nope");
+    expectServiceError([&] { supervisor().stop("nope"); }, ErrorCode::NotFound, "nope");
+    expectServiceError([&] { supervisor().restart("nope"); }, ErrorCode::NotFound, "nope");
+    EXPECT_TRUE(launcher_.spawned().empty());
+}
+
+TEST_F(SupervisorTest, StartWhileRunningOrStoppingIsBusy) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    expectServiceError([&] { supervisor().start("web"); }, ErrorCode::Busy, "web");
+    supervisor().stop("web");
+    expectServiceError([&] { supervisor().start("web"); }, ErrorCode::Busy, "web");
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// restart()
+
+TEST_F(SupervisorTest, RestartOfARunningServiceStopsThenStartsIt) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    exitService("web", exitedWith(1));
+    reactor_.fireTimer(reactor_.onlyTimer());
+    ASSERT_EQ(status("web").restarts, 1u);
+    ASSERT_EQ(status("web").consecutive_failures, 1u);
+    const pid_t old_pid = status("web").pid;
+    launcher_.clearSignals();
+
+    supervisor().restart("web");
+    EXPECT_EQ(status("web").state, ServiceState::Stopping);
+    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{old_pid, SIGTERM}}));
+    EXPECT_EQ(launcher_.spawned().size(), 2u) << "started again before the old process ended";
+    const auto kill_timer = reactor_.onlyTimer();
+
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_TRUE(reactor_.wasCancelled(kill_timer));
+    EXPECT_EQ(launcher_.spawned().size(), 3u);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_NE(status("web").pid, old_pid);
+    EXPECT_TRUE(reactor_.watching(status("web").pidfd));
+    // A requested restart is not an automatic one.
+    EXPECT_EQ(status("web").restarts, 1u);
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
+    EXPECT_EQ(listener_.events.back(), "started web");
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+}
+
+TEST_F(SupervisorTest, RestartOfAStoppedServiceStartsIt) {
+    supervisor().add(makeSpec("web"));
+    supervisor().restart("web");
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+    EXPECT_TRUE(launcher_.signals().empty());
+}
+
+TEST_F(SupervisorTest, StopAfterRestartCancelsTheRestart) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    supervisor().restart("web");
+    supervisor().stop("web");
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Spawn failures and limits
+
+TEST_F(SupervisorTest, SpawnFailureMarksTheServiceFailedAndStartAllGoesOn) {
+    supervisor().add(makeSpec("broken"));
+    supervisor().add(makeSpec("web"));
+    launcher_.failSpawnOf(executableOf("broken"), "exec '/usr/bin/broken': No such file or directory");
+
+    supervisor().startAll();
+    EXPECT_EQ(status("broken").state, ServiceState::Failed);
+    EXPECT_EQ(status("broken").pid, 0);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    ASSERT_EQ(listener_.spawn_failures.size(), 1u);
+    EXPECT_EQ(listener_.spawn_failures[0].name, "broken");
+    EXPECT_EQ(listener_.spawn_failures[0].reason, "exec '/usr/bin/broken': No such file or directory");
+    EXPECT_EQ(listener_.spawn_failures[0].state, ServiceState::Failed);
+    EXPECT_EQ(listener_.statesOf("broken"), (std::vector<ServiceState>{ServiceState::Failed}));
+    EXPECT_EQ(listener_.events, (std::vector<std::string>{"spawn failed broken", "started web"}));
+}
+
+TEST_F(SupervisorTest, StartOfAnUnspawnableServiceThrowsSpawnFailed) {
+    supervisor().add(makeSpec("broken"));
+    launcher_.failSpawnOf(executableOf("broken"), "unknown user 'ghost'");
+    try {
+        supervisor().start("broken");
+        ADD_FAILURE() << "start() did not throw";
+    } catch (const ServiceError& error) {
+        EXPECT_EQ(error.code(), ErrorCode::SpawnFailed);
+        EXPECT_NE(std::string(error.what()).find("'broken'"), std::string::npos) << error.what();
+        EXPECT_NE(std::string(error.what()).find("unknown user 'ghost'"), std::string::npos) << error.what();
+    }
+    EXPECT_EQ(status("broken").state, ServiceState::Failed);
+    EXPECT_EQ(listener_.spawn_failures.size(), 1u);
+    EXPECT_EQ(reactor_.watchedCount(), 0u);
+
+    // Once the cause is gone a manual start works.
+    launcher_.allowSpawnOf(executableOf("broken"));
+    supervisor().start("broken");
+    EXPECT_EQ(status("broken").state, ServiceState::Running);
+}
+
+TEST_F(SupervisorTest, SpawnFailureOnAnAutomaticRestartLeavesTheServiceFailed) {
+    supervisor().add(makeSpec("web"));
+    supervisor().start("web");
+    exitService("web", exitedWith(1));
+    launcher_.failSpawnOf(executableOf("web"), "exec '/usr/bin/web': Permission denied");
+
+    EXPECT_NO_THROW(reactor_.fireTimer(reactor_.onlyTimer()));
+    EXPECT_EQ(status("web").state, ServiceState::Failed);
+    EXPECT_EQ(listener_.spawn_failures.size(), 1u);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+}
+
+TEST_F(SupervisorTest, ConfiguredServicesAreLimitedButInternalOnesAreExempt) {
+    auto internal = makeSpec("log");
+    internal.internal = true;
+    supervisor(2).add(internal);
+    supervisor().add(makeSpec("a"));
+    supervisor().add(makeSpec("b"));
+    supervisor().add(makeSpec("c"));
+    auto late_internal = makeSpec("health");
+    late_internal.internal = true;
+    supervisor().add(late_internal);
+
+    supervisor().startAll();
+    EXPECT_EQ(status("log").state, ServiceState::Running);
+    EXPECT_EQ(status("a").state, ServiceState::Running);
+    EXPECT_EQ(status("b").state, ServiceState::Running);
+    EXPECT_EQ(status("c").state, ServiceState::Failed);
+    EXPECT_EQ(status("health").state, ServiceState::Running);
+    ASSERT_EQ(listener_.spawn_failures.size(), 1u);
+    EXPECT_EQ(listener_.spawn_failures[0].name, "c");
+    EXPECT_NE(listener_.spawn_failures[0].reason.find("max_concurrent_processes (2)"), std::string::npos)
+        << listener_.spawn_failures[0].reason;
+    EXPECT_EQ(launcher_.spawned(), (std::vector<std::string>{executableOf("log"), executableOf("a"),
+                                                             executableOf("b"), executableOf("health")}));
+
+    expectServiceError([&] { supervisor().start("c"); }, ErrorCode::LimitExceeded, "c");
+
+    // A slot frees up when a configured service ends.
+    exitService("a", exitedWith(0));
+    supervisor().start("c");
+    EXPECT_EQ(status("c").state, ServiceState::Running);
+}
+
+TEST_F(SupervisorTest, ServiceInBackoffDoesNotHoldASlot) {
+    supervisor(1).add(makeSpec("a"));
+    supervisor().add(makeSpec("b"));
+    supervisor().start("a");
+    exitService("a", exitedWith(1));
+    ASSERT_EQ(status("a").state, ServiceState::Backoff);
+    supervisor().start("b");
+    EXPECT_EQ(status("b").state, ServiceState::Running);
+
+    // Now the restart of "a" finds the limit reached.
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(status("a").state, ServiceState::Failed);
+    ASSERT_EQ(listener_.spawn_failures.size(), 1u);
+    EXPECT_EQ(listener_.spawn_failures[0].name, "a");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shutdown
+
+TEST_F(SupervisorTest, ShutdownStopsOneAtATimeInReverseOrder) {
+    for (const char* name : {"a", "b", "c"}) {
+        supervisor().add(makeSpec(name));
+    }
+    supervisor().startAll();
+    const pid_t a = status("a").pid;
+    const pid_t b = status("b").pid;
+    const pid_t c = status("c").pid;
+    int done_calls = 0;
+
+    supervisor().shutdown([&] { ++done_calls; });
+    EXPECT_TRUE(supervisor().shuttingDown());
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{c, SIGTERM}}));
+    EXPECT_EQ(status("c").state, ServiceState::Stopping);
+    EXPECT_EQ(status("b").state, ServiceState::Running);
+    EXPECT_EQ(status("a").state, ServiceState::Running);
+
+    exitService("c", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 0);
+    EXPECT_EQ(status("b").state, ServiceState::Stopping);
+    EXPECT_EQ(status("a").state, ServiceState::Running);
+
+    exitService("b", exitedWith(0));
+    EXPECT_EQ(done_calls, 0);
+    EXPECT_EQ(status("a").state, ServiceState::Stopping);
+
+    exitService("a", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 1);
+
+    EXPECT_EQ(launcher_.signals(),
+              (std::vector<FakeLauncher::Signal>{
+                  {c, SIGTERM}, {c, SIGKILL}, {b, SIGTERM}, {b, SIGKILL}, {a, SIGTERM}, {a, SIGKILL}}));
+    for (const char* name : {"a", "b", "c"}) {
+        EXPECT_EQ(status(name).state, ServiceState::Stopped) << name;
+    }
+    EXPECT_EQ(launcher_.spawned().size(), 3u);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    EXPECT_EQ(reactor_.watchedCount(), 0u);
+    EXPECT_EQ(launcher_.liveCount(), 0u);
+}
+
+TEST_F(SupervisorTest, ShutdownWithNothingRunningIsDoneAtOnce) {
+    supervisor().add(makeSpec("a"));
+    int done_calls = 0;
+    supervisor().shutdown([&] { ++done_calls; });
+    EXPECT_EQ(done_calls, 1);
+    EXPECT_TRUE(launcher_.signals().empty());
+}
+
+TEST_F(SupervisorTest, ShutdownSkipsServicesThatAreNotRunning) {
+    supervisor().add(makeSpec("a"));
+    supervisor().add(makeSpec("idle"));
+    supervisor().start("a");
+    const pid_t a = status("a").pid;
+    int done_calls = 0;
+    supervisor().shutdown([&] { ++done_calls; });
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{a, SIGTERM}}));
+    exitService("a", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 1);
+}
+
+TEST_F(SupervisorTest, ShutdownWaitsForAServiceAlreadyStopping) {
+    supervisor().add(makeSpec("a"));
+    supervisor().add(makeSpec("b"));
+    supervisor().startAll();
+    supervisor().stop("a");
+    int done_calls = 0;
+    supervisor().shutdown([&] { ++done_calls; });
+    // "b" is stopped first; "a" is already on its way.
+    EXPECT_EQ(status("b").state, ServiceState::Stopping);
+    exitService("b", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 0);
+    exitService("a", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 1);
+}
+
+TEST_F(SupervisorTest, ShutdownCancelsPendingRestarts) {
+    supervisor().add(makeSpec("a"));
+    supervisor().add(makeSpec("b"));
+    supervisor().startAll();
+    exitService("a", exitedWith(1));
+    const auto restart_timer = reactor_.onlyTimer();
+    ASSERT_EQ(status("a").state, ServiceState::Backoff);
+
+    int done_calls = 0;
+    supervisor().shutdown([&] { ++done_calls; });
+    EXPECT_TRUE(reactor_.wasCancelled(restart_timer));
+    EXPECT_EQ(status("a").state, ServiceState::Stopped);
+    exitService("b", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 1);
+    EXPECT_EQ(launcher_.spawned().size(), 2u);
+}
+
+TEST_F(SupervisorTest, ShutdownReportsTheCancelledRestartAsAChange) {
+    supervisor().add(makeSpec("a"));
+    supervisor().start("a");
+    exitService("a", exitedWith(1));
+    ASSERT_EQ(status("a").state, ServiceState::Backoff);
+
+    supervisor().shutdown([] {});
+    EXPECT_EQ(listener_.statesOf("a").back(), ServiceState::Stopped);
+}
+
+TEST_F(SupervisorTest, ExitsDuringShutdownAreNotRestarted) {
+    for (const char* name : {"a", "b", "c"}) {
+        supervisor().add(makeSpec(name));
+    }
+    supervisor().startAll();
+    int done_calls = 0;
+    supervisor().shutdown([&] { ++done_calls; });
+    ASSERT_EQ(status("c").state, ServiceState::Stopping);
+
+    // "a" crashes on its own while "c" is being stopped: no restart, and nothing more to stop for it.
+    exitService("a", exitedWith(1));
+    EXPECT_EQ(status("a").state, ServiceState::Stopped);
+    EXPECT_EQ(listener_.exited.back().name, "a");
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
+    EXPECT_EQ(reactor_.pendingTimers().size(), 1u) << "only the kill timer of c";
+    EXPECT_EQ(status("b").state, ServiceState::Running) << "b waits until c is gone";
+
+    exitService("c", killedBy(SIGTERM));
+    exitService("b", killedBy(SIGTERM));
+    EXPECT_EQ(done_calls, 1);
+    EXPECT_EQ(launcher_.spawned().size(), 3u);
+}
+
+TEST_F(SupervisorTest, RestartRequestedBeforeShutdownIsDropped) {
+    supervisor().add(makeSpec("a"));
+    supervisor().start("a");
+    supervisor().restart("a");
+    int done_calls = 0;
+    supervisor().shutdown([&] { ++done_calls; });
+    exitService("a", killedBy(SIGTERM));
+    EXPECT_EQ(status("a").state, ServiceState::Stopped);
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+    EXPECT_EQ(done_calls, 1);
+}
+
+TEST_F(SupervisorTest, StartAndRestartAreRefusedDuringShutdown) {
+    supervisor().add(makeSpec("a"));
+    supervisor().add(makeSpec("idle"));
+    supervisor().start("a");
+    supervisor().shutdown([] {});
+    expectServiceError([&] { supervisor().start("idle"); }, ErrorCode::Busy, "idle");
+    expectServiceError([&] { supervisor().restart("a"); }, ErrorCode::Busy, "a");
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Teardown
+
+TEST_F(SupervisorTest, DestructorReleasesDescriptorsAndCancelsTimers) {
+    supervisor().add(makeSpec("a"));
+    supervisor().add(makeSpec("b"));
+    supervisor().add(makeSpec("c"));
+    supervisor().startAll();
+    const int b_pidfd = status("b").pidfd;
+    const int c_pidfd = status("c").pidfd;
+    exitService("a", exitedWith(1)); // a restart timer
+    supervisor().stop("b");          // a kill timer
+    ASSERT_EQ(reactor_.pendingTimers().size(), 2u);
+
+    supervisor_.reset();
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    EXPECT_EQ(reactor_.watchedCount(), 0u);
+    EXPECT_EQ(launcher_.liveCount(), 0u);
+    const auto& released = launcher_.released();
+    EXPECT_NE(std::find(released.begin(), released.end(), b_pidfd), released.end());
+    EXPECT_NE(std::find(released.begin(), released.end(), c_pidfd), released.end());
+}
+
+} // namespace
+} // namespace tau

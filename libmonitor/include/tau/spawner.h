@@ -16,6 +16,7 @@ namespace tau {
 struct SpawnRequest {
     std::vector<std::string> argv;  // argv[0] is the absolute path of the executable
     std::map<std::string, std::string> environment;  // set on top of the inherited environment
+    std::vector<std::string> unset_environment;      // inherited variables the child must not see
     std::filesystem::path working_directory;         // empty: inherit
     std::string user;   // empty: keep the current user; otherwise switch to it (and its groups)
     std::string group;  // empty: the user's primary group

@@ -12,6 +12,9 @@
 #include "tau/paths.h"
 
 namespace tau::bus {
+namespace {
+const std::filesystem::path kRootBusAddressFile = "/run/tau-monitor/bus-address";
+}
 
 BusChoice BusChoice::parse(std::string_view text) {
     if (text == "auto") {
@@ -93,11 +96,21 @@ bool nameHasOwner(sdbus::IConnection& connection, const std::string& name) {
 DaemonConnection connectToDaemon(const BusChoice& choice) {
     std::vector<std::pair<BusChoice, std::string>> candidates;
     if (choice.kind == BusChoice::Kind::Auto || choice.kind == BusChoice::Kind::Private) {
-        std::ifstream address_file(busAddressFile());
-        std::string address;
-        if (address_file && std::getline(address_file, address) && !address.empty()) {
-            candidates.push_back({BusChoice{BusChoice::Kind::Address, address}, "private bus " + address});
-        } else if (choice.kind == BusChoice::Kind::Private) {
+        // Our own runtime directory first, then that of a daemon run by root, which any user may query
+        // (unless a runtime directory was named explicitly).
+        std::vector<std::filesystem::path> files{busAddressFile()};
+        const char* explicit_dir = std::getenv("TAU_MONITOR_RUNTIME_DIR");
+        if (files.front() != kRootBusAddressFile && (explicit_dir == nullptr || *explicit_dir == '\0')) {
+            files.emplace_back(kRootBusAddressFile);
+        }
+        for (const auto& file : files) {
+            std::ifstream address_file(file);
+            std::string address;
+            if (address_file && std::getline(address_file, address) && !address.empty()) {
+                candidates.push_back({BusChoice{BusChoice::Kind::Address, address}, "private bus " + address});
+            }
+        }
+        if (candidates.empty() && choice.kind == BusChoice::Kind::Private) {
             throw DaemonNotFound("tau-monitor is not running: no private bus address in " +
                                  busAddressFile().string());
         }

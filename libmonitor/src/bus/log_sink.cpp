@@ -8,6 +8,7 @@
 
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
+#include "tau/bus/wire.h"
 
 namespace tau::bus {
 namespace {
@@ -51,9 +52,6 @@ spdlog::level::level_enum toSpdlogLevel(const std::string& name) {
     }
     return spdlog::level::info;
 }
-
-using WireRecord = sdbus::Struct<uint64_t, std::string, std::string, int32_t, std::string, std::string,
-                                 std::map<std::string, std::string>>;
 
 constexpr auto kFlushInterval = std::chrono::milliseconds(200);
 constexpr std::size_t kBatchSize = 500;
@@ -134,20 +132,17 @@ void LogForwarder::flush() {
     if (batch.empty()) {
         return;
     }
-    std::vector<WireRecord> wire;
-    wire.reserve(batch.size());
-    for (auto& record : batch) {
-        const auto micros =
-            std::chrono::duration_cast<std::chrono::microseconds>(record.timestamp.time_since_epoch()).count();
-        wire.emplace_back(static_cast<uint64_t>(micros), std::string(toString(record.level)), record.service,
-                          record.pid, record.event, record.message, record.fields);
+    std::vector<wire::LogEntry> entries;
+    entries.reserve(batch.size());
+    for (const auto& record : batch) {
+        entries.push_back(wire::toWire(record));
     }
     auto alive = alive_;
     logged("log forwarding", [&] {
         proxy_->callMethodAsync("Submit")
             .onInterface(kLogName)
             .withTimeout(std::chrono::seconds(5))
-            .withArguments(wire)
+            .withArguments(entries)
             .uponReplyInvoke([this, alive](const sdbus::Error* error) {
                 if (!*alive) {
                     return;

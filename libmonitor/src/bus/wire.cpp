@@ -1,0 +1,64 @@
+#include "tau/bus/wire.h"
+
+namespace tau::wire {
+
+uint64_t toMicros(std::chrono::system_clock::time_point time) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count());
+}
+
+std::chrono::system_clock::time_point fromMicros(uint64_t micros) {
+    return std::chrono::system_clock::time_point(std::chrono::microseconds(micros));
+}
+
+Snapshot toWire(const ResourceSnapshot& s) {
+    std::vector<Disk> disks;
+    for (const auto& d : s.disks) {
+        disks.emplace_back(d.mount_point, d.device, d.fstype, d.total_bytes, d.used_bytes, d.available_bytes,
+                           d.used_percent, d.inodes_total, d.inodes_used);
+    }
+    std::vector<Network> networks;
+    for (const auto& n : s.networks) {
+        networks.emplace_back(n.interface, n.rx_bytes, n.tx_bytes, n.rx_bytes_per_second, n.tx_bytes_per_second);
+    }
+    return {toMicros(s.taken_at),
+            s.cpu_percent,
+            s.cpu_per_core_percent,
+            Memory{s.memory.total_bytes, s.memory.available_bytes, s.memory.used_bytes, s.memory.used_percent},
+            Swap{s.swap.total_bytes, s.swap.used_bytes, s.swap.used_percent},
+            Load{s.load.one, s.load.five, s.load.fifteen},
+            std::move(disks),
+            std::move(networks)};
+}
+
+ResourceSnapshot snapshotFromWire(const Snapshot& wire) {
+    const auto& [taken_at, cpu, per_core, memory, swap, load, disks, networks] = wire;
+    ResourceSnapshot s;
+    s.taken_at = fromMicros(taken_at);
+    s.cpu_percent = cpu;
+    s.cpu_per_core_percent = per_core;
+    s.memory = {memory.get<0>(), memory.get<1>(), memory.get<2>(), memory.get<3>()};
+    s.swap = {swap.get<0>(), swap.get<1>(), swap.get<2>()};
+    s.load = {load.get<0>(), load.get<1>(), load.get<2>()};
+    for (const auto& d : disks) {
+        s.disks.push_back({d.get<0>(), d.get<1>(), d.get<2>(), d.get<3>(), d.get<4>(), d.get<5>(), d.get<6>(),
+                           d.get<7>(), d.get<8>()});
+    }
+    for (const auto& n : networks) {
+        NetworkSnapshot net;
+        net.interface = n.get<0>();
+        net.rx_bytes = n.get<1>();
+        net.tx_bytes = n.get<2>();
+        net.rx_bytes_per_second = n.get<3>();
+        net.tx_bytes_per_second = n.get<4>();
+        s.networks.push_back(std::move(net));
+    }
+    return s;
+}
+
+LogEntry toWire(const LogRecord& record) {
+    return {toMicros(record.timestamp), std::string(toString(record.level)), record.service, record.pid,
+            record.event, record.message, record.fields};
+}
+
+}  // namespace tau::wire
