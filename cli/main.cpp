@@ -1,15 +1,14 @@
 // tau-monitor-cli: asks the running tau-monitor over D-Bus and prints tables or JSON.
 
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
-#include <iostream>
-#include <nlohmann/json.hpp>
-#include <sdbus-c++/sdbus-c++.h>
-
 #include "table.h"
 #include "tau/bus/connection.h"
 #include "tau/bus/wire.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sdbus-c++/sdbus-c++.h>
 
 namespace {
 
@@ -21,18 +20,18 @@ using tau::cli::Table;
 namespace names = tau::bus;
 
 constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: the daemon is not running
-constexpr int kExitNoPermission = 77;  // EX_NOPERM
+constexpr int kExitNoPermission = 77; // EX_NOPERM
 
 using tau::wire::Check;
 using tau::wire::Disk;
 using tau::wire::HistoryEntry;
+using tau::wire::Load;
 using tau::wire::LogEntry;
 using tau::wire::Memory;
 using tau::wire::Network;
 using tau::wire::ProcessEntry;
 using tau::wire::ServiceEntry;
 using tau::wire::Swap;
-using tau::wire::Load;
 
 struct Options {
     std::string format = "table";
@@ -60,9 +59,13 @@ class Client {
     std::unique_ptr<sdbus::IConnection> connection_;
 };
 
-std::string percent(double value) { return fmt::format("{:.1f}%", value); }
+std::string percent(double value) {
+    return fmt::format("{:.1f}%", value);
+}
 
-void printJson(const json& value) { std::cout << value.dump(2) << '\n'; }
+void printJson(const json& value) {
+    std::cout << value.dump(2) << '\n';
+}
 
 std::vector<ServiceEntry> listServices(Client& client) {
     std::vector<ServiceEntry> services;
@@ -84,8 +87,12 @@ int showHealth(Client& client, bool detailed) {
     if (client.json()) {
         json out = {{"score", score}, {"status", status}, {"checks", json::array()}};
         for (const auto& c : checks) {
-            out["checks"].push_back({{"name", c.get<0>()}, {"status", c.get<1>()}, {"value", c.get<2>()},
-                                     {"score", c.get<3>()}, {"weight", c.get<4>()}, {"contribution", c.get<5>()},
+            out["checks"].push_back({{"name", c.get<0>()},
+                                     {"status", c.get<1>()},
+                                     {"value", c.get<2>()},
+                                     {"score", c.get<3>()},
+                                     {"weight", c.get<4>()},
+                                     {"contribution", c.get<5>()},
                                      {"message", c.get<6>()}});
         }
         printJson(out);
@@ -100,8 +107,9 @@ int showHealth(Client& client, bool detailed) {
                            : Table({"CHECK", "STATUS", "MESSAGE"});
     for (const auto& c : checks) {
         if (detailed) {
-            table.add({c.get<0>(), c.get<1>(), fmt::format("{:.1f}", c.get<2>()), fmt::format("{:.2f}", c.get<3>()),
-                       fmt::format("{:.1f}", c.get<4>()), fmt::format("{:.3f}", c.get<5>()), c.get<6>()});
+            table.add({c.get<0>(), c.get<1>(), fmt::format("{:.1f}", c.get<2>()),
+                       fmt::format("{:.2f}", c.get<3>()), fmt::format("{:.1f}", c.get<4>()),
+                       fmt::format("{:.3f}", c.get<5>()), c.get<6>()});
         } else {
             table.add({c.get<0>(), c.get<1>(), c.get<6>()});
         }
@@ -136,25 +144,35 @@ int showResources(Client& client, bool cpu, bool memory, bool disk, bool network
                           {"load", {load.get<0>(), load.get<1>(), load.get<2>()}}};
         }
         if (memory) {
-            out["memory"] = {{"total_bytes", mem.get<0>()}, {"available_bytes", mem.get<1>()},
-                             {"used_bytes", mem.get<2>()}, {"used_percent", mem.get<3>()}};
-            out["swap"] = {{"total_bytes", swap.get<0>()}, {"used_bytes", swap.get<1>()},
+            out["memory"] = {{"total_bytes", mem.get<0>()},
+                             {"available_bytes", mem.get<1>()},
+                             {"used_bytes", mem.get<2>()},
+                             {"used_percent", mem.get<3>()}};
+            out["swap"] = {{"total_bytes", swap.get<0>()},
+                           {"used_bytes", swap.get<1>()},
                            {"used_percent", swap.get<2>()}};
         }
         if (disk) {
             out["disks"] = json::array();
             for (const auto& d : disks) {
-                out["disks"].push_back({{"mount_point", d.get<0>()}, {"device", d.get<1>()}, {"fstype", d.get<2>()},
-                                        {"total_bytes", d.get<3>()}, {"used_bytes", d.get<4>()},
-                                        {"available_bytes", d.get<5>()}, {"used_percent", d.get<6>()},
-                                        {"inodes_total", d.get<7>()}, {"inodes_used", d.get<8>()}});
+                out["disks"].push_back({{"mount_point", d.get<0>()},
+                                        {"device", d.get<1>()},
+                                        {"fstype", d.get<2>()},
+                                        {"total_bytes", d.get<3>()},
+                                        {"used_bytes", d.get<4>()},
+                                        {"available_bytes", d.get<5>()},
+                                        {"used_percent", d.get<6>()},
+                                        {"inodes_total", d.get<7>()},
+                                        {"inodes_used", d.get<8>()}});
             }
         }
         if (network) {
             out["networks"] = json::array();
             for (const auto& n : networks) {
-                out["networks"].push_back({{"interface", n.get<0>()}, {"rx_bytes", n.get<1>()},
-                                           {"tx_bytes", n.get<2>()}, {"rx_bytes_per_second", n.get<3>()},
+                out["networks"].push_back({{"interface", n.get<0>()},
+                                           {"rx_bytes", n.get<1>()},
+                                           {"tx_bytes", n.get<2>()},
+                                           {"rx_bytes_per_second", n.get<3>()},
                                            {"tx_bytes_per_second", n.get<4>()}});
             }
         }
@@ -186,7 +204,8 @@ int showResources(Client& client, bool cpu, bool memory, bool disk, bool network
         Table table({"MOUNT", "FSTYPE", "SIZE", "USED", "AVAIL", "USED%", "INODES%", "DEVICE"});
         for (const auto& d : disks) {
             const double inode_percent =
-                d.get<7>() > 0 ? 100.0 * static_cast<double>(d.get<8>()) / static_cast<double>(d.get<7>()) : 0.0;
+                d.get<7>() > 0 ? 100.0 * static_cast<double>(d.get<8>()) / static_cast<double>(d.get<7>())
+                               : 0.0;
             table.add({d.get<0>(), d.get<2>(), formatBytes(d.get<3>()), formatBytes(d.get<4>()),
                        formatBytes(d.get<5>()), percent(d.get<6>()), percent(inode_percent), d.get<1>()});
         }
@@ -213,21 +232,26 @@ int showProcesses(Client& client, bool critical_only, bool tree) {
     auto processes = client.proxy(names::kProcessesName, names::kProcessesPath);
     auto treeOf = [&](const std::string& name) {
         std::vector<ProcessEntry> entries;
-        processes->callMethod("GetProcessTree").onInterface(names::kProcessesName).withArguments(name).storeResultsTo(entries);
+        processes->callMethod("GetProcessTree")
+            .onInterface(names::kProcessesName)
+            .withArguments(name)
+            .storeResultsTo(entries);
         return entries;
     };
 
     if (client.json()) {
         json out = json::array();
         for (const auto& s : services) {
-            json entry = {{"name", s.get<0>()},        {"state", s.get<1>()},     {"pid", s.get<2>()},
-                          {"restarts", s.get<3>()},    {"uptime_usec", s.get<4>()}, {"cpu_percent", s.get<5>()},
-                          {"rss_bytes", s.get<6>()},   {"critical", s.get<7>()},  {"kind", s.get<8>()}};
+            json entry = {{"name", s.get<0>()},      {"state", s.get<1>()},       {"pid", s.get<2>()},
+                          {"restarts", s.get<3>()},  {"uptime_usec", s.get<4>()}, {"cpu_percent", s.get<5>()},
+                          {"rss_bytes", s.get<6>()}, {"critical", s.get<7>()},    {"kind", s.get<8>()}};
             if (tree) {
                 entry["tree"] = json::array();
                 for (const auto& p : treeOf(s.get<0>())) {
-                    entry["tree"].push_back(
-                        {{"pid", p.get<0>()}, {"ppid", p.get<1>()}, {"comm", p.get<2>()}, {"rss_bytes", p.get<3>()}});
+                    entry["tree"].push_back({{"pid", p.get<0>()},
+                                             {"ppid", p.get<1>()},
+                                             {"comm", p.get<2>()},
+                                             {"rss_bytes", p.get<3>()}});
                 }
             }
             out.push_back(std::move(entry));
@@ -256,8 +280,9 @@ int showProcesses(Client& client, bool critical_only, bool tree) {
                 const auto parent = depth.find(p.get<1>());
                 const int level = parent == depth.end() ? 0 : parent->second + 1;
                 depth[p.get<0>()] = level;
-                std::cout << fmt::format("  {}{} {} ({})\n", std::string(static_cast<std::size_t>(level) * 2, ' '),
-                                         p.get<0>(), p.get<2>(), formatBytes(p.get<3>()));
+                std::cout << fmt::format("  {}{} {} ({})\n",
+                                         std::string(static_cast<std::size_t>(level) * 2, ' '), p.get<0>(),
+                                         p.get<2>(), formatBytes(p.get<3>()));
             }
         }
     }
@@ -279,12 +304,18 @@ int showRecovery(Client& client, bool session, const std::string& service, unsig
         if (client.json()) {
             json out = json::array();
             for (const auto& s : services) {
-                json entry = {{"name", s.get<0>()}, {"state", s.get<1>()}, {"pid", s.get<2>()},
-                              {"restarts", s.get<3>()}, {"uptime_usec", s.get<4>()}};
+                json entry = {{"name", s.get<0>()},
+                              {"state", s.get<1>()},
+                              {"pid", s.get<2>()},
+                              {"restarts", s.get<3>()},
+                              {"uptime_usec", s.get<4>()}};
                 for (const auto& h : history) {
                     if (h.get<1>() == s.get<0>()) {
-                        entry["last_exit"] = {{"time_usec", h.get<0>()}, {"exit_code", h.get<3>()},
-                                              {"signal", h.get<4>()}, {"action", h.get<6>()}, {"attempt", h.get<7>()}};
+                        entry["last_exit"] = {{"time_usec", h.get<0>()},
+                                              {"exit_code", h.get<3>()},
+                                              {"signal", h.get<4>()},
+                                              {"action", h.get<6>()},
+                                              {"attempt", h.get<7>()}};
                         break;
                     }
                 }
@@ -298,14 +329,16 @@ int showRecovery(Client& client, bool session, const std::string& service, unsig
             std::string last = "-", action = "-";
             for (const auto& h : history) {
                 if (h.get<1>() == s.get<0>()) {
-                    last = formatTime(h.get<0>()) +
-                           (h.get<4>() != 0 ? " signal " + std::to_string(h.get<4>()) : " status " + std::to_string(h.get<3>()));
+                    last =
+                        formatTime(h.get<0>()) + (h.get<4>() != 0 ? " signal " + std::to_string(h.get<4>())
+                                                                  : " status " + std::to_string(h.get<3>()));
                     action = h.get<6>();
                     break;
                 }
             }
             table.add({s.get<0>(), s.get<1>(), s.get<2>() != 0 ? std::to_string(s.get<2>()) : "-",
-                       std::to_string(s.get<3>()), s.get<2>() != 0 ? formatDuration(s.get<4>()) : "-", last, action});
+                       std::to_string(s.get<3>()), s.get<2>() != 0 ? formatDuration(s.get<4>()) : "-", last,
+                       action});
         }
         table.print(std::cout);
         return 0;
@@ -314,9 +347,14 @@ int showRecovery(Client& client, bool session, const std::string& service, unsig
     if (client.json()) {
         json out = json::array();
         for (const auto& h : history) {
-            out.push_back({{"time_usec", h.get<0>()}, {"service", h.get<1>()}, {"pid", h.get<2>()},
-                           {"exit_code", h.get<3>()}, {"signal", h.get<4>()}, {"uptime_usec", h.get<5>()},
-                           {"action", h.get<6>()}, {"attempt", h.get<7>()}});
+            out.push_back({{"time_usec", h.get<0>()},
+                           {"service", h.get<1>()},
+                           {"pid", h.get<2>()},
+                           {"exit_code", h.get<3>()},
+                           {"signal", h.get<4>()},
+                           {"uptime_usec", h.get<5>()},
+                           {"action", h.get<6>()},
+                           {"attempt", h.get<7>()}});
         }
         printJson(out);
         return 0;
@@ -328,8 +366,9 @@ int showRecovery(Client& client, bool session, const std::string& service, unsig
     Table table({"TIME", "SERVICE", "PID", "EXIT", "SIGNAL", "UPTIME", "ACTION", "ATTEMPT"});
     for (const auto& h : history) {
         table.add({formatTime(h.get<0>()), h.get<1>(), std::to_string(h.get<2>()),
-                   h.get<3>() >= 0 ? std::to_string(h.get<3>()) : "-", h.get<4>() != 0 ? std::to_string(h.get<4>()) : "-",
-                   formatDuration(h.get<5>()), h.get<6>(), std::to_string(h.get<7>())});
+                   h.get<3>() >= 0 ? std::to_string(h.get<3>()) : "-",
+                   h.get<4>() != 0 ? std::to_string(h.get<4>()) : "-", formatDuration(h.get<5>()), h.get<6>(),
+                   std::to_string(h.get<7>())});
     }
     table.print(std::cout);
     return 0;
@@ -356,8 +395,12 @@ int showLogs(Client& client, bool stats, unsigned count) {
     if (client.json()) {
         json out = json::array();
         for (const auto& r : records) {
-            out.push_back({{"timestamp_usec", r.get<0>()}, {"level", r.get<1>()}, {"service", r.get<2>()},
-                           {"pid", r.get<3>()}, {"event", r.get<4>()}, {"message", r.get<5>()},
+            out.push_back({{"timestamp_usec", r.get<0>()},
+                           {"level", r.get<1>()},
+                           {"service", r.get<2>()},
+                           {"pid", r.get<3>()},
+                           {"event", r.get<4>()},
+                           {"message", r.get<5>()},
                            {"fields", r.get<6>()}});
         }
         std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
@@ -365,7 +408,8 @@ int showLogs(Client& client, bool stats, unsigned count) {
     }
     Table table({"TIME", "LEVEL", "SERVICE", "EVENT", "MESSAGE"});
     for (const auto& r : records) {
-        table.add({formatTime(r.get<0>()), r.get<1>(), r.get<2>(), r.get<4>().empty() ? "-" : r.get<4>(), r.get<5>()});
+        table.add({formatTime(r.get<0>()), r.get<1>(), r.get<2>(), r.get<4>().empty() ? "-" : r.get<4>(),
+                   r.get<5>()});
     }
     table.print(std::cout);
     return 0;
@@ -394,7 +438,8 @@ int showConfig(Client& client, bool monitoring, bool resources, bool recovery) {
         shown["crash_recovery"] = full["crash_recovery"];
         json services = json::array();
         for (const auto& service : full["service"]) {
-            services.push_back({{"name", service["name"]}, {"critical", service["critical"]},
+            services.push_back({{"name", service["name"]},
+                                {"critical", service["critical"]},
                                 {"recovery", service["recovery"]}});
         }
         shown["service"] = services;
@@ -440,7 +485,7 @@ int control(Client& client, const char* method, const std::string& name) {
     return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"tau-monitor-cli: query and control a running tau-monitor"};
@@ -470,7 +515,8 @@ int main(int argc, char** argv) {
     resources->add_flag("--memory", memory, "Memory and swap");
     resources->add_flag("--disk", disk, "Disk usage per mount point");
     resources->add_flag("--network", network, "Network traffic per interface");
-    resources->callback([&] { action = [&](Client& c) { return showResources(c, cpu, memory, disk, network); }; });
+    resources->callback(
+        [&] { action = [&](Client& c) { return showResources(c, cpu, memory, disk, network); }; });
 
     auto* processes = app.add_subcommand("processes", "Supervised services");
     bool critical = false, tree = false;
@@ -478,16 +524,22 @@ int main(int argc, char** argv) {
     processes->add_flag("--tree", tree, "Each service's process tree");
     processes->callback([&] { action = [&](Client& c) { return showProcesses(c, critical, tree); }; });
 
-    auto* recovery = app.add_subcommand("recovery", "Crash history and the recovery state of critical services");
+    auto* recovery =
+        app.add_subcommand("recovery", "Crash history and the recovery state of critical services");
     bool history = false, session = false;
     std::string history_service;
     unsigned history_count = 50;
-    auto* history_flag = recovery->add_flag("--history", history, "Recorded exits, newest first (the default)");
-    recovery->add_flag("--session", session, "Recovery state of each critical service")->excludes(history_flag);
+    auto* history_flag =
+        recovery->add_flag("--history", history, "Recorded exits, newest first (the default)");
+    recovery->add_flag("--session", session, "Recovery state of each critical service")
+        ->excludes(history_flag);
     recovery->add_option("--service", history_service, "Only this service");
-    recovery->add_option("--count", history_count, "At most this many entries (0 for all)")->capture_default_str();
+    recovery->add_option("--count", history_count, "At most this many entries (0 for all)")
+        ->capture_default_str();
     recovery->callback([&] {
-        action = [&](Client& c) { return showRecovery(c, session, history_service, session ? 0 : history_count); };
+        action = [&](Client& c) {
+            return showRecovery(c, session, history_service, session ? 0 : history_count);
+        };
     });
 
     auto* logs = app.add_subcommand("logs", "Recent log records and log statistics");
@@ -495,7 +547,9 @@ int main(int argc, char** argv) {
     unsigned count = 20;
     auto* stats_flag = logs->add_flag("--stats", stats, "Counters of the log service");
     logs->add_flag("--recent", recent, "The newest records (the default)")->excludes(stats_flag);
-    logs->add_option("--count", count, "How many records")->check(CLI::Range(1u, 10000u))->capture_default_str();
+    logs->add_option("--count", count, "How many records")
+        ->check(CLI::Range(1u, 10000u))
+        ->capture_default_str();
     logs->callback([&] { action = [&](Client& c) { return showLogs(c, stats, count); }; });
 
     auto* config = app.add_subcommand("config", "The configuration the daemon runs with");
@@ -515,7 +569,9 @@ int main(int argc, char** argv) {
         auto* sub = app.add_subcommand(command, help);
         sub->add_option("name", service_name, "Service name")->required();
         const char* method_name = method;
-        sub->callback([&, method_name] { action = [&, method_name](Client& c) { return control(c, method_name, service_name); }; });
+        sub->callback([&, method_name] {
+            action = [&, method_name](Client& c) { return control(c, method_name, service_name); };
+        });
     }
 
     try {
@@ -536,7 +592,8 @@ int main(int argc, char** argv) {
     } catch (const sdbus::Error& e) {
         std::cerr << "tau-monitor-cli: " << e.getName() << ": " << e.getMessage() << '\n';
         if (e.getName() == "org.freedesktop.DBus.Error.ServiceUnknown" ||
-            e.getName() == "org.freedesktop.DBus.Error.NoReply" || e.getName() == "org.freedesktop.DBus.Error.Timeout") {
+            e.getName() == "org.freedesktop.DBus.Error.NoReply" ||
+            e.getName() == "org.freedesktop.DBus.Error.Timeout") {
             return kExitUnavailable;
         }
         return e.getName() == "org.tauos.Error.PermissionDenied" ? kExitNoPermission : 1;

@@ -1,9 +1,8 @@
 #include "table.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <ctime>
+#include <fmt/format.h>
 
 namespace tau::cli {
 namespace {
@@ -14,7 +13,7 @@ bool looksNumeric(const std::string& cell) {
     return cell == "-" || (!cell.empty() && std::isdigit(static_cast<unsigned char>(cell[first])));
 }
 
-}  // namespace
+} // namespace
 
 Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
 
@@ -99,4 +98,4 @@ std::string formatTime(unsigned long long micros_since_epoch) {
     return buffer;
 }
 
-}  // namespace tau::cli
+} // namespace tau::cli

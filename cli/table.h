@@ -19,8 +19,8 @@ class Table {
     std::vector<std::vector<std::string>> rows_;
 };
 
-std::string formatBytes(unsigned long long bytes);  // "1.5 GiB"
-std::string formatDuration(unsigned long long micros);  // "3d 4h", "5m 12s", "800ms"
-std::string formatTime(unsigned long long micros_since_epoch);  // local "2026-11-23 15:24:39"
+std::string formatBytes(unsigned long long bytes);             // "1.5 GiB"
+std::string formatDuration(unsigned long long micros);         // "3d 4h", "5m 12s", "800ms"
+std::string formatTime(unsigned long long micros_since_epoch); // local "2026-11-23 15:24:39"
 
-}  // namespace tau::cli
+} // namespace tau::cli

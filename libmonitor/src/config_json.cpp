@@ -81,4 +81,4 @@ nlohmann::ordered_json configToJson(const Config& config) {
     return out;
 }
 
-}  // namespace tau
+} // namespace tau

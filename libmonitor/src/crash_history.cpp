@@ -1,13 +1,12 @@
 #include "tau/crash_history.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace tau {
 namespace {
@@ -33,7 +32,8 @@ std::optional<CrashEntry> fromLine(const std::string& line) {
     }
     try {
         CrashEntry entry;
-        entry.time = std::chrono::system_clock::time_point(std::chrono::microseconds(json.at("time_usec").get<int64_t>()));
+        entry.time = std::chrono::system_clock::time_point(
+            std::chrono::microseconds(json.at("time_usec").get<int64_t>()));
         entry.service = json.at("service").get<std::string>();
         entry.pid = json.at("pid").get<pid_t>();
         entry.exit_code = json.at("exit_code").get<int>();
@@ -61,7 +61,7 @@ void writeAll(int fd, const std::string& data, const std::filesystem::path& file
     }
 }
 
-}  // namespace
+} // namespace
 
 CrashHistory::CrashHistory(std::filesystem::path file, std::size_t capacity)
     : file_(std::move(file)), capacity_(capacity) {
@@ -144,4 +144,4 @@ std::vector<CrashEntry> CrashHistory::query(const std::string& service, std::siz
     return result;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -24,4 +24,4 @@ std::string_view toString(ErrorCode code) {
     return "Internal";
 }
 
-}  // namespace tau
+} // namespace tau

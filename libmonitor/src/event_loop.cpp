@@ -1,9 +1,8 @@
 #include "tau/event_loop.h"
 
-#include <poll.h>
-
 #include <algorithm>
 #include <cerrno>
+#include <poll.h>
 #include <system_error>
 
 namespace tau {
@@ -12,7 +11,9 @@ void EventLoop::watchFd(int fd, short events, FdCallback callback) {
     fds_[fd] = {events, std::move(callback)};
 }
 
-void EventLoop::unwatchFd(int fd) { fds_.erase(fd); }
+void EventLoop::unwatchFd(int fd) {
+    fds_.erase(fd);
+}
 
 EventLoop::TimerId EventLoop::addTimer(Clock::duration delay, std::function<void()> callback) {
     const TimerId id = next_timer_id_++;
@@ -20,7 +21,9 @@ EventLoop::TimerId EventLoop::addTimer(Clock::duration delay, std::function<void
     return id;
 }
 
-void EventLoop::cancelTimer(TimerId id) { timers_.erase(id); }
+void EventLoop::cancelTimer(TimerId id) {
+    timers_.erase(id);
+}
 
 void EventLoop::addDynamicSource(std::function<PollRequest()> prepare, std::function<void(short)> dispatch) {
     dynamic_sources_.push_back({std::move(prepare), std::move(dispatch)});
@@ -80,10 +83,10 @@ void EventLoop::run() {
         if (deadline) {
             const auto remaining = *deadline - Clock::now();
             // Round up so that a timer is never polled for with a zero timeout over and over.
-            timeout_ms = remaining <= Clock::duration::zero()
-                             ? 0
-                             : static_cast<int>(
-                                   std::chrono::ceil<std::chrono::milliseconds>(remaining).count());
+            timeout_ms =
+                remaining <= Clock::duration::zero()
+                    ? 0
+                    : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(remaining).count());
         }
         const int ready = ::poll(pollfds.data(), pollfds.size(), timeout_ms);
         if (ready < 0) {
@@ -117,4 +120,4 @@ void EventLoop::run() {
     }
 }
 
-}  // namespace tau
+} // namespace tau

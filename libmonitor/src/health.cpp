@@ -44,7 +44,8 @@ CheckResult unknownCheck(std::string name, double weight, std::string message) {
 // score falls linearly from 1 at the limit to 0 at 100%.
 CheckResult usageCheck(std::string name, std::string measurement, double value, double limit) {
     // A NaN would fall through every comparison and poison the weighted mean.
-    if (!std::isfinite(value)) return unknownCheck(std::move(name), kUsageWeight, "no valid measurement");
+    if (!std::isfinite(value))
+        return unknownCheck(std::move(name), kUsageWeight, "no valid measurement");
     const double criticalLevel = limit + (100.0 - limit) / 2.0;
     CheckResult check;
     check.name = std::move(name);
@@ -70,7 +71,8 @@ std::string percentText(double value) {
 }
 
 CheckResult diskCheck(const ResourceSnapshot& resources, double limit) {
-    if (resources.disks.empty()) return unknownCheck("disk_usage", kUsageWeight, "no filesystem measured");
+    if (resources.disks.empty())
+        return unknownCheck("disk_usage", kUsageWeight, "no filesystem measured");
     const DiskSnapshot& fullest = *std::max_element(resources.disks.begin(), resources.disks.end(),
                                                     [](const DiskSnapshot& left, const DiskSnapshot& right) {
                                                         return left.used_percent < right.used_percent;
@@ -82,7 +84,8 @@ CheckResult diskCheck(const ResourceSnapshot& resources, double limit) {
 
 CheckResult loadCheck(const ResourceSnapshot& resources) {
     const std::size_t cores = resources.cpu_per_core_percent.size();
-    if (cores == 0) return unknownCheck("load_average", kUsageWeight, "number of cores unknown");
+    if (cores == 0)
+        return unknownCheck("load_average", kUsageWeight, "number of cores unknown");
     // A load equal to the number of cores keeps every core busy; that is the 100% mark.
     const double percent = 100.0 * resources.load.one / static_cast<double>(cores);
     return usageCheck("load_average",
@@ -118,8 +121,10 @@ CheckResult resourceCheck(const std::string& name, const std::optional<ResourceS
                           const Config& config) {
     static const std::set<std::string, std::less<>> kResourceChecks = {
         "cpu_usage", "memory_usage", "disk_usage", "swap_usage", "load_average"};
-    if (!kResourceChecks.contains(name)) return unknownCheck(name, kUsageWeight, "unsupported check");
-    if (!resources) return unknownCheck(name, kUsageWeight, "resource data unavailable");
+    if (!kResourceChecks.contains(name))
+        return unknownCheck(name, kUsageWeight, "unsupported check");
+    if (!resources)
+        return unknownCheck(name, kUsageWeight, "resource data unavailable");
 
     const ResourceMonitoringConfig& limits = config.resource_monitoring;
     if (name == "cpu_usage") {
@@ -130,7 +135,8 @@ CheckResult resourceCheck(const std::string& name, const std::optional<ResourceS
         return usageCheck(name, "memory " + percentText(resources->memory.used_percent) + " used",
                           resources->memory.used_percent, limits.memory_threshold_percent);
     }
-    if (name == "disk_usage") return diskCheck(*resources, limits.disk_threshold_percent);
+    if (name == "disk_usage")
+        return diskCheck(*resources, limits.disk_threshold_percent);
     if (name == "swap_usage") {
         return usageCheck(name, "swap " + percentText(resources->swap.used_percent) + " used",
                           resources->swap.used_percent, kSwapLimitPercent);
@@ -172,47 +178,63 @@ void appendServiceChecks(const HealthInputs& inputs, const Config& config, std::
     for (const ServiceHealthInput& service : *inputs.services) {
         supervised.insert(service.name);
         const bool critical = service.critical || config.isCritical(service.name);
-        if (critical || isWatched(service.name)) checks.push_back(serviceCheck(service, critical));
+        if (critical || isWatched(service.name))
+            checks.push_back(serviceCheck(service, critical));
     }
 
     std::set<std::string, std::less<>> reported;
     auto reportMissing = [&](const std::string& name) {
-        if (supervised.contains(name) || !reported.insert(name).second) return;
+        if (supervised.contains(name) || !reported.insert(name).second)
+            return;
         const double weight = config.isCritical(name) ? kCriticalServiceWeight : kServiceWeight;
         checks.push_back(unknownCheck("service:" + name, weight, "not supervised"));
     };
-    for (const std::string& name : watched) reportMissing(name);
-    for (const std::string& name : config.crash_recovery.critical_processes) reportMissing(name);
+    for (const std::string& name : watched)
+        reportMissing(name);
+    for (const std::string& name : config.crash_recovery.critical_processes)
+        reportMissing(name);
 }
 
-}  // namespace
+} // namespace
 
 std::string_view toString(CheckStatus status) {
     switch (status) {
-        case CheckStatus::Ok: return "ok";
-        case CheckStatus::Warning: return "warning";
-        case CheckStatus::Critical: return "critical";
-        case CheckStatus::Unknown: return "unknown";
+    case CheckStatus::Ok:
+        return "ok";
+    case CheckStatus::Warning:
+        return "warning";
+    case CheckStatus::Critical:
+        return "critical";
+    case CheckStatus::Unknown:
+        return "unknown";
     }
     return "unknown";
 }
 
 std::string_view toString(HealthStatus status) {
     switch (status) {
-        case HealthStatus::Ok: return "ok";
-        case HealthStatus::Degraded: return "degraded";
-        case HealthStatus::Critical: return "critical";
-        case HealthStatus::Unknown: return "unknown";
+    case HealthStatus::Ok:
+        return "ok";
+    case HealthStatus::Degraded:
+        return "degraded";
+    case HealthStatus::Critical:
+        return "critical";
+    case HealthStatus::Unknown:
+        return "unknown";
     }
     return "unknown";
 }
 
 int nagiosExitCode(HealthStatus status) {
     switch (status) {
-        case HealthStatus::Ok: return 0;
-        case HealthStatus::Degraded: return 1;
-        case HealthStatus::Critical: return 2;
-        case HealthStatus::Unknown: return 3;
+    case HealthStatus::Ok:
+        return 0;
+    case HealthStatus::Degraded:
+        return 1;
+    case HealthStatus::Critical:
+        return 2;
+    case HealthStatus::Unknown:
+        return 3;
     }
     return 3;
 }
@@ -223,7 +245,8 @@ HealthReport evaluateHealth(const HealthInputs& inputs, const Config& config) {
     std::set<std::string, std::less<>> evaluated;
     for (const std::string& name : config.health_checking.system_health_checks) {
         // A name listed twice would otherwise count twice in the score.
-        if (!evaluated.insert(name).second) continue;
+        if (!evaluated.insert(name).second)
+            continue;
         if (name == "network_connectivity") {
             report.checks.push_back(networkCheck(inputs.network));
         } else {
@@ -237,7 +260,8 @@ HealthReport evaluateHealth(const HealthInputs& inputs, const Config& config) {
     bool anyCritical = false;
     bool anyWarning = false;
     for (const CheckResult& check : report.checks) {
-        if (check.status == CheckStatus::Unknown) continue;
+        if (check.status == CheckStatus::Unknown)
+            continue;
         knownWeight += check.weight;
         weightedScore += check.weight * check.score;
         anyCritical = anyCritical || check.status == CheckStatus::Critical;
@@ -264,4 +288,4 @@ HealthReport evaluateHealth(const HealthInputs& inputs, const Config& config) {
     return report;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,8 +1,7 @@
 #include "tau/log_record.h"
 
-#include <fmt/format.h>
-
 #include <ctime>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace tau {
@@ -11,7 +10,9 @@ namespace {
 constexpr std::string_view kLevelNames[] = {"trace", "debug", "info", "warning", "error", "critical"};
 }
 
-std::string_view toString(LogLevel level) { return kLevelNames[static_cast<int>(level)]; }
+std::string_view toString(LogLevel level) {
+    return kLevelNames[static_cast<int>(level)];
+}
 
 std::optional<LogLevel> logLevelFromString(std::string_view text) {
     for (int i = 0; i < static_cast<int>(std::size(kLevelNames)); ++i) {
@@ -30,8 +31,8 @@ std::string formatTimestamp(std::chrono::system_clock::time_point time) {
     const long fraction = static_cast<long>((since_epoch - whole).count());
     std::tm utc{};
     gmtime_r(&seconds_part, &utc);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
-                       utc.tm_hour, utc.tm_min, utc.tm_sec, fraction);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900, utc.tm_mon + 1,
+                       utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, fraction);
 }
 
 std::string toJsonLine(const LogRecord& record) {
@@ -77,7 +78,7 @@ std::optional<std::chrono::system_clock::time_point> parseTimestamp(const std::s
     return std::chrono::system_clock::from_time_t(seconds) + std::chrono::microseconds(micros);
 }
 
-}  // namespace
+} // namespace
 
 std::optional<LogRecord> parseJsonLine(std::string_view line) {
     const auto json = nlohmann::json::parse(line, nullptr, false);
@@ -111,4 +112,4 @@ std::optional<LogRecord> parseJsonLine(std::string_view line) {
     }
 }
 
-}  // namespace tau
+} // namespace tau

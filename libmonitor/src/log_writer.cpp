@@ -1,11 +1,10 @@
 #include "tau/log_writer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace tau {
 
@@ -82,4 +81,4 @@ std::map<std::string, std::uint64_t> LogWriter::stats() const {
     return result;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,9 +1,8 @@
 #include "tau/paths.h"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <string>
+#include <unistd.h>
 
 namespace tau {
 
@@ -20,9 +19,13 @@ std::filesystem::path runtimeDirectory() {
     return "/tmp/tau-monitor-" + std::to_string(geteuid());
 }
 
-std::filesystem::path busAddressFile() { return runtimeDirectory() / "bus-address"; }
+std::filesystem::path busAddressFile() {
+    return runtimeDirectory() / "bus-address";
+}
 
-std::filesystem::path defaultPidFile() { return runtimeDirectory() / "tau-monitor.pid"; }
+std::filesystem::path defaultPidFile() {
+    return runtimeDirectory() / "tau-monitor.pid";
+}
 
 std::filesystem::path defaultConfigFile() {
     if (const char* path = std::getenv("TAU_MONITOR_CONFIG"); path != nullptr && *path != '\0') {
@@ -31,4 +34,4 @@ std::filesystem::path defaultConfigFile() {
     return "/etc/tau-monitor/tau-monitor.toml";
 }
 
-}  // namespace tau
+} // namespace tau

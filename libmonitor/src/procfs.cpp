@@ -1,21 +1,20 @@
 #include "tau/procfs.h"
 
-#include <fcntl.h>
-#include <net/route.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <fcntl.h>
 #include <limits>
 #include <map>
+#include <net/route.h>
 #include <set>
 #include <string_view>
+#include <sys/statvfs.h>
 #include <system_error>
+#include <unistd.h>
 #include <utility>
 
 namespace tau {
@@ -29,7 +28,8 @@ constexpr std::uint64_t kBytesPerKilobyte = 1024;
 std::optional<std::string> tryReadFile(const std::filesystem::path& path, int* errorNumber = nullptr) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errorNumber != nullptr) *errorNumber = errno;
+        if (errorNumber != nullptr)
+            *errorNumber = errno;
         return std::nullopt;
     }
     std::string content;
@@ -37,12 +37,15 @@ std::optional<std::string> tryReadFile(const std::filesystem::path& path, int* e
     while (true) {
         ssize_t count = ::read(fd, buffer.data(), buffer.size());
         if (count < 0) {
-            if (errno == EINTR) continue;
-            if (errorNumber != nullptr) *errorNumber = errno;
+            if (errno == EINTR)
+                continue;
+            if (errorNumber != nullptr)
+                *errorNumber = errno;
             ::close(fd);
             return std::nullopt;
         }
-        if (count == 0) break;
+        if (count == 0)
+            break;
         content.append(buffer.data(), static_cast<std::size_t>(count));
     }
     ::close(fd);
@@ -85,32 +88,38 @@ std::vector<std::string_view> splitFields(std::string_view text) {
     std::vector<std::string_view> fields;
     std::size_t position = 0;
     while (position < text.size()) {
-        while (position < text.size() && isBlank(text[position])) ++position;
+        while (position < text.size() && isBlank(text[position]))
+            ++position;
         std::size_t start = position;
-        while (position < text.size() && !isBlank(text[position])) ++position;
-        if (position > start) fields.push_back(text.substr(start, position - start));
+        while (position < text.size() && !isBlank(text[position]))
+            ++position;
+        if (position > start)
+            fields.push_back(text.substr(start, position - start));
     }
     return fields;
 }
 
 std::string_view trim(std::string_view text) {
-    while (!text.empty() && isBlank(text.front())) text.remove_prefix(1);
-    while (!text.empty() && isBlank(text.back())) text.remove_suffix(1);
+    while (!text.empty() && isBlank(text.front()))
+        text.remove_prefix(1);
+    while (!text.empty() && isBlank(text.back()))
+        text.remove_suffix(1);
     return text;
 }
 
-template <typename Number>
-std::optional<Number> parseNumber(std::string_view text, int base = 10) {
+template <typename Number> std::optional<Number> parseNumber(std::string_view text, int base = 10) {
     Number value{};
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-    if (error != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    if (error != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
     return value;
 }
 
 std::optional<double> parseDouble(std::string_view text) {
     double value = 0;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (error != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    if (error != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
     return value;
 }
 
@@ -125,7 +134,8 @@ CpuTimes parseCpuLine(const std::vector<std::string_view>& fields, const std::fi
     std::size_t available = std::min(values.size(), fields.size() - 1);
     for (std::size_t index = 0; index < available; ++index) {
         std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[index + 1]);
-        if (!value) throwMalformed(path, "bad number in line " + std::string(fields[0]));
+        if (!value)
+            throwMalformed(path, "bad number in line " + std::string(fields[0]));
         values[index] = *value;
     }
     CpuTimes times;
@@ -159,7 +169,7 @@ std::string unescapeMountField(std::string_view field) {
     return result;
 }
 
-}  // namespace
+} // namespace
 
 ProcFsReader::ProcFsReader(std::filesystem::path procRoot, std::filesystem::path sysRoot)
     : proc_(std::move(procRoot)), sys_(std::move(sysRoot)) {}
@@ -170,9 +180,11 @@ CpuStat ProcFsReader::readCpuStat() const {
     CpuStat stat;
     bool sawTotal = false;
     for (std::string_view line : splitLines(content)) {
-        if (!line.starts_with("cpu")) continue;
+        if (!line.starts_with("cpu"))
+            continue;
         std::vector<std::string_view> fields = splitFields(line);
-        if (fields.empty()) continue;
+        if (fields.empty())
+            continue;
         std::string_view label = fields[0];
         if (label == "cpu") {
             stat.total = parseCpuLine(fields, path);
@@ -181,7 +193,8 @@ CpuStat ProcFsReader::readCpuStat() const {
             stat.cores.push_back(parseCpuLine(fields, path));
         }
     }
-    if (!sawTotal) throwMalformed(path, "no cpu line");
+    if (!sawTotal)
+        throwMalformed(path, "no cpu line");
     return stat;
 }
 
@@ -191,22 +204,27 @@ MemInfo ProcFsReader::readMemInfo() const {
     std::map<std::string_view, std::uint64_t, std::less<>> bytesByKey;
     for (std::string_view line : splitLines(content)) {
         std::size_t colon = line.find(':');
-        if (colon == std::string_view::npos) continue;
+        if (colon == std::string_view::npos)
+            continue;
         std::vector<std::string_view> fields = splitFields(line.substr(colon + 1));
-        if (fields.empty()) continue;
+        if (fields.empty())
+            continue;
         std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[0]);
-        if (!value) continue;
+        if (!value)
+            continue;
         bool inKilobytes = fields.size() > 1 && fields[1] == "kB";
         bytesByKey[trim(line.substr(0, colon))] = inKilobytes ? *value * kBytesPerKilobyte : *value;
     }
     auto lookup = [&](std::string_view key) -> std::optional<std::uint64_t> {
         auto found = bytesByKey.find(key);
-        if (found == bytesByKey.end()) return std::nullopt;
+        if (found == bytesByKey.end())
+            return std::nullopt;
         return found->second;
     };
     std::optional<std::uint64_t> total = lookup("MemTotal");
     std::optional<std::uint64_t> free = lookup("MemFree");
-    if (!total || !free) throwMalformed(path, "no MemTotal or MemFree");
+    if (!total || !free)
+        throwMalformed(path, "no MemTotal or MemFree");
 
     MemInfo info;
     info.total_bytes = *total;
@@ -223,11 +241,13 @@ LoadAverage ProcFsReader::readLoadAverage() const {
     const std::filesystem::path path = proc_ / "loadavg";
     const std::string content = readRequiredFile(path);
     std::vector<std::string_view> fields = splitFields(content);
-    if (fields.size() < 3) throwMalformed(path, "fewer than three averages");
+    if (fields.size() < 3)
+        throwMalformed(path, "fewer than three averages");
     std::optional<double> one = parseDouble(fields[0]);
     std::optional<double> five = parseDouble(fields[1]);
     std::optional<double> fifteen = parseDouble(fields[2]);
-    if (!one || !five || !fifteen) throwMalformed(path, "bad number");
+    if (!one || !five || !fifteen)
+        throwMalformed(path, "bad number");
     return LoadAverage{*one, *five, *fifteen};
 }
 
@@ -243,13 +263,16 @@ std::vector<NetDevCounters> ProcFsReader::readNetDev() const {
         // Long names run straight into the counters ("eth0:123"), so split at the colon, not at blanks.
         // The last colon, because the counters never contain one while a name might.
         std::size_t colon = line.rfind(':');
-        if (colon == std::string_view::npos) continue;
+        if (colon == std::string_view::npos)
+            continue;
         std::vector<std::string_view> fields = splitFields(line.substr(colon + 1));
-        if (fields.size() < kCounterColumns) throwMalformed(path, "short line for " + std::string(line));
+        if (fields.size() < kCounterColumns)
+            throwMalformed(path, "short line for " + std::string(line));
         std::array<std::uint64_t, kCounterColumns> values{};
         for (std::size_t column = 0; column < kCounterColumns; ++column) {
             std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[column]);
-            if (!value) throwMalformed(path, "bad number in line " + std::string(line));
+            if (!value)
+                throwMalformed(path, "bad number in line " + std::string(line));
             values[column] = *value;
         }
         NetDevCounters counters;
@@ -273,7 +296,8 @@ std::vector<MountEntry> ProcFsReader::readMounts() const {
     std::vector<MountEntry> mounts;
     for (std::string_view line : splitLines(content)) {
         std::vector<std::string_view> fields = splitFields(line);
-        if (fields.size() < 3) continue;
+        if (fields.size() < 3)
+            continue;
         mounts.push_back(
             MountEntry{unescapeMountField(fields[0]), unescapeMountField(fields[1]), std::string(fields[2])});
     }
@@ -282,7 +306,8 @@ std::vector<MountEntry> ProcFsReader::readMounts() const {
 
 std::optional<FilesystemUsage> ProcFsReader::readFilesystemUsage(const std::string& mountPoint) const {
     struct statvfs info {};
-    if (::statvfs(mountPoint.c_str(), &info) != 0) return std::nullopt;
+    if (::statvfs(mountPoint.c_str(), &info) != 0)
+        return std::nullopt;
     const std::uint64_t fragmentSize = info.f_frsize != 0 ? info.f_frsize : info.f_bsize;
     FilesystemUsage usage;
     usage.total_bytes = static_cast<std::uint64_t>(info.f_blocks) * fragmentSize;
@@ -294,21 +319,25 @@ std::optional<FilesystemUsage> ProcFsReader::readFilesystemUsage(const std::stri
 }
 
 std::optional<ProcessStat> ProcFsReader::readProcessStat(pid_t pid) const {
-    if (pid <= 0) return std::nullopt;
+    if (pid <= 0)
+        return std::nullopt;
     std::optional<std::string> content = tryReadFile(proc_ / std::to_string(pid) / "stat");
-    if (!content) return std::nullopt;
+    if (!content)
+        return std::nullopt;
 
     // The command name may hold anything, blanks and parentheses included, but the kernel always closes
     // it with the last ')' of the line.
     std::size_t open = content->find('(');
     std::size_t close = content->rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+    if (open == std::string::npos || close == std::string::npos || close < open)
+        return std::nullopt;
 
     std::vector<std::string_view> fields = splitFields(std::string_view(*content).substr(close + 1));
     // Field numbers as in proc(5); fields[0] is field 3, the state.
     auto field = [&](std::size_t number) { return fields[number - 3]; };
-    constexpr std::size_t kLastFieldUsed = 24;  // rss
-    if (fields.size() < kLastFieldUsed - 2 || field(3).size() != 1) return std::nullopt;
+    constexpr std::size_t kLastFieldUsed = 24; // rss
+    if (fields.size() < kLastFieldUsed - 2 || field(3).size() != 1)
+        return std::nullopt;
 
     std::optional<long long> parentPid = parseNumber<long long>(field(4));
     std::optional<std::uint64_t> userTicks = parseNumber<std::uint64_t>(field(14));
@@ -338,13 +367,16 @@ std::optional<ProcessStat> ProcFsReader::readProcessStat(pid_t pid) const {
 std::vector<pid_t> ProcFsReader::listPids() const {
     std::error_code error;
     std::filesystem::directory_iterator entries(proc_, error);
-    if (error) throw ProcReadError("cannot list " + proc_.string() + ": " + error.message());
+    if (error)
+        throw ProcReadError("cannot list " + proc_.string() + ": " + error.message());
     std::vector<pid_t> pids;
     for (const std::filesystem::directory_entry& entry : entries) {
         std::string name = entry.path().filename().string();
-        if (!isAllDigits(name)) continue;
+        if (!isAllDigits(name))
+            continue;
         std::error_code typeError;
-        if (!entry.is_directory(typeError)) continue;
+        if (!entry.is_directory(typeError))
+            continue;
         std::optional<long long> pid = parseNumber<long long>(name);
         if (pid && *pid > 0 && *pid <= std::numeric_limits<pid_t>::max())
             pids.push_back(static_cast<pid_t>(*pid));
@@ -356,16 +388,19 @@ std::vector<pid_t> ProcFsReader::listPids() const {
 std::optional<std::string> ProcFsReader::defaultRouteInterface() const {
     // Without IPv4 routing the file may be absent; that is simply "no default route".
     std::optional<std::string> content = tryReadFile(proc_ / "net" / "route");
-    if (!content) return std::nullopt;
+    if (!content)
+        return std::nullopt;
     std::vector<std::string_view> lines = splitLines(*content);
     std::optional<std::string> best;
     unsigned long long bestMetric = 0;
     for (std::size_t index = 1; index < lines.size(); ++index) {
         // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
         std::vector<std::string_view> fields = splitFields(lines[index]);
-        if (fields.size() < 7 || fields[1] != "00000000") continue;
+        if (fields.size() < 7 || fields[1] != "00000000")
+            continue;
         std::optional<unsigned> flags = parseNumber<unsigned>(fields[3], 16);
-        if (!flags || (*flags & RTF_UP) == 0) continue;
+        if (!flags || (*flags & RTF_UP) == 0)
+            continue;
         unsigned long long metric = parseNumber<unsigned long long>(fields[6]).value_or(0);
         // Several default routes: the kernel prefers the lowest metric, and so do we.
         if (!best || metric < bestMetric) {
@@ -383,7 +418,8 @@ std::optional<std::string> ProcFsReader::interfaceOperState(const std::string& i
         return std::nullopt;
     }
     std::optional<std::string> content = tryReadFile(sys_ / "class" / "net" / interface / "operstate");
-    if (!content) return std::nullopt;
+    if (!content)
+        return std::nullopt;
     return std::string(trim(*content));
 }
 
@@ -406,11 +442,14 @@ std::vector<pid_t> processTree(const SystemReader& reader, pid_t root) {
     bool rootExists = false;
     for (pid_t pid : reader.listPids()) {
         std::optional<ProcessStat> stat = reader.readProcessStat(pid);
-        if (!stat) continue;
-        if (pid == root) rootExists = true;
+        if (!stat)
+            continue;
+        if (pid == root)
+            rootExists = true;
         childrenByParent[stat->ppid].push_back(pid);
     }
-    if (!rootExists) return {};
+    if (!rootExists)
+        return {};
 
     std::vector<pid_t> tree;
     std::set<pid_t> visited{root};
@@ -420,15 +459,17 @@ std::vector<pid_t> processTree(const SystemReader& reader, pid_t root) {
         pending.pop_front();
         tree.push_back(current);
         auto children = childrenByParent.find(current);
-        if (children == childrenByParent.end()) continue;
+        if (children == childrenByParent.end())
+            continue;
         std::vector<pid_t> ordered = children->second;
         std::sort(ordered.begin(), ordered.end());
         for (pid_t child : ordered) {
             // A snapshot taken while pids are reused can in theory contain a loop; never walk it twice.
-            if (visited.insert(child).second) pending.push_back(child);
+            if (visited.insert(child).second)
+                pending.push_back(child);
         }
     }
     return tree;
 }
 
-}  // namespace tau
+} // namespace tau

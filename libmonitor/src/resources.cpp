@@ -10,7 +10,8 @@ namespace tau {
 namespace {
 
 double percentOf(std::uint64_t part, std::uint64_t whole) {
-    if (whole == 0) return 0.0;
+    if (whole == 0)
+        return 0.0;
     return 100.0 * static_cast<double>(part) / static_cast<double>(whole);
 }
 
@@ -22,7 +23,8 @@ double cpuBusyPercent(const CpuTimes& before, const CpuTimes& after) {
     const std::uint64_t idleAfter = after.idleAll();
     // Counters only go backwards when a CPU went offline and came back, or the reader was swapped;
     // the difference would then be meaningless.
-    if (totalAfter <= totalBefore || idleAfter < idleBefore) return 0.0;
+    if (totalAfter <= totalBefore || idleAfter < idleBefore)
+        return 0.0;
     const std::uint64_t totalDelta = totalAfter - totalBefore;
     const std::uint64_t idleDelta = idleAfter - idleBefore;
     const std::uint64_t busyDelta = idleDelta > totalDelta ? 0 : totalDelta - idleDelta;
@@ -35,7 +37,8 @@ std::uint64_t saturatingSubtract(std::uint64_t from, std::uint64_t amount) {
 
 double ratePerSecond(std::uint64_t before, std::uint64_t after, double elapsedSeconds) {
     // A smaller value means the counter was reset (interface re-created, driver reloaded).
-    if (elapsedSeconds <= 0 || after < before) return 0.0;
+    if (elapsedSeconds <= 0 || after < before)
+        return 0.0;
     return static_cast<double>(after - before) / elapsedSeconds;
 }
 
@@ -45,15 +48,18 @@ std::vector<DiskSnapshot> sampleDisks(const SystemReader& reader) {
     std::set<std::string> seenMountPoints;
     std::vector<MountEntry> visible;
     for (auto mount = mounts.rbegin(); mount != mounts.rend(); ++mount) {
-        if (seenMountPoints.insert(mount->mount_point).second) visible.push_back(*mount);
+        if (seenMountPoints.insert(mount->mount_point).second)
+            visible.push_back(*mount);
     }
     std::reverse(visible.begin(), visible.end());
 
     std::vector<DiskSnapshot> disks;
     for (const MountEntry& mount : visible) {
-        if (isPseudoFilesystem(mount.fstype)) continue;
+        if (isPseudoFilesystem(mount.fstype))
+            continue;
         std::optional<FilesystemUsage> usage = reader.readFilesystemUsage(mount.mount_point);
-        if (!usage || usage->total_bytes == 0) continue;
+        if (!usage || usage->total_bytes == 0)
+            continue;
         DiskSnapshot disk;
         disk.mount_point = mount.mount_point;
         disk.device = mount.device;
@@ -70,7 +76,7 @@ std::vector<DiskSnapshot> sampleDisks(const SystemReader& reader) {
     return disks;
 }
 
-}  // namespace
+} // namespace
 
 ResourceSampler::ResourceSampler(const SystemReader& reader, const Clock& clock)
     : reader_(reader), clock_(clock) {}
@@ -109,9 +115,11 @@ ResourceSnapshot ResourceSampler::sample() {
     const double elapsedSeconds =
         havePrevious ? std::chrono::duration<double>(now - previous_at_).count() : 0.0;
     std::map<std::string, const NetDevCounters*> previousByInterface;
-    for (const NetDevCounters& counters : previous_net_) previousByInterface[counters.interface] = &counters;
+    for (const NetDevCounters& counters : previous_net_)
+        previousByInterface[counters.interface] = &counters;
     for (const NetDevCounters& counters : network) {
-        if (counters.interface == "lo") continue;
+        if (counters.interface == "lo")
+            continue;
         NetworkSnapshot interface;
         interface.interface = counters.interface;
         interface.rx_bytes = counters.rx_bytes;
@@ -152,15 +160,18 @@ bool ThresholdState::update(double value) {
 
 double processCpuPercent(const ProcessStat& before, const ProcessStat& after,
                          std::chrono::duration<double> elapsed, long ticksPerSecond) {
-    if (elapsed.count() <= 0 || ticksPerSecond <= 0) return 0.0;
+    if (elapsed.count() <= 0 || ticksPerSecond <= 0)
+        return 0.0;
     // A reused pid is a different process: its counters start over and cannot be compared.
-    if (before.pid != after.pid || before.start_time_ticks != after.start_time_ticks) return 0.0;
+    if (before.pid != after.pid || before.start_time_ticks != after.start_time_ticks)
+        return 0.0;
     const std::uint64_t ticksBefore = before.utime_ticks + before.stime_ticks;
     const std::uint64_t ticksAfter = after.utime_ticks + after.stime_ticks;
-    if (ticksAfter < ticksBefore) return 0.0;
+    if (ticksAfter < ticksBefore)
+        return 0.0;
     const double cpuSeconds =
         static_cast<double>(ticksAfter - ticksBefore) / static_cast<double>(ticksPerSecond);
     return 100.0 * cpuSeconds / elapsed.count();
 }
 
-}  // namespace tau
+} // namespace tau

@@ -52,4 +52,4 @@ RestartPolicy policyFor(const ServiceConfig& service, const CrashRecoveryConfig&
     return policy;
 }
 
-}  // namespace tau
+} // namespace tau

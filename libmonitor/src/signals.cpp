@@ -1,11 +1,10 @@
 #include "tau/signals.h"
 
+#include <cerrno>
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <system_error>
+#include <unistd.h>
 
 namespace tau {
 
@@ -36,4 +35,4 @@ int SignalFd::read() {
     return got == static_cast<ssize_t>(sizeof info) ? static_cast<int>(info.ssi_signo) : 0;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,5 +1,8 @@
 #include "tau/spawner.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -7,10 +10,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 extern char** environ;
 
@@ -78,8 +77,8 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 
 // Runs in the child between fork and exec: only async-signal-safe calls. Reports errno and the step
 // that failed through the close-on-exec pipe.
-[[noreturn]] void execChild(int error_pipe, const SpawnRequest& request, const std::optional<Credentials>& creds,
-                            char* const* argv, char* const* envp) {
+[[noreturn]] void execChild(int error_pipe, const SpawnRequest& request,
+                            const std::optional<Credentials>& creds, char* const* argv, char* const* envp) {
     auto fail = [error_pipe](int step) {
         const int report[2] = {step, errno};
         [[maybe_unused]] auto ignored = ::write(error_pipe, report, sizeof report);
@@ -113,7 +112,7 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
     _exit(127);
 }
 
-}  // namespace
+} // namespace
 
 std::string ExitStatus::describe() const {
     if (signal != 0) {
@@ -164,8 +163,8 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
         if (pidfd >= 0) {
             close(pidfd);
         }
-        static constexpr const char* steps[] = {"", "setsid", "chdir to working directory", "set group",
-                                                 "set user", "exec"};
+        static constexpr const char* steps[] = {"",          "setsid",   "chdir to working directory",
+                                                "set group", "set user", "exec"};
         const int step = report[0] >= 1 && report[0] <= 5 ? report[0] : 5;
         throw SpawnError(std::string(steps[step]) + " '" +
                          (step == 2 ? request.working_directory.string() : request.argv[0]) +
@@ -205,7 +204,9 @@ bool signalPidfd(int pidfd, int signal) {
     return syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) == 0;
 }
 
-bool signalProcessGroup(pid_t pgid, int signal) { return pgid > 0 && kill(-pgid, signal) == 0; }
+bool signalProcessGroup(pid_t pgid, int signal) {
+    return pgid > 0 && kill(-pgid, signal) == 0;
+}
 
 std::string signalName(int signal) {
     const char* abbrev = sigabbrev_np(signal);
@@ -215,4 +216,4 @@ std::string signalName(int signal) {
     return std::string("SIG") + abbrev;
 }
 
-}  // namespace tau
+} // namespace tau

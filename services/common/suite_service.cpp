@@ -9,7 +9,8 @@ namespace tau {
 void requestNameWithRetry(sdbus::IConnection& connection, const std::string& name) {
     constexpr auto kGiveUpAfter = std::chrono::seconds(5);
     const auto deadline = std::chrono::steady_clock::now() + kGiveUpAfter;
-    for (auto pause = std::chrono::milliseconds(20);; pause = std::min(pause * 2, std::chrono::milliseconds(500))) {
+    for (auto pause = std::chrono::milliseconds(20);;
+         pause = std::min(pause * 2, std::chrono::milliseconds(500))) {
         try {
             connection.requestName(name);
             return;
@@ -24,4 +25,4 @@ void requestNameWithRetry(sdbus::IConnection& connection, const std::string& nam
     }
 }
 
-}  // namespace tau
+} // namespace tau

@@ -2,13 +2,13 @@
 // What every service process of the suite shares: its bus connection, its loop, the configuration and the
 // authorization of callers.
 
-#include <memory>
-#include <sdbus-c++/IConnection.h>
-#include <string>
-
 #include "tau/bus/authorizer.h"
 #include "tau/config.h"
 #include "tau/event_loop.h"
+
+#include <memory>
+#include <sdbus-c++/IConnection.h>
+#include <string>
 
 namespace tau {
 
@@ -29,4 +29,4 @@ class SuiteService {
 // exiting) holds it. Throws the last sdbus::Error when the name stays taken.
 void requestNameWithRetry(sdbus::IConnection& connection, const std::string& name);
 
-}  // namespace tau
+} // namespace tau

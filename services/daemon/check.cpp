@@ -1,16 +1,15 @@
 // --check: one health evaluation with a Nagios-style summary and exit code. It asks the running daemon when
 // there is one and measures locally, with the same scoring, when there is none.
 
-#include <fmt/format.h>
-#include <poll.h>
-
-#include <iostream>
-#include <thread>
-
 #include "daemon.h"
 #include "tau/dbus/org.tauos.Health1-proxy.h"
 #include "tau/health.h"
 #include "tau/procfs.h"
+
+#include <fmt/format.h>
+#include <iostream>
+#include <poll.h>
+#include <thread>
 
 namespace tau {
 namespace {
@@ -20,7 +19,8 @@ constexpr auto kLocalCpuWindow = std::chrono::milliseconds(500);
 
 class HealthClient final : public sdbus::ProxyInterfaces<org::tauos::Health1_proxy> {
   public:
-    HealthClient(sdbus::IConnection& connection) : ProxyInterfaces(connection, bus::kHealthName, bus::kHealthPath) {
+    HealthClient(sdbus::IConnection& connection)
+        : ProxyInterfaces(connection, bus::kHealthName, bus::kHealthPath) {
         registerProxy();
     }
     ~HealthClient() { unregisterProxy(); }
@@ -92,7 +92,7 @@ HealthReport measureLocally(const Config& config) {
     return evaluateHealth(inputs, config);
 }
 
-}  // namespace
+} // namespace
 
 int runCheck(const DaemonOptions& options) {
     const auto config = loadConfigFor(options);
@@ -130,4 +130,4 @@ int runCheck(const DaemonOptions& options) {
     return code;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,12 +1,12 @@
 #pragma once
 // The modes of the tau-monitor executable.
 
+#include "tau/bus/connection.h"
+#include "tau/config.h"
+
 #include <filesystem>
 #include <optional>
 #include <string>
-
-#include "tau/bus/connection.h"
-#include "tau/config.h"
 
 namespace tau {
 
@@ -14,7 +14,7 @@ struct DaemonOptions {
     std::filesystem::path config_path;
     bool config_given = false;
     bus::BusChoice bus;
-    bool detach = false;  // --daemon
+    bool detach = false; // --daemon
     std::filesystem::path pid_file;
 };
 
@@ -26,4 +26,4 @@ int runRoot(const DaemonOptions& options);
 int runServiceProcess(const std::string& name, const DaemonOptions& options);
 int runCheck(const DaemonOptions& options);
 
-}  // namespace tau
+} // namespace tau

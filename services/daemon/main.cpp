@@ -1,12 +1,11 @@
 // tau-monitor: the supervisor (root process) and, with --service, one service of the suite.
 
-#include <CLI/CLI.hpp>
-
-#include <cstdlib>
-#include <iostream>
-
 #include "daemon.h"
 #include "tau/paths.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
 
 int main(int argc, char** argv) {
     CLI::App app{"tau-monitor: keeps critical services alive and reports the health of the system"};
@@ -24,12 +23,16 @@ int main(int argc, char** argv) {
 
     auto* fg = app.add_flag("--foreground", foreground, "Run the supervisor in the foreground (the default)");
     auto* dm = app.add_flag("--daemon", detach, "Detach from the terminal and write a pid file");
-    auto* ck = app.add_flag("--check", check,
-                            "Evaluate health once, print a summary and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN");
-    auto* vc = app.add_flag("--validate-config", validate, "Check the configuration and exit (78 when invalid)");
-    auto* sv = app.add_option("--service", service, "Run one service of the suite (log, recovery, resources, health)")
+    auto* ck =
+        app.add_flag("--check", check,
+                     "Evaluate health once, print a summary and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN");
+    auto* vc =
+        app.add_flag("--validate-config", validate, "Check the configuration and exit (78 when invalid)");
+    auto* sv = app.add_option("--service", service,
+                              "Run one service of the suite (log, recovery, resources, health)")
                    ->check(CLI::IsMember({"log", "recovery", "resources", "health"}));
-    app.add_option("--config", config_path, "Configuration file (default: /etc/tau-monitor/tau-monitor.toml)");
+    app.add_option("--config", config_path,
+                   "Configuration file (default: /etc/tau-monitor/tau-monitor.toml)");
     app.add_option("--bus", bus, "auto, system, session, private or a D-Bus address")->capture_default_str();
     app.add_option("--pid-file", pid_file, "Pid file (default: <runtime dir>/tau-monitor.pid)");
     app.add_option("--runtime-dir", runtime_dir,
@@ -52,7 +55,8 @@ int main(int argc, char** argv) {
 
     tau::DaemonOptions options;
     options.config_given = !config_path.empty();
-    options.config_path = options.config_given ? std::filesystem::absolute(config_path) : tau::defaultConfigFile();
+    options.config_path =
+        options.config_given ? std::filesystem::absolute(config_path) : tau::defaultConfigFile();
     options.detach = detach;
     options.pid_file = pid_file.empty() ? tau::defaultPidFile() : std::filesystem::absolute(pid_file);
     try {

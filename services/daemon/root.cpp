@@ -1,20 +1,5 @@
-// The root process: Processes1 on the bus, supervisor of the suite's other services and of the configured ones.
-
-#include <fcntl.h>
-#include <signal.h>
-#include <spdlog/spdlog.h>
-#include <poll.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <systemd/sd-daemon.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iostream>
-#include <optional>
+// The root process: Processes1 on the bus, supervisor of the suite's other services and of the configured
+// ones.
 
 #include "daemon.h"
 #include "processes_adaptor.h"
@@ -26,6 +11,21 @@
 #include "tau/paths.h"
 #include "tau/signals.h"
 
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
 namespace tau {
 namespace {
 
@@ -34,8 +34,8 @@ constexpr std::size_t kLogQueueCapacity = 10000;
 // spinning.
 constexpr auto kInternalRestartDelay = std::chrono::milliseconds(500);
 // The service manager's protocol variables are meant for tau-monitor, not for the services it starts.
-const std::vector<std::string> kManagerVariables = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
-                                                    "LISTEN_PID", "LISTEN_FDNAMES"};
+const std::vector<std::string> kManagerVariables = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                                    "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
 
 // Holds the pid file locked for the daemon's life, so a second daemon notices the first.
 class PidFile {
@@ -159,14 +159,15 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
     spec.spawn.user = service.user;
     spec.spawn.group = service.group;
     spec.policy = policyFor(service, config.crash_recovery);
-    spec.stop_timeout = std::chrono::milliseconds(static_cast<long long>(service.stop_timeout_seconds * 1000.0));
+    spec.stop_timeout =
+        std::chrono::milliseconds(static_cast<long long>(service.stop_timeout_seconds * 1000.0));
     return spec;
 }
 
 struct ResolvedBus {
-    std::unique_ptr<bus::PrivateBus> private_bus;  // declared first: it outlives the connection
+    std::unique_ptr<bus::PrivateBus> private_bus; // declared first: it outlives the connection
     std::unique_ptr<sdbus::IConnection> connection;
-    std::string child_option;  // what the children get as --bus
+    std::string child_option; // what the children get as --bus
     std::string description;
 };
 
@@ -196,12 +197,13 @@ ResolvedBus resolveBus(const bus::BusChoice& choice) {
     }
     const bus::BusChoice resolved{kind, choice.address};
     result.child_option = resolved.toString();
-    result.description = kind == bus::BusChoice::Kind::Address ? "bus " + choice.address : resolved.toString() + " bus";
+    result.description =
+        kind == bus::BusChoice::Kind::Address ? "bus " + choice.address : resolved.toString() + " bus";
     result.connection = bus::openConnection(resolved);
     return result;
 }
 
-}  // namespace
+} // namespace
 
 int runRoot(const DaemonOptions& options) {
     const auto config = loadConfigFor(options);
@@ -245,7 +247,8 @@ int runRoot(const DaemonOptions& options) {
     SystemClock clock;
     RealProcessLauncher launcher;
     ProcessesAdaptor adaptor(connection, *config, authorizer, reader);
-    Supervisor supervisor(loop, launcher, clock, adaptor, config->process_management.max_concurrent_processes);
+    Supervisor supervisor(loop, launcher, clock, adaptor,
+                          config->process_management.max_concurrent_processes);
 
     for (const auto& name : kInternalServiceNames) {
         supervisor.add(internalSpec(std::string(name), options, resolved.child_option));
@@ -261,14 +264,15 @@ int runRoot(const DaemonOptions& options) {
         connection.requestName(bus::kProcessesName);
     } catch (const sdbus::Error& e) {
         if (e.getName() == "org.freedesktop.DBus.Error.FileExists") {
-            spdlog::critical("tau-monitor is already running on the {}: {} has an owner", resolved.description,
-                             bus::kProcessesName);
+            spdlog::critical("tau-monitor is already running on the {}: {} has an owner",
+                             resolved.description, bus::kProcessesName);
         } else if (e.getName() == "org.freedesktop.DBus.Error.AccessDenied") {
             spdlog::critical("the {} does not let this user own {}: install config/dbus/org.tauos.conf in "
                              "/etc/dbus-1/system.d, or run with --bus private ({})",
                              resolved.description, bus::kProcessesName, e.getMessage());
         } else {
-            spdlog::critical("cannot own {} on the {}: {}", bus::kProcessesName, resolved.description, e.getMessage());
+            spdlog::critical("cannot own {} on the {}: {}", bus::kProcessesName, resolved.description,
+                             e.getMessage());
         }
         reportToStarter(ready_fd, 1);
         return 1;
@@ -288,8 +292,9 @@ int runRoot(const DaemonOptions& options) {
     loop.watchFd(signals.fd(), POLLIN, [&](short) {
         while (const int sig = signals.read()) {
             if (sig == SIGHUP) {
-                spdlog::warn("SIGHUP: reloading the configuration at run time is not supported; restart tau-monitor "
-                             "to apply changes");
+                spdlog::warn(
+                    "SIGHUP: reloading the configuration at run time is not supported; restart tau-monitor "
+                    "to apply changes");
                 continue;
             }
             beginShutdown(signalName(sig));
@@ -313,10 +318,12 @@ int runRoot(const DaemonOptions& options) {
 
     supervisor.startAll();
     bus::logEvent(spdlog::level::info, "daemon.started",
-                  {{"bus", resolved.description}, {"config", config->source.string()},
+                  {{"bus", resolved.description},
+                   {"config", config->source.string()},
                    {"services", std::to_string(config->services.size())}},
                   "tau-monitor " + std::string(TAU_VERSION) + " supervising " +
-                      std::to_string(supervisor.services().size()) + " services on the " + resolved.description);
+                      std::to_string(supervisor.services().size()) + " services on the " +
+                      resolved.description);
     sd_notify(0, "READY=1");
     reportToStarter(ready_fd, 0);
 
@@ -330,4 +337,4 @@ int runRoot(const DaemonOptions& options) {
     return 0;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,14 +1,5 @@
 // One service of the suite in its own process, so that a fault in it cannot take down the supervisor.
 
-#include <poll.h>
-#include <signal.h>
-#include <spdlog/spdlog.h>
-#include <sys/prctl.h>
-#include <unistd.h>
-
-#include <functional>
-#include <map>
-
 #include "daemon.h"
 #include "health_service.h"
 #include "log_service.h"
@@ -18,6 +9,14 @@
 #include "tau/bus/log_sink.h"
 #include "tau/signals.h"
 #include "tau/spawner.h"
+
+#include <functional>
+#include <map>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 namespace tau {
 namespace {
@@ -39,7 +38,7 @@ const std::map<std::string, ServiceKind>& serviceKinds() {
     return kinds;
 }
 
-}  // namespace
+} // namespace
 
 int runServiceProcess(const std::string& name, const DaemonOptions& options) {
     const auto& kinds = serviceKinds();
@@ -69,14 +68,16 @@ int runServiceProcess(const std::string& name, const DaemonOptions& options) {
 
     try {
         std::unique_ptr<sdbus::IConnection> connection;
-        if (options.bus.kind == bus::BusChoice::Kind::Auto || options.bus.kind == bus::BusChoice::Kind::Private) {
+        if (options.bus.kind == bus::BusChoice::Kind::Auto ||
+            options.bus.kind == bus::BusChoice::Kind::Private) {
             connection = bus::connectToDaemon(options.bus).connection;
         } else {
             connection = bus::openConnection(options.bus);
         }
         EventLoop loop;
         bus::attachToLoop(loop, *connection);
-        bus::Authorizer authorizer(*connection, bus::AccessPolicy(::geteuid(), config->security.admin_groups));
+        bus::Authorizer authorizer(*connection,
+                                   bus::AccessPolicy(::geteuid(), config->security.admin_groups));
         ServiceContext context{*config, *connection, loop, authorizer};
         auto service = kind->second.make(context);
         requestNameWithRetry(*connection, kind->second.bus_name);
@@ -117,4 +118,4 @@ std::optional<Config> loadConfigFor(const DaemonOptions& options) {
     }
 }
 
-}  // namespace tau
+} // namespace tau

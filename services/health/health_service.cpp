@@ -1,11 +1,5 @@
 #include "health_service.h"
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
-#include <optional>
-#include <sdbus-c++/sdbus-c++.h>
-
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
@@ -13,6 +7,11 @@
 #include "tau/dbus/org.tauos.Health1-adaptor.h"
 #include "tau/health.h"
 #include "tau/procfs.h"
+
+#include <fmt/format.h>
+#include <optional>
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/spdlog.h>
 
 namespace tau {
 namespace {
@@ -24,20 +23,19 @@ constexpr auto kEvaluationDebounce = std::chrono::milliseconds(300);
 constexpr auto kCallTimeout = std::chrono::seconds(5);
 constexpr auto kRetryWithoutResources = std::chrono::seconds(1);
 
-
-class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_adaptor>, public SuiteService {
+class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_adaptor>,
+                            public SuiteService {
   public:
     explicit HealthAdaptor(ServiceContext& context)
-        : AdaptorInterfaces(context.connection, bus::kHealthPath), config_(context.config), loop_(context.loop),
-          authorizer_(context.authorizer),
+        : AdaptorInterfaces(context.connection, bus::kHealthPath), config_(context.config),
+          loop_(context.loop), authorizer_(context.authorizer),
           resources_(sdbus::createProxy(context.connection, bus::kResourcesName, bus::kResourcesPath)),
           processes_(sdbus::createProxy(context.connection, bus::kProcessesName, bus::kProcessesPath)) {
         auto soon = [this](auto&&...) { evaluateSoon(); };
         processes_->uponSignal("ServiceExited")
             .onInterface(bus::kProcessesName)
-            .call([soon](const std::string&, int32_t, int32_t, int32_t, uint64_t, const std::string&, uint32_t) {
-                soon();
-            });
+            .call([soon](const std::string&, int32_t, int32_t, int32_t, uint64_t, const std::string&,
+                         uint32_t) { soon(); });
         processes_->uponSignal("ServiceStarted")
             .onInterface(bus::kProcessesName)
             .call([soon](const std::string&, int32_t) { soon(); });
@@ -90,8 +88,9 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
                 .onInterface(bus::kResourcesName)
                 .withTimeout(kCallTimeout)
                 .uponReplyInvoke([this, alive](const sdbus::Error* error, uint64_t taken_at, double cpu,
-                                               std::vector<double> per_core, wire::Memory memory, wire::Swap swap,
-                                               wire::Load load, std::vector<wire::Disk> disks,
+                                               std::vector<double> per_core, wire::Memory memory,
+                                               wire::Swap swap, wire::Load load,
+                                               std::vector<wire::Disk> disks,
                                                std::vector<wire::Network> networks) {
                     if (!*alive) {
                         return;
@@ -107,19 +106,20 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
             processes_->callMethodAsync("ListServices")
                 .onInterface(bus::kProcessesName)
                 .withTimeout(kCallTimeout)
-                .uponReplyInvoke([this, alive](const sdbus::Error* error, std::vector<wire::ServiceEntry> services) {
-                    if (!*alive) {
-                        return;
-                    }
-                    if (error == nullptr) {
-                        std::vector<ServiceHealthInput> list;
-                        for (const auto& s : services) {
-                            list.push_back({s.get<0>(), s.get<1>(), s.get<7>()});
+                .uponReplyInvoke(
+                    [this, alive](const sdbus::Error* error, std::vector<wire::ServiceEntry> services) {
+                        if (!*alive) {
+                            return;
                         }
-                        inputs_.services = std::move(list);
-                    }
-                    answered();
-                });
+                        if (error == nullptr) {
+                            std::vector<ServiceHealthInput> list;
+                            for (const auto& s : services) {
+                                list.push_back({s.get<0>(), s.get<1>(), s.get<7>()});
+                            }
+                            inputs_.services = std::move(list);
+                        }
+                        answered();
+                    });
         });
         // A call that could not even be sent counts as answered without data.
         if (pending_ > 0 && !*alive) {
@@ -134,12 +134,14 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
         bus::logged("health evaluation", [this] {
             inputs_.network.default_route_interface = reader_.defaultRouteInterface();
             if (inputs_.network.default_route_interface) {
-                inputs_.network.oper_state = reader_.interfaceOperState(*inputs_.network.default_route_interface);
+                inputs_.network.oper_state =
+                    reader_.interfaceOperState(*inputs_.network.default_route_interface);
             }
             publish(evaluateHealth(inputs_, config_));
         });
         if (!inputs_.resources && retry_timer_ == 0) {
-            // Resources has not sampled yet (or is restarting): try again soon rather than a whole interval later.
+            // Resources has not sampled yet (or is restarting): try again soon rather than a whole interval
+            // later.
             retry_timer_ = loop_.addTimer(kRetryWithoutResources, [this] {
                 retry_timer_ = 0;
                 startEvaluation();
@@ -161,10 +163,11 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
             return;
         }
         const auto status = std::string(toString(report_->status));
-        const auto level = report_->status == HealthStatus::Critical && config_.health_checking.alert_on_failure
-                               ? spdlog::level::err
-                           : report_->status == HealthStatus::Ok ? spdlog::level::info
-                                                                 : spdlog::level::warn;
+        const auto level =
+            report_->status == HealthStatus::Critical && config_.health_checking.alert_on_failure
+                ? spdlog::level::err
+            : report_->status == HealthStatus::Ok ? spdlog::level::info
+                                                  : spdlog::level::warn;
         std::string failing;
         for (const auto& check : report_->checks) {
             if (check.status == CheckStatus::Warning || check.status == CheckStatus::Critical) {
@@ -175,8 +178,8 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
                       {{"score", fmt::format("{:.3f}", report_->score)},
                        {"status", status},
                        {"previous_status", std::string(toString(previous))}},
-                      fmt::format("health {} (score {:.2f}){}{}", status, report_->score, failing.empty() ? "" : ": ",
-                                  failing));
+                      fmt::format("health {} (score {:.2f}){}{}", status, report_->score,
+                                  failing.empty() ? "" : ": ", failing));
         emitHealthChanged(report_->score, status, std::string(toString(previous)));
     }
 
@@ -188,8 +191,8 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
             }
             std::vector<wire::Check> checks;
             for (const auto& c : report_->checks) {
-                checks.emplace_back(c.name, std::string(toString(c.status)), c.value, c.score, c.weight, c.contribution,
-                                    c.message);
+                checks.emplace_back(c.name, std::string(toString(c.status)), c.value, c.score, c.weight,
+                                    c.contribution, c.message);
             }
             return std::tuple{report_->score, std::string(toString(report_->status)), std::move(checks)};
         });
@@ -230,10 +233,10 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<SuiteService> makeHealthService(ServiceContext& context) {
     return std::make_unique<HealthAdaptor>(context);
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,8 +1,8 @@
 #pragma once
 
-#include <memory>
-
 #include "suite_service.h"
+
+#include <memory>
 
 namespace tau {
 
@@ -10,4 +10,4 @@ namespace tau {
 // org.tauos.Processes1 report, and serves org.tauos.Health1.
 std::unique_ptr<SuiteService> makeHealthService(ServiceContext& context);
 
-}  // namespace tau
+} // namespace tau

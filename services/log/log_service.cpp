@@ -1,18 +1,17 @@
 #include "log_service.h"
 
-#include <spdlog/sinks/base_sink.h>
-#include <spdlog/spdlog.h>
-#include <unistd.h>
-
-#include <mutex>
-#include <sdbus-c++/sdbus-c++.h>
-
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
 #include "tau/bus/wire.h"
 #include "tau/dbus/org.tauos.Log1-adaptor.h"
 #include "tau/log_writer.h"
+
+#include <mutex>
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 namespace tau {
 namespace {
@@ -25,9 +24,9 @@ LogRecord fromWire(const wire::LogEntry& entry, std::size_t index) {
     record.timestamp = std::chrono::system_clock::time_point(std::chrono::microseconds(entry.get<0>()));
     const auto level = logLevelFromString(entry.get<1>());
     if (!level) {
-        throw ServiceError(ErrorCode::InvalidArgument, "Submit: records[" + std::to_string(index) +
-                                                           "].level: unknown level '" + entry.get<1>() +
-                                                           "' (trace, debug, info, warning, error, critical)");
+        throw ServiceError(ErrorCode::InvalidArgument,
+                           "Submit: records[" + std::to_string(index) + "].level: unknown level '" +
+                               entry.get<1>() + "' (trace, debug, info, warning, error, critical)");
     }
     record.level = *level;
     record.service = entry.get<2>();
@@ -74,7 +73,8 @@ class LogAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Log1_adapto
     explicit LogAdaptor(ServiceContext& context)
         : AdaptorInterfaces(context.connection, bus::kLogPath), authorizer_(context.authorizer),
           writer_(context.config.logging.log_file_path,
-                  logLevelFromString(context.config.logging.log_level).value_or(LogLevel::Info), kRecentCapacity) {
+                  logLevelFromString(context.config.logging.log_level).value_or(LogLevel::Info),
+                  kRecentCapacity) {
         bus::configureLogging("log", context.config.logging.log_level, std::make_shared<DirectSink>(writer_));
         registerAdaptor();
         spdlog::info("writing records to {}", writer_.file().string());
@@ -104,7 +104,8 @@ class LogAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Log1_adapto
 
     std::vector<wire::LogEntry> GetRecent(const uint32_t& count) override {
         return bus::guarded("GetRecent", [&] {
-            const uint32_t wanted = count == 0 ? kDefaultRecentCount : std::min<uint32_t>(count, kRecentCapacity);
+            const uint32_t wanted =
+                count == 0 ? kDefaultRecentCount : std::min<uint32_t>(count, kRecentCapacity);
             std::vector<wire::LogEntry> result;
             for (const auto& record : writer_.recent(wanted)) {
                 result.push_back(wire::toWire(record));
@@ -124,10 +125,10 @@ class LogAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Log1_adapto
     LogWriter writer_;
 };
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<SuiteService> makeLogService(ServiceContext& context) {
     return std::make_unique<LogAdaptor>(context);
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,8 +1,8 @@
 #pragma once
 
-#include <memory>
-
 #include "suite_service.h"
+
+#include <memory>
 
 namespace tau {
 
@@ -10,4 +10,4 @@ namespace tau {
 // records go straight to the file, not over the bus.
 std::unique_ptr<SuiteService> makeLogService(ServiceContext& context);
 
-}  // namespace tau
+} // namespace tau

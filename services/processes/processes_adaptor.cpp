@@ -1,11 +1,11 @@
 #include "processes_adaptor.h"
 
-#include <spdlog/spdlog.h>
-
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
 #include "tau/config_json.h"
+
+#include <spdlog/spdlog.h>
 
 namespace tau {
 namespace {
@@ -16,10 +16,11 @@ uint64_t toMicros(std::chrono::steady_clock::duration duration) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count());
 }
 
-}  // namespace
+} // namespace
 
 ServiceObject::ServiceObject(sdbus::IConnection& connection, const Supervisor& supervisor, std::string name)
-    : AdaptorInterfaces(connection, bus::serviceObjectPath(name)), supervisor_(supervisor), name_(std::move(name)) {
+    : AdaptorInterfaces(connection, bus::serviceObjectPath(name)), supervisor_(supervisor),
+      name_(std::move(name)) {
     registerAdaptor();
 }
 
@@ -37,13 +38,14 @@ const ServiceStatus& ServiceObject::status() const {
 }
 
 void ServiceObject::changed() {
-    getObject().emitPropertiesChangedSignal(org::tauos::Processes1::Service_adaptor::INTERFACE_NAME,
-                                            {"State", "MainPID", "Restarts", "StartedAt", "LastExitCode",
-                                             "LastExitSignal"});
+    getObject().emitPropertiesChangedSignal(
+        org::tauos::Processes1::Service_adaptor::INTERFACE_NAME,
+        {"State", "MainPID", "Restarts", "StartedAt", "LastExitCode", "LastExitSignal"});
 }
 
 std::string ServiceObject::Kind() {
-    return bus::guarded("Kind", [&] { return std::string(status().spec.internal ? "internal" : "configured"); });
+    return bus::guarded("Kind",
+                        [&] { return std::string(status().spec.internal ? "internal" : "configured"); });
 }
 bool ServiceObject::Critical() {
     return bus::guarded("Critical", [&] { return status().spec.critical; });
@@ -68,7 +70,8 @@ int32_t ServiceObject::LastExitCode() {
                         [&] { return status().last_exit ? status().last_exit->exit_code : int32_t{-1}; });
 }
 int32_t ServiceObject::LastExitSignal() {
-    return bus::guarded("LastExitSignal", [&] { return status().last_exit ? status().last_exit->signal : 0; });
+    return bus::guarded("LastExitSignal",
+                        [&] { return status().last_exit ? status().last_exit->signal : 0; });
 }
 
 ProcessUsageTracker::Usage ProcessUsageTracker::usage(pid_t pid) {
@@ -89,7 +92,8 @@ ProcessUsageTracker::Usage ProcessUsageTracker::usage(pid_t pid) {
     auto& sample = it->second;
     // Shorter intervals than this measure scheduler noise rather than usage.
     if (now - sample.at >= std::chrono::milliseconds(250)) {
-        sample.cpu_percent = processCpuPercent(sample.stat, *stat, now - sample.at, reader_.clockTicksPerSecond());
+        sample.cpu_percent =
+            processCpuPercent(sample.stat, *stat, now - sample.at, reader_.clockTicksPerSecond());
         sample.stat = *stat;
         sample.at = now;
     }
@@ -111,7 +115,8 @@ ProcessesAdaptor::~ProcessesAdaptor() {
 void ProcessesAdaptor::attach(Supervisor& supervisor) {
     supervisor_ = &supervisor;
     for (const auto& service : supervisor.services()) {
-        auto object = std::make_unique<ServiceObject>(getObject().getConnection(), supervisor, service.spec.name);
+        auto object =
+            std::make_unique<ServiceObject>(getObject().getConnection(), supervisor, service.spec.name);
         object->announce();
         objects_[service.spec.name] = std::move(object);
     }
@@ -132,7 +137,8 @@ void ProcessesAdaptor::serviceStarted(const ServiceStatus& service) {
 }
 
 void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                                     const ExitDecision& decision, std::chrono::steady_clock::duration uptime) {
+                                     const ExitDecision& decision,
+                                     std::chrono::steady_clock::duration uptime) {
     const auto action = std::string(toString(decision.action));
     const bool failure = decision.action != ExitAction::Stopped && !status.success();
     bus::logEvent(failure ? spdlog::level::warn : spdlog::level::info, "service.exited",
@@ -142,8 +148,8 @@ void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, co
                    {"signal", std::to_string(status.signal)},
                    {"action", action},
                    {"attempt", std::to_string(decision.consecutive_failures)}},
-                  service.spec.name + " (pid " + std::to_string(pid) + ") " + status.describe() + "; action: " +
-                      action);
+                  service.spec.name + " (pid " + std::to_string(pid) + ") " + status.describe() +
+                      "; action: " + action);
     bus::logged("ServiceExited", [&] {
         emitServiceExited(service.spec.name, pid, status.exit_code, status.signal, toMicros(uptime), action,
                           decision.consecutive_failures);
@@ -158,13 +164,15 @@ void ProcessesAdaptor::serviceChanged(const ServiceStatus& service) {
     if (running != last_running_count_) {
         last_running_count_ = running;
         bus::logged("PropertiesChanged", [&] {
-            getObject().emitPropertiesChangedSignal(org::tauos::Processes1_adaptor::INTERFACE_NAME, {"RunningCount"});
+            getObject().emitPropertiesChangedSignal(org::tauos::Processes1_adaptor::INTERFACE_NAME,
+                                                    {"RunningCount"});
         });
     }
 }
 
 void ProcessesAdaptor::spawnFailed(const ServiceStatus& service, const std::string& reason) {
-    bus::logEvent(spdlog::level::err, "service.spawn_failed", {{"service", service.spec.name}, {"reason", reason}},
+    bus::logEvent(spdlog::level::err, "service.spawn_failed",
+                  {{"service", service.spec.name}, {"reason", reason}},
                   "cannot start " + service.spec.name + ": " + reason);
 }
 
@@ -175,8 +183,9 @@ std::vector<wire::ServiceEntry> ProcessesAdaptor::ListServices() {
         for (const auto& service : supervisor().services()) {
             const auto usage = usage_.usage(service.pid);
             result.emplace_back(service.spec.name, std::string(toString(service.state)), service.pid,
-                                service.restarts, toMicros(service.uptime(now)), usage.cpu_percent, usage.rss_bytes,
-                                service.spec.critical, std::string(service.spec.internal ? "internal" : "configured"));
+                                service.restarts, toMicros(service.uptime(now)), usage.cpu_percent,
+                                usage.rss_bytes, service.spec.critical,
+                                std::string(service.spec.internal ? "internal" : "configured"));
         }
         return result;
     });
@@ -226,11 +235,17 @@ std::string ProcessesAdaptor::GetConfig() {
     return bus::guarded("GetConfig", [&] { return configToJson(config_).dump(2); });
 }
 
-std::string ProcessesAdaptor::Version() { return TAU_VERSION; }
-std::string ProcessesAdaptor::ConfigPath() { return config_.source.string(); }
-uint64_t ProcessesAdaptor::StartedAt() { return toMicros(started_at_); }
+std::string ProcessesAdaptor::Version() {
+    return TAU_VERSION;
+}
+std::string ProcessesAdaptor::ConfigPath() {
+    return config_.source.string();
+}
+uint64_t ProcessesAdaptor::StartedAt() {
+    return toMicros(started_at_);
+}
 uint32_t ProcessesAdaptor::RunningCount() {
     return supervisor_ != nullptr ? supervisor_->runningCount() : 0;
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,12 +1,6 @@
 #pragma once
 // The D-Bus face of the supervisor: validates, authorizes, translates errors and forwards.
 
-#include <chrono>
-#include <map>
-#include <memory>
-#include <sdbus-c++/sdbus-c++.h>
-#include <string>
-
 #include "supervisor.h"
 #include "tau/bus/authorizer.h"
 #include "tau/bus/wire.h"
@@ -15,6 +9,12 @@
 #include "tau/dbus/org.tauos.Processes1.Service-adaptor.h"
 #include "tau/procfs.h"
 #include "tau/resources.h"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <sdbus-c++/sdbus-c++.h>
+#include <string>
 
 namespace tau {
 
@@ -106,4 +106,4 @@ class ProcessesAdaptor final
     unsigned last_running_count_ = 0;
 };
 
-}  // namespace tau
+} // namespace tau

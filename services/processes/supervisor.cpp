@@ -1,12 +1,11 @@
 #include "supervisor.h"
 
+#include "tau/errors.h"
+
+#include <algorithm>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <algorithm>
-
-#include "tau/errors.h"
 
 namespace tau {
 
@@ -26,7 +25,9 @@ std::string_view toString(ServiceState state) {
     return "stopped";
 }
 
-void RealProcessLauncher::release(int pidfd) { ::close(pidfd); }
+void RealProcessLauncher::release(int pidfd) {
+    ::close(pidfd);
+}
 
 Supervisor::Supervisor(Reactor& reactor, ProcessLauncher& launcher, const Clock& clock,
                        SupervisorListener& listener, unsigned max_concurrent_configured)
@@ -55,12 +56,14 @@ void Supervisor::add(ServiceSpec spec) {
 }
 
 const ServiceStatus* Supervisor::find(std::string_view name) const {
-    auto it = std::find_if(services_.begin(), services_.end(), [&](const auto& s) { return s.spec.name == name; });
+    auto it =
+        std::find_if(services_.begin(), services_.end(), [&](const auto& s) { return s.spec.name == name; });
     return it == services_.end() ? nullptr : &*it;
 }
 
 ServiceStatus& Supervisor::get(const std::string& name) {
-    auto it = std::find_if(services_.begin(), services_.end(), [&](const auto& s) { return s.spec.name == name; });
+    auto it =
+        std::find_if(services_.begin(), services_.end(), [&](const auto& s) { return s.spec.name == name; });
     if (it == services_.end()) {
         throw ServiceError(ErrorCode::NotFound, "no service named '" + name + "'");
     }
@@ -74,9 +77,8 @@ unsigned Supervisor::runningCount() const {
 }
 
 unsigned Supervisor::configuredActive() const {
-    return static_cast<unsigned>(std::count_if(services_.begin(), services_.end(), [](const auto& s) {
-        return !s.spec.internal && s.pid != 0;
-    }));
+    return static_cast<unsigned>(std::count_if(services_.begin(), services_.end(),
+                                               [](const auto& s) { return !s.spec.internal && s.pid != 0; }));
 }
 
 void Supervisor::startAll() {
@@ -128,8 +130,8 @@ void Supervisor::start(const std::string& name) {
     }
     auto& service = get(name);
     if (service.state == ServiceState::Running || service.state == ServiceState::Stopping) {
-        throw ServiceError(ErrorCode::Busy, "service '" + name + "' is already " +
-                                                std::string(toString(service.state)));
+        throw ServiceError(ErrorCode::Busy,
+                           "service '" + name + "' is already " + std::string(toString(service.state)));
     }
     if (auto it = restart_timers_.find(name); it != restart_timers_.end()) {
         reactor_.cancelTimer(it->second);
@@ -161,7 +163,8 @@ void Supervisor::restart(const std::string& name) {
     auto& service = get(name);
     if (service.state == ServiceState::Running || service.state == ServiceState::Stopping) {
         if (shutting_down_) {
-            throw ServiceError(ErrorCode::Busy, "cannot restart '" + name + "': the supervisor is shutting down");
+            throw ServiceError(ErrorCode::Busy,
+                               "cannot restart '" + name + "': the supervisor is shutting down");
         }
         service.restart_after_stop = true;
         service.consecutive_failures = 0;
@@ -207,8 +210,8 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     const auto uptime = clock_.now() - service.started_steady;
     const bool stop_requested = service.state == ServiceState::Stopping;
     const bool restart_requested = stop_requested && service.restart_after_stop && !shutting_down_;
-    ExitDecision decision = decideOnExit(service.spec.policy, *status, stop_requested, uptime,
-                                         service.consecutive_failures);
+    ExitDecision decision =
+        decideOnExit(service.spec.policy, *status, stop_requested, uptime, service.consecutive_failures);
     if (shutting_down_ && !stop_requested) {
         decision = {ExitAction::Stopped, {}, 0};
     }
@@ -281,7 +284,7 @@ void Supervisor::shutdown(std::function<void()> done) {
 void Supervisor::continueShutdown() {
     for (auto it = services_.rbegin(); it != services_.rend(); ++it) {
         if (it->state == ServiceState::Stopping) {
-            return;  // wait for its exit, which calls us again
+            return; // wait for its exit, which calls us again
         }
         if (it->state == ServiceState::Running) {
             it->restart_after_stop = false;
@@ -296,4 +299,4 @@ void Supervisor::continueShutdown() {
     }
 }
 
-}  // namespace tau
+} // namespace tau

@@ -2,7 +2,10 @@
 // The supervisor: starts services, notices every exit through the service's pidfd, and restarts per policy.
 // It knows nothing of D-Bus; the adaptor turns its events into signals and properties.
 
-#include <sys/types.h>
+#include "tau/clock.h"
+#include "tau/event_loop.h"
+#include "tau/restart_policy.h"
+#include "tau/spawner.h"
 
 #include <chrono>
 #include <functional>
@@ -10,12 +13,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <vector>
-
-#include "tau/clock.h"
-#include "tau/event_loop.h"
-#include "tau/restart_policy.h"
-#include "tau/spawner.h"
 
 namespace tau {
 
@@ -24,7 +23,7 @@ std::string_view toString(ServiceState state);
 
 struct ServiceSpec {
     std::string name;
-    bool internal = false;  // a process of the suite itself
+    bool internal = false; // a process of the suite itself
     bool critical = false;
     SpawnRequest spawn;
     RestartPolicy policy;
@@ -36,8 +35,8 @@ struct ServiceStatus {
     ServiceState state = ServiceState::Stopped;
     pid_t pid = 0;
     int pidfd = -1;
-    unsigned restarts = 0;              // automatic restarts
-    unsigned consecutive_failures = 0;  // reset by a stable run, a clean exit or a manual start
+    unsigned restarts = 0;             // automatic restarts
+    unsigned consecutive_failures = 0; // reset by a stable run, a clean exit or a manual start
     std::chrono::system_clock::time_point started_at{};
     std::chrono::steady_clock::time_point started_steady{};
     std::optional<ExitStatus> last_exit;
@@ -45,7 +44,7 @@ struct ServiceStatus {
 
     std::chrono::steady_clock::duration uptime(std::chrono::steady_clock::time_point now) const {
         return state == ServiceState::Running || state == ServiceState::Stopping ? now - started_steady
-                                                                               : std::chrono::seconds(0);
+                                                                                 : std::chrono::seconds(0);
     }
 };
 
@@ -126,4 +125,4 @@ class Supervisor {
     std::function<void()> shutdown_done_;
 };
 
-}  // namespace tau
+} // namespace tau

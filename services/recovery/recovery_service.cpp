@@ -1,9 +1,5 @@
 #include "recovery_service.h"
 
-#include <spdlog/spdlog.h>
-
-#include <sdbus-c++/sdbus-c++.h>
-
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
@@ -12,18 +8,21 @@
 #include "tau/dbus/org.tauos.Recovery1-adaptor.h"
 #include "tau/spawner.h"
 
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/spdlog.h>
+
 namespace tau {
 namespace {
 
 constexpr std::size_t kHistoryCapacity = 10000;
-
 
 std::filesystem::path historyFile(const Config& config) {
     const auto& dir = config.crash_recovery.session_state_path;
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) {
-        spdlog::error("cannot create {}: {}; crash history is kept in memory only", dir.string(), ec.message());
+        spdlog::error("cannot create {}: {}; crash history is kept in memory only", dir.string(),
+                      ec.message());
         return {};
     }
     return dir / "crash-history.jsonl";
@@ -41,7 +40,8 @@ bool isValidServiceName(const std::string& name) {
     return true;
 }
 
-class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recovery1_adaptor>, public SuiteService {
+class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recovery1_adaptor>,
+                              public SuiteService {
   public:
     explicit RecoveryAdaptor(ServiceContext& context)
         : AdaptorInterfaces(context.connection, bus::kRecoveryPath),
@@ -52,9 +52,10 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         }
         processes_->uponSignal("ServiceExited")
             .onInterface(bus::kProcessesName)
-            .call([this](const std::string& name, int32_t pid, int32_t exit_code, int32_t signal, uint64_t uptime,
-                         const std::string& action, uint32_t attempt) {
-                bus::logged("ServiceExited", [&] { onServiceExited(name, pid, exit_code, signal, uptime, action, attempt); });
+            .call([this](const std::string& name, int32_t pid, int32_t exit_code, int32_t signal,
+                         uint64_t uptime, const std::string& action, uint32_t attempt) {
+                bus::logged("ServiceExited",
+                            [&] { onServiceExited(name, pid, exit_code, signal, uptime, action, attempt); });
             });
         processes_->finishRegistration();
         registerAdaptor();
@@ -63,38 +64,40 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     ~RecoveryAdaptor() { unregisterAdaptor(); }
 
   private:
-    void onServiceExited(const std::string& name, int32_t pid, int32_t exit_code, int32_t signal, uint64_t uptime,
-                         const std::string& action, uint32_t attempt) {
-        CrashEntry entry{std::chrono::system_clock::now(), name,   pid,    exit_code,
-                         signal,
+    void onServiceExited(const std::string& name, int32_t pid, int32_t exit_code, int32_t signal,
+                         uint64_t uptime, const std::string& action, uint32_t attempt) {
+        CrashEntry entry{std::chrono::system_clock::now(),  name,   pid,    exit_code, signal,
                          std::chrono::microseconds(uptime), action, attempt};
         try {
             history_.record(entry);
         } catch (const std::exception& e) {
             spdlog::error("crash history: {}", e.what());
         }
-        getObject().emitPropertiesChangedSignal(org::tauos::Recovery1_adaptor::INTERFACE_NAME, {"HistorySize"});
+        getObject().emitPropertiesChangedSignal(org::tauos::Recovery1_adaptor::INTERFACE_NAME,
+                                                {"HistorySize"});
         if (action == "stopped") {
             return;
         }
         const ExitStatus status{exit_code, signal, false};
         const std::string reason = status.describe();
-        bus::logEvent(action == "give_up" ? spdlog::level::err : spdlog::level::info, "recovery.action",
-                      {{"service", name}, {"action", action}, {"attempt", std::to_string(attempt)}, {"reason", reason}},
-                      name + " " + reason + ": " + action + " (attempt " + std::to_string(attempt) + ")");
+        bus::logEvent(
+            action == "give_up" ? spdlog::level::err : spdlog::level::info, "recovery.action",
+            {{"service", name}, {"action", action}, {"attempt", std::to_string(attempt)}, {"reason", reason}},
+            name + " " + reason + ": " + action + " (attempt " + std::to_string(attempt) + ")");
         emitRecoveryAction(name, action, attempt, reason);
     }
 
     std::vector<wire::HistoryEntry> GetHistory(const std::string& service, const uint32_t& limit) override {
         return bus::guarded("GetHistory", [&] {
             if (!isValidServiceName(service)) {
-                throw ServiceError(ErrorCode::InvalidArgument, "GetHistory: service: '" + service +
-                                                                   "' is not a valid service name");
+                throw ServiceError(ErrorCode::InvalidArgument,
+                                   "GetHistory: service: '" + service + "' is not a valid service name");
             }
             std::vector<wire::HistoryEntry> result;
             for (const auto& entry : history_.query(service, limit)) {
-                result.emplace_back(wire::toMicros(entry.time), entry.service, entry.pid, entry.exit_code, entry.signal, static_cast<uint64_t>(entry.uptime.count()),
-                    entry.action, entry.attempt);
+                result.emplace_back(wire::toMicros(entry.time), entry.service, entry.pid, entry.exit_code,
+                                    entry.signal, static_cast<uint64_t>(entry.uptime.count()), entry.action,
+                                    entry.attempt);
             }
             return result;
         });
@@ -106,10 +109,10 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     std::unique_ptr<sdbus::IProxy> processes_;
 };
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<SuiteService> makeRecoveryService(ServiceContext& context) {
     return std::make_unique<RecoveryAdaptor>(context);
 }
 
-}  // namespace tau
+} // namespace tau

@@ -1,18 +1,17 @@
 #include "resources_service.h"
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
-#include <map>
-#include <optional>
-#include <sdbus-c++/sdbus-c++.h>
-
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
 #include "tau/bus/wire.h"
 #include "tau/dbus/org.tauos.Resources1-adaptor.h"
 #include "tau/resources.h"
+
+#include <fmt/format.h>
+#include <map>
+#include <optional>
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/spdlog.h>
 
 namespace tau {
 namespace {
@@ -29,8 +28,8 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                                public SuiteService {
   public:
     explicit ResourcesAdaptor(ServiceContext& context)
-        : AdaptorInterfaces(context.connection, bus::kResourcesPath), config_(context.config.resource_monitoring),
-          loop_(context.loop), sampler_(reader_, clock_),
+        : AdaptorInterfaces(context.connection, bus::kResourcesPath),
+          config_(context.config.resource_monitoring), loop_(context.loop), sampler_(reader_, clock_),
           cpu_threshold_(config_.cpu_threshold_percent, kHysteresisPercent),
           memory_threshold_(config_.memory_threshold_percent, kHysteresisPercent) {
         registerAdaptor();
@@ -59,13 +58,15 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                 {"CpuPercent", "MemoryUsedPercent", "SwapUsedPercent", "LoadAverage", "LastSampleAt"});
             checkThresholds(*latest_);
             if (config_.log_resource_usage) {
-                bus::logEvent(spdlog::level::info, "resources.sample",
-                              {{"cpu_percent", fmt::format("{:.1f}", latest_->cpu_percent)},
-                               {"memory_used_percent", fmt::format("{:.1f}", latest_->memory.used_percent)},
-                               {"load1", fmt::format("{:.2f}", latest_->load.one)},
-                               {"sample_usec", std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(took).count())}},
-                              fmt::format("cpu {:.1f}%, memory {:.1f}%, load {:.2f}", latest_->cpu_percent,
-                                          latest_->memory.used_percent, latest_->load.one));
+                bus::logEvent(
+                    spdlog::level::info, "resources.sample",
+                    {{"cpu_percent", fmt::format("{:.1f}", latest_->cpu_percent)},
+                     {"memory_used_percent", fmt::format("{:.1f}", latest_->memory.used_percent)},
+                     {"load1", fmt::format("{:.2f}", latest_->load.one)},
+                     {"sample_usec",
+                      std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(took).count())}},
+                    fmt::format("cpu {:.1f}%, memory {:.1f}%, load {:.2f}", latest_->cpu_percent,
+                                latest_->memory.used_percent, latest_->load.one));
             }
         });
     }
@@ -74,8 +75,8 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         report(cpu_threshold_, "cpu", "system", snapshot.cpu_percent);
         report(memory_threshold_, "memory", "system", snapshot.memory.used_percent);
         for (const auto& disk : snapshot.disks) {
-            auto [it, inserted] = disk_thresholds_.try_emplace(disk.mount_point, config_.disk_threshold_percent,
-                                                               kHysteresisPercent);
+            auto [it, inserted] = disk_thresholds_.try_emplace(
+                disk.mount_point, config_.disk_threshold_percent, kHysteresisPercent);
             report(it->second, "disk", disk.mount_point, disk.used_percent);
         }
     }
@@ -86,8 +87,11 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         }
         const std::string level = state.exceeded() ? "warning" : "ok";
         bus::logEvent(state.exceeded() ? spdlog::level::warn : spdlog::level::info, "resources.threshold",
-                      {{"metric", metric}, {"scope", scope}, {"level", level},
-                       {"value", fmt::format("{:.1f}", value)}, {"limit", fmt::format("{:.1f}", state.limit())}},
+                      {{"metric", metric},
+                       {"scope", scope},
+                       {"level", level},
+                       {"value", fmt::format("{:.1f}", value)},
+                       {"limit", fmt::format("{:.1f}", state.limit())}},
                       fmt::format("{} {} {:.1f}% ({} limit {:.1f}%)", metric, scope, value,
                                   state.exceeded() ? "over" : "back under", state.limit()));
         if (config_.alert_on_threshold) {
@@ -135,10 +139,10 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     EventLoop::TimerId timer_ = 0;
 };
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<SuiteService> makeResourcesService(ServiceContext& context) {
     return std::make_unique<ResourcesAdaptor>(context);
 }
 
-}  // namespace tau
+} // namespace tau

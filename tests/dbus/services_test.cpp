@@ -1,11 +1,5 @@
-// The suite's services in-process on a private bus, with fake peers standing in for the services they talk to.
-
-#include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sdbus-c++/sdbus-c++.h>
+// The suite's services in-process on a private bus, with fake peers standing in for the services they talk
+// to.
 
 #include "health_service.h"
 #include "log_service.h"
@@ -13,6 +7,12 @@
 #include "service_harness.h"
 #include "tau/bus/wire.h"
 #include "tau/log_record.h"
+
+#include <fstream>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sdbus-c++/sdbus-c++.h>
+#include <unistd.h>
 
 namespace tau::test {
 namespace {
@@ -56,7 +56,8 @@ class LogServiceTest : public ::testing::Test {
 };
 
 LogWire record(const std::string& level, const std::string& message) {
-    return {1'700'000'000'000'000ull, level, "tester", 42, "test.event", message, {{"key", "value \"quoted\""}}};
+    return {1'700'000'000'000'000ull,     level, "tester", 42, "test.event", message,
+            {{"key", "value \"quoted\""}}};
 }
 
 TEST_F(LogServiceTest, SubmittedRecordsAreWrittenAsJsonLinesAndReturnedByGetRecent) {
@@ -137,7 +138,10 @@ class FakeProcesses {
 
 std::vector<HistoryWire> history(sdbus::IProxy& recovery, const std::string& service = "") {
     std::vector<HistoryWire> entries;
-    recovery.callMethod("GetHistory").onInterface("org.tauos.Recovery1").withArguments(service, 0u).storeResultsTo(entries);
+    recovery.callMethod("GetHistory")
+        .onInterface("org.tauos.Recovery1")
+        .withArguments(service, 0u)
+        .storeResultsTo(entries);
     return entries;
 }
 
@@ -152,7 +156,8 @@ TEST(RecoveryServiceTest, RecordsExitsAnnouncesActionsAndKeepsHistoryAcrossResta
         std::vector<std::string> actions;
         recovery->uponSignal("RecoveryAction")
             .onInterface("org.tauos.Recovery1")
-            .call([&](const std::string& service, const std::string& action, uint32_t attempt, const std::string& reason) {
+            .call([&](const std::string& service, const std::string& action, uint32_t attempt,
+                      const std::string& reason) {
                 actions.push_back(service + " " + action + " " + std::to_string(attempt) + " " + reason);
             });
         recovery->finishRegistration();
@@ -166,7 +171,7 @@ TEST(RecoveryServiceTest, RecordsExitsAnnouncesActionsAndKeepsHistoryAcrossResta
             return history(*recovery).size() == 3 && actions.size() == 2;
         }));
         const auto entries = history(*recovery);
-        EXPECT_EQ(entries[0].get<1>(), "web");  // newest first
+        EXPECT_EQ(entries[0].get<1>(), "web"); // newest first
         EXPECT_EQ(entries[0].get<6>(), "stopped");
         EXPECT_EQ(entries[2].get<2>(), 100);
         EXPECT_EQ(entries[2].get<4>(), 9);
@@ -190,11 +195,18 @@ class FakeResources {
     FakeResources(sdbus::IConnection& connection, double cpu_percent)
         : object_(sdbus::createObject(connection, "/org/tauos/Resources1")) {
         using namespace wire;
-        object_->registerMethod("GetSnapshot").onInterface("org.tauos.Resources1").implementedAs([cpu_percent] {
-            return Snapshot{
-                1, cpu_percent, {cpu_percent}, Memory{100, 50, 50, 50.0}, Swap{0, 0, 0.0}, Load{0.1, 0.1, 0.1},
-                {Disk{"/", "/dev/x", "ext4", 100, 10, 90, 10.0, 10, 1}}, {}};
-        });
+        object_->registerMethod("GetSnapshot")
+            .onInterface("org.tauos.Resources1")
+            .implementedAs([cpu_percent] {
+                return Snapshot{1,
+                                cpu_percent,
+                                {cpu_percent},
+                                Memory{100, 50, 50, 50.0},
+                                Swap{0, 0, 0.0},
+                                Load{0.1, 0.1, 0.1},
+                                {Disk{"/", "/dev/x", "ext4", 100, 10, 90, 10.0, 10, 1}},
+                                {}};
+            });
         object_->finishRegistration();
         connection.requestName("org.tauos.Resources1");
     }
@@ -232,22 +244,24 @@ TEST(HealthServiceTest, ScoresWhatThePeersReportAndAnnouncesTheChange) {
     ASSERT_TRUE(waitUntil([&] {
         while (harness.client().processPendingRequest()) {
         }
-        health->callMethod("GetHealth").onInterface("org.tauos.Health1").storeResultsTo(score, status, checks);
+        health->callMethod("GetHealth")
+            .onInterface("org.tauos.Health1")
+            .storeResultsTo(score, status, checks);
         return status == "critical" && !changes.empty();
     })) << status;
     std::map<std::string, std::string> by_name;
     for (const auto& c : checks) {
         by_name[c.get<0>()] = c.get<1>();
     }
-    EXPECT_EQ(by_name["cpu_usage"], "critical");  // 95% is past the critical level of the 80% threshold
+    EXPECT_EQ(by_name["cpu_usage"], "critical"); // 95% is past the critical level of the 80% threshold
     EXPECT_EQ(by_name["memory_usage"], "ok");
     EXPECT_EQ(by_name["disk_usage"], "ok");
     EXPECT_EQ(by_name["service:db"], "critical");
-    EXPECT_EQ(by_name.count("service:web"), 0u);  // neither critical nor listed
+    EXPECT_EQ(by_name.count("service:web"), 0u); // neither critical nor listed
     EXPECT_LT(score, 0.7);
     EXPECT_EQ(changes.front(), "unknown->critical");
     peers->leaveEventLoop();
 }
 
-}  // namespace
-}  // namespace tau::test
+} // namespace
+} // namespace tau::test

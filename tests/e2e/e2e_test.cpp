@@ -1,19 +1,18 @@
 // End-to-end: the real tau-monitor on its own private bus, driven through tau-monitor-cli, busctl and
 // dbus-send, as a user would.
 
+#include "test_support.h"
+
+#include <fstream>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <poll.h>
+#include <regex>
+#include <set>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <regex>
-#include <set>
-
-#include "test_support.h"
 
 namespace tau::test {
 namespace {
@@ -49,7 +48,7 @@ json cliJson(const RunningDaemon& daemon, std::vector<std::string> args) {
     args.insert(args.begin(), {"--format", "json"});
     const auto result = daemon.cli(args);
     EXPECT_EQ(result.exit_code, 0) << result.err;
-    return json::parse(result.out);  // throws, and so fails the test, on anything a parser rejects
+    return json::parse(result.out); // throws, and so fails the test, on anything a parser rejects
 }
 
 std::optional<json> findService(const json& services, const std::string& name) {
@@ -72,8 +71,9 @@ class EndToEnd : public ::testing::Test {
         daemon_ = std::make_unique<RunningDaemon>(kConfig);
         ASSERT_TRUE(daemon_->waitReady()) << daemon_->output();
         // The configured services are spawned right after the names are claimed.
-        ASSERT_TRUE(waitUntil([&] { return servicePid(*daemon_, "worker") != 0 && servicePid(*daemon_, "helper") != 0; }))
-            << daemon_->output();
+        ASSERT_TRUE(waitUntil([&] {
+            return servicePid(*daemon_, "worker") != 0 && servicePid(*daemon_, "helper") != 0;
+        })) << daemon_->output();
     }
     std::unique_ptr<RunningDaemon> daemon_;
 };
@@ -95,8 +95,8 @@ std::set<std::string> declaredMembers(const std::string& interface) {
 }
 
 // The same, read from the live object with busctl introspect.
-std::set<std::string> liveMembers(const RunningDaemon& daemon, const std::string& name, const std::string& path,
-                                  const std::string& interface) {
+std::set<std::string> liveMembers(const RunningDaemon& daemon, const std::string& name,
+                                  const std::string& path, const std::string& interface) {
     const auto result = daemon.busctl({"introspect", "--no-legend", name, path, interface});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     std::set<std::string> members;
@@ -145,8 +145,9 @@ TEST_F(EndToEnd, ObjectManagerListsOneObjectPerService) {
                                           "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"});
     ASSERT_EQ(managed.exit_code, 0) << managed.err;
     EXPECT_NE(managed.out.find("org.tauos.Processes1.Service"), std::string::npos);
-    const auto state = daemon_->busctl({"get-property", "org.tauos.Processes1", "/org/tauos/Processes1/service/worker",
-                                        "org.tauos.Processes1.Service", "State"});
+    const auto state =
+        daemon_->busctl({"get-property", "org.tauos.Processes1", "/org/tauos/Processes1/service/worker",
+                         "org.tauos.Processes1.Service", "State"});
     EXPECT_EQ(state.out, "s \"running\"\n");
 }
 
@@ -155,11 +156,26 @@ TEST_F(EndToEnd, EveryCliCommandPrintsJsonThatParses) {
     ASSERT_TRUE(waitUntil([&] { return daemon_->cli({"resources"}).exit_code == 0; }));
     ASSERT_TRUE(waitUntil([&] { return cliJson(*daemon_, {"health"})["status"] != "unknown"; }));
     const std::vector<std::vector<std::string>> commands = {
-        {"health"},          {"health", "--detailed"}, {"resources"},          {"resources", "--cpu"},
-        {"resources", "--memory"}, {"resources", "--disk"}, {"resources", "--network"}, {"processes"},
-        {"processes", "--critical"}, {"processes", "--tree"}, {"recovery"}, {"recovery", "--history"},
-        {"recovery", "--session"}, {"logs"}, {"logs", "--stats"}, {"logs", "--recent", "--count", "5"},
-        {"config"}, {"config", "--monitoring"}, {"config", "--resources"}, {"config", "--recovery"},
+        {"health"},
+        {"health", "--detailed"},
+        {"resources"},
+        {"resources", "--cpu"},
+        {"resources", "--memory"},
+        {"resources", "--disk"},
+        {"resources", "--network"},
+        {"processes"},
+        {"processes", "--critical"},
+        {"processes", "--tree"},
+        {"recovery"},
+        {"recovery", "--history"},
+        {"recovery", "--session"},
+        {"logs"},
+        {"logs", "--stats"},
+        {"logs", "--recent", "--count", "5"},
+        {"config"},
+        {"config", "--monitoring"},
+        {"config", "--resources"},
+        {"config", "--recovery"},
     };
     for (const auto& command : commands) {
         SCOPED_TRACE(command.front() + (command.size() > 1 ? " " + command[1] : ""));
@@ -177,7 +193,7 @@ TEST_F(EndToEnd, EveryCliCommandPrintsJsonThatParses) {
     const auto tree = cliJson(*daemon_, {"processes", "--tree"});
     const auto helper = findService(tree, "helper");
     ASSERT_TRUE(helper);
-    EXPECT_GE((*helper)["tree"].size(), 3u) << helper->dump();  // the shell and its two sleeps
+    EXPECT_GE((*helper)["tree"].size(), 3u) << helper->dump(); // the shell and its two sleeps
     const auto config = cliJson(*daemon_, {"config", "--recovery"});
     EXPECT_EQ(config["crash_recovery"]["max_recovery_attempts"], 5);
 }
@@ -232,8 +248,9 @@ TEST_F(EndToEnd, KilledResourcesServiceIsRestartedAndAnswersAgain) {
         second = servicePid(*daemon_, "resources");
         return second != 0 && second != first;
     })) << daemon_->output();
-    ASSERT_TRUE(waitUntil([&] { return daemon_->cli({"resources", "--memory"}).exit_code == 0; }))
-        << daemon_->output();
+    ASSERT_TRUE(waitUntil([&] {
+        return daemon_->cli({"resources", "--memory"}).exit_code == 0;
+    })) << daemon_->output();
     const auto snapshot = cliJson(*daemon_, {"resources", "--memory"});
     EXPECT_GT(snapshot["memory"]["total_bytes"].get<uint64_t>(), 0u);
 }
@@ -252,9 +269,8 @@ TEST_F(EndToEnd, UnknownServiceIsNotFound) {
 
 TEST_F(EndToEnd, StopAndStartThroughTheCli) {
     ASSERT_EQ(daemon_->cli({"stop", "worker"}).exit_code, 0);
-    ASSERT_TRUE(waitUntil([&] {
-        return (*findService(cliJson(*daemon_, {"processes"}), "worker"))["state"] == "stopped";
-    }));
+    ASSERT_TRUE(waitUntil(
+        [&] { return (*findService(cliJson(*daemon_, {"processes"}), "worker"))["state"] == "stopped"; }));
     const auto again = daemon_->cli({"stop", "worker"});
     EXPECT_NE(again.err.find("org.tauos.Error.Busy"), std::string::npos) << again.err;
     ASSERT_EQ(daemon_->cli({"start", "worker"}).exit_code, 0);
@@ -266,16 +282,17 @@ TEST_F(EndToEnd, UnprivilegedUserMayReadButNotRestart) {
         GTEST_SKIP() << "needs root to run a client as the user nobody";
     }
     const auto env = daemon_->clientEnv();
-    const auto read = runCommand({"runuser", "-u", "nobody", "--", "busctl", "--address=" + daemon_->busAddress(),
-                                  "call", "org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1",
-                                  "ListServices"},
-                                 env);
+    const auto read =
+        runCommand({"runuser", "-u", "nobody", "--", "busctl", "--address=" + daemon_->busAddress(), "call",
+                    "org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1", "ListServices"},
+                   env);
     EXPECT_EQ(read.exit_code, 0) << read.err;
     EXPECT_NE(read.out.find("worker"), std::string::npos);
-    const auto restart = runCommand({"runuser", "-u", "nobody", "--", "dbus-send", "--bus=" + daemon_->busAddress(),
-                                     "--print-reply", "--dest=org.tauos.Processes1", "/org/tauos/Processes1",
-                                     "org.tauos.Processes1.Restart", "string:worker"},
-                                    env);
+    const auto restart =
+        runCommand({"runuser", "-u", "nobody", "--", "dbus-send", "--bus=" + daemon_->busAddress(),
+                    "--print-reply", "--dest=org.tauos.Processes1", "/org/tauos/Processes1",
+                    "org.tauos.Processes1.Restart", "string:worker"},
+                   env);
     EXPECT_NE(restart.exit_code, 0);
     EXPECT_NE(restart.err.find("org.tauos.Error.PermissionDenied"), std::string::npos) << restart.err;
     // The daemon's own user still may.
@@ -289,7 +306,7 @@ TEST_F(EndToEnd, SigtermLeavesNoProcessBehind) {
             pids.push_back(process["pid"].get<pid_t>());
         }
     }
-    ASSERT_GE(pids.size(), 8u);  // four suite services, the worker, the helper and its two children
+    ASSERT_GE(pids.size(), 8u); // four suite services, the worker, the helper and its two children
     const auto runtime_dir = daemon_->runtimeDir();
     EXPECT_EQ(daemon_->terminate(), 0) << daemon_->output();
     for (const pid_t pid : pids) {
@@ -309,8 +326,9 @@ TEST_F(EndToEnd, SigtermLeavesNoProcessBehind) {
 
 TEST_F(EndToEnd, CheckAsksTheRunningDaemon) {
     ASSERT_TRUE(waitUntil([&] { return cliJson(*daemon_, {"health"})["status"] != "unknown"; }));
-    const auto result = runCommand({daemonBinary(), "--check", "--config", (daemon_->dir() / "tau-monitor.toml").string()},
-                                   daemon_->clientEnv());
+    const auto result =
+        runCommand({daemonBinary(), "--check", "--config", (daemon_->dir() / "tau-monitor.toml").string()},
+                   daemon_->clientEnv());
     EXPECT_GE(result.exit_code, 0);
     EXPECT_LE(result.exit_code, 2);
     EXPECT_EQ(result.out.rfind("TAU-MONITOR ", 0), 0u) << result.out;
@@ -334,11 +352,12 @@ TEST(EndToEndWithoutDaemon, CliSaysNotRunningQuickly) {
 
 TEST(EndToEndWithoutDaemon, CheckMeasuresLocally) {
     TempDir dir;
-    const auto result = runCommand({daemonBinary(), "--check"},
-                                   {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
-                                    {"TAU_MONITOR_CONFIG", (dir.path() / "absent.toml").string()},
-                                    {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
-                                    {"DBUS_SESSION_BUS_ADDRESS", ""}});
+    const auto result =
+        runCommand({daemonBinary(), "--check"},
+                   {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
+                    {"TAU_MONITOR_CONFIG", (dir.path() / "absent.toml").string()},
+                    {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
+                    {"DBUS_SESSION_BUS_ADDRESS", ""}});
     EXPECT_GE(result.exit_code, 0);
     EXPECT_LE(result.exit_code, 2) << result.out << result.err;
     EXPECT_NE(result.out.find("local measurement"), std::string::npos) << result.out;
@@ -356,7 +375,8 @@ TEST(EndToEndWithoutDaemon, InvalidConfigExits78NamingLineAndColumn) {
         const auto result = runCommand(argv, {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()}});
         EXPECT_EQ(result.exit_code, 78) << result.err;
         EXPECT_NE(result.err.find(config.string() + ":3:25"), std::string::npos) << result.err;
-        EXPECT_NE(result.err.find("resource_monitoring.cpu_threshold_percent"), std::string::npos) << result.err;
+        EXPECT_NE(result.err.find("resource_monitoring.cpu_threshold_percent"), std::string::npos)
+            << result.err;
     }
     EXPECT_FALSE(std::filesystem::exists(dir.path() / "rt" / "bus-address"));
 }
@@ -407,14 +427,16 @@ TEST(EndToEndUnderServiceManager, NotifiesReadyWatchdogAndStopping) {
     NotifySocket notify(dir.path() / "notify");
     const auto config = dir.path() / "tau.toml";
     writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
-                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() + "\"\n");
+                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() +
+                          "\"\n");
     const std::map<std::string, std::string> env = {
         {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
         {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
         {"DBUS_SESSION_BUS_ADDRESS", ""},
         {"NOTIFY_SOCKET", (dir.path() / "notify").string()},
         {"WATCHDOG_USEC", "200000"}};
-    const auto first = runCommand({daemonBinary(), "--daemon", "--bus", "private", "--config", config.string()}, env);
+    const auto first =
+        runCommand({daemonBinary(), "--daemon", "--bus", "private", "--config", config.string()}, env);
     ASSERT_EQ(first.exit_code, 0) << first.err;
     const pid_t pid = std::stoi(readFile(dir.path() / "rt" / "tau-monitor.pid"));
     EXPECT_TRUE(notify.waitFor("READY=1")) << notify.received();
@@ -428,12 +450,14 @@ TEST(EndToEndDaemonMode, DetachesWritesPidFileAndRefusesASecondInstance) {
     TempDir dir;
     const auto config = dir.path() / "tau.toml";
     writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
-                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() + "\"\n");
+                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() +
+                          "\"\n");
     const std::map<std::string, std::string> env = {
         {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
         {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
         {"DBUS_SESSION_BUS_ADDRESS", ""}};
-    const std::vector<std::string> argv = {daemonBinary(), "--daemon", "--bus", "private", "--config", config.string()};
+    const std::vector<std::string> argv = {daemonBinary(), "--daemon", "--bus",
+                                           "private",      "--config", config.string()};
     const auto first = runCommand(argv, env);
     ASSERT_EQ(first.exit_code, 0) << first.err;
     const auto pid_file = dir.path() / "rt" / "tau-monitor.pid";
@@ -449,5 +473,5 @@ TEST(EndToEndDaemonMode, DetachesWritesPidFileAndRefusesASecondInstance) {
     EXPECT_FALSE(std::filesystem::exists(pid_file));
 }
 
-}  // namespace
-}  // namespace tau::test
+} // namespace
+} // namespace tau::test

@@ -1,13 +1,12 @@
 #include "service_harness.h"
 
+#include "tau/bus/bus_loop.h"
+#include "tau/event_loop.h"
+
+#include <future>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-#include <future>
-
-#include "tau/bus/bus_loop.h"
-#include "tau/event_loop.h"
 
 namespace tau::test {
 
@@ -35,7 +34,7 @@ ServiceHarness::ServiceHarness(Config config, Factory factory, std::string bus_n
             if (!announced) {
                 ready.set_exception(std::current_exception());
             } else {
-                std::terminate();  // a service that fails while serving fails the test run loudly
+                std::terminate(); // a service that fails while serving fails the test run loudly
             }
         }
     });
@@ -55,4 +54,4 @@ std::unique_ptr<sdbus::IConnection> ServiceHarness::connect() const {
     return sdbus::createSessionBusConnectionWithAddress(bus_->address());
 }
 
-}  // namespace tau::test
+} // namespace tau::test

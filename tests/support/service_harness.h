@@ -2,16 +2,16 @@
 // Runs one service of the suite in-process, on its own loop thread and its own connection, on a private
 // dbus-daemon started for the test; the test talks to it through a second connection, as any client would.
 
+#include "suite_service.h"
+#include "tau/bus/private_bus.h"
+#include "tau/config.h"
+#include "test_support.h"
+
 #include <functional>
 #include <memory>
 #include <sdbus-c++/sdbus-c++.h>
 #include <string>
 #include <thread>
-
-#include "suite_service.h"
-#include "tau/bus/private_bus.h"
-#include "tau/config.h"
-#include "test_support.h"
 
 namespace tau::test {
 
@@ -38,4 +38,4 @@ class ServiceHarness {
     std::thread server_;
 };
 
-}  // namespace tau::test
+} // namespace tau::test

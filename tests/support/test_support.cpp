@@ -1,21 +1,20 @@
 #include "test_support.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 extern char** environ;
 
@@ -67,7 +66,8 @@ pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, st
     auto argv_pointers = pointers(argv_copy);
     auto env_pointers = pointers(env_strings);
     pid_t pid = 0;
-    const int rc = posix_spawnp(&pid, argv[0].c_str(), &actions, &attributes, argv_pointers.data(), env_pointers.data());
+    const int rc =
+        posix_spawnp(&pid, argv[0].c_str(), &actions, &attributes, argv_pointers.data(), env_pointers.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     if (rc != 0) {
@@ -76,7 +76,9 @@ pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, st
     return pid;
 }
 
-int pidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+int pidfdOpen(pid_t pid) {
+    return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
 
 // Waits for the child behind `pidfd` to exit within `timeout`; returns its wait status or nullopt.
 std::optional<int> waitExit(pid_t pid, int pidfd, std::chrono::milliseconds timeout) {
@@ -91,9 +93,11 @@ std::optional<int> waitExit(pid_t pid, int pidfd, std::chrono::milliseconds time
     return status;
 }
 
-int exitCodeOf(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+int exitCodeOf(int status) {
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
-}  // namespace
+} // namespace
 
 TempDir::TempDir() {
     std::string pattern = (std::filesystem::temp_directory_path() / "tau-test-XXXXXX").string();
@@ -183,8 +187,12 @@ void writeFile(const std::filesystem::path& path, const std::string& text) {
     }
 }
 
-std::string daemonBinary() { return TAU_MONITOR_BIN; }
-std::string cliBinary() { return TAU_CLI_BIN; }
+std::string daemonBinary() {
+    return TAU_MONITOR_BIN;
+}
+std::string cliBinary() {
+    return TAU_CLI_BIN;
+}
 
 RunningDaemon::RunningDaemon(const std::string& config_toml, std::vector<std::string> extra_args) {
     std::string config = config_toml;
@@ -193,8 +201,8 @@ RunningDaemon::RunningDaemon(const std::string& config_toml, std::vector<std::st
     }
     const auto config_path = dir_.path() / "tau-monitor.toml";
     writeFile(config_path, config);
-    std::vector<std::string> argv = {daemonBinary(), "--foreground", "--bus", "private", "--config",
-                                     config_path.string()};
+    std::vector<std::string> argv = {daemonBinary(), "--foreground", "--bus",
+                                     "private",      "--config",     config_path.string()};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     const int out_fd = open((dir_.path() / "daemon.out").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     pid_ = spawn(argv, clientEnv(), out_fd, out_fd);
@@ -274,6 +282,8 @@ int RunningDaemon::terminate(std::chrono::milliseconds timeout) {
     return *exit_status_;
 }
 
-std::string RunningDaemon::output() const { return readFile(dir_.path() / "daemon.out"); }
+std::string RunningDaemon::output() const {
+    return readFile(dir_.path() / "daemon.out");
+}
 
-}  // namespace tau::test
+} // namespace tau::test

@@ -2,14 +2,13 @@
 // Helpers for tests that run real processes: temporary directories, commands with captured output, bounded
 // waiting, and a running tau-monitor on its own private bus.
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace tau::test {
@@ -28,25 +27,27 @@ class TempDir {
 };
 
 struct CommandResult {
-    int exit_code = -1;  // -1 when killed or timed out
+    int exit_code = -1; // -1 when killed or timed out
     std::string out;
     std::string err;
 };
 
 // Runs argv[0] (a path, or a name looked up in PATH) with the environment of this process plus `env`
 // (an empty value unsets the variable), kills it by its PID when `timeout` passes.
-CommandResult runCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+CommandResult runCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // Polls `condition` until it holds or `timeout` passes.
-bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+bool waitUntil(const std::function<bool()>& condition,
+               std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
 bool processExists(pid_t pid);
 std::string readFile(const std::filesystem::path& path);
 void writeFile(const std::filesystem::path& path, const std::string& text);
 
-std::string daemonBinary();  // the built tau-monitor
-std::string cliBinary();     // the built tau-monitor-cli
+std::string daemonBinary(); // the built tau-monitor
+std::string cliBinary();    // the built tau-monitor-cli
 
 // A tau-monitor root process on its own private bus, in its own runtime directory; ended by its PID.
 class RunningDaemon {
@@ -72,7 +73,7 @@ class RunningDaemon {
 
     // Sends SIGTERM and waits for the exit; returns the exit status (or -1).
     int terminate(std::chrono::milliseconds timeout = std::chrono::seconds(30));
-    std::string output() const;  // what the daemon printed so far
+    std::string output() const; // what the daemon printed so far
 
   private:
     TempDir dir_;
@@ -81,4 +82,4 @@ class RunningDaemon {
     std::optional<int> exit_status_;
 };
 
-}  // namespace tau::test
+} // namespace tau::test

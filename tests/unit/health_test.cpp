@@ -1,13 +1,12 @@
 #include "tau/health.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace tau {
 namespace {
@@ -46,14 +45,16 @@ HealthInputs calmInputs() {
 
 const CheckResult& findCheck(const HealthReport& report, const std::string& name) {
     for (const CheckResult& check : report.checks) {
-        if (check.name == name) return check;
+        if (check.name == name)
+            return check;
     }
     throw std::runtime_error("no check " + name);
 }
 
 std::vector<std::string> checkNames(const HealthReport& report) {
     std::vector<std::string> names;
-    for (const CheckResult& check : report.checks) names.push_back(check.name);
+    for (const CheckResult& check : report.checks)
+        names.push_back(check.name);
     return names;
 }
 
@@ -122,7 +123,7 @@ TEST(HealthUsage, ValueWeightAndMessage) {
 TEST(HealthUsage, MemoryUsesItsOwnLimit) {
     HealthInputs inputs = calmInputs();
     Config config = configWithChecks({"memory_usage"});
-    config.resource_monitoring.memory_threshold_percent = 85.0;  // critical from 92.5
+    config.resource_monitoring.memory_threshold_percent = 85.0; // critical from 92.5
 
     inputs.resources->memory.used_percent = 92.4;
     EXPECT_EQ(findCheck(evaluateHealth(inputs, config), "memory_usage").status, CheckStatus::Warning);
@@ -146,7 +147,7 @@ TEST(HealthUsage, DiskJudgesTheFullestFilesystemAndNamesIt) {
     const CheckResult disk =
         findCheck(evaluateHealth(inputs, configWithChecks({"disk_usage"})), "disk_usage");
 
-    EXPECT_EQ(disk.status, CheckStatus::Warning);  // limit 90, critical from 95
+    EXPECT_EQ(disk.status, CheckStatus::Warning); // limit 90, critical from 95
     EXPECT_DOUBLE_EQ(disk.value, 93.0);
     EXPECT_DOUBLE_EQ(disk.score, 0.7);
     EXPECT_THAT(disk.message, HasSubstr("/srv/data"));
@@ -165,7 +166,7 @@ TEST(HealthUsage, SwapLimitIsEighty) {
     HealthInputs inputs = calmInputs();
     const Config config = configWithChecks({"swap_usage"});
 
-    EXPECT_EQ(findCheck(evaluateHealth(inputs, config), "swap_usage").status, CheckStatus::Ok);  // no swap
+    EXPECT_EQ(findCheck(evaluateHealth(inputs, config), "swap_usage").status, CheckStatus::Ok); // no swap
     inputs.resources->swap.used_percent = 80.0;
     EXPECT_EQ(findCheck(evaluateHealth(inputs, config), "swap_usage").status, CheckStatus::Warning);
     inputs.resources->swap.used_percent = 90.0;
@@ -210,7 +211,7 @@ TEST(HealthNetwork, UpOrUnknownIsOkAndDownIsCritical) {
     EXPECT_DOUBLE_EQ(down.score, 0.0);
     EXPECT_THAT(down.message, HasSubstr("eth0"));
 
-    inputs.network.oper_state.reset();  // the interface has disappeared
+    inputs.network.oper_state.reset(); // the interface has disappeared
     EXPECT_EQ(findCheck(evaluateHealth(inputs, config), "network_connectivity").status,
               CheckStatus::Critical);
 }
@@ -262,7 +263,7 @@ TEST(HealthChecks, MissingResourceDataMakesResourceChecksUnknownButNotTheNetwork
 }
 
 TEST(HealthChecks, NothingKnownIsUnknownWithScoreZero) {
-    HealthInputs inputs;  // no resources, no services, no default route
+    HealthInputs inputs; // no resources, no services, no default route
 
     const HealthReport report = evaluateHealth(inputs, Config{});
 
@@ -307,7 +308,7 @@ TEST(HealthServices, CriticalServicesWeighDoubleAndFailCritically) {
         {"db", "stopped", false},
         {"api", "running", false},
         {"worker", "failed", true},
-        {"unwatched", "failed", false},  // neither critical nor listed: not checked
+        {"unwatched", "failed", false}, // neither critical nor listed: not checked
     };
 
     const HealthReport report = evaluateHealth(inputs, config);
@@ -354,8 +355,8 @@ TEST(HealthServices, MissingServiceDataIsOneUnknownCheck) {
 
 TEST(HealthScore, IsTheWeightedMeanAndContributionsAddUpToIt) {
     HealthInputs inputs = calmInputs();
-    inputs.resources->cpu_percent = 85.0;   // warning, score 0.75
-    inputs.network = NetworkHealthInput{};  // unknown, left out
+    inputs.resources->cpu_percent = 85.0;  // warning, score 0.75
+    inputs.network = NetworkHealthInput{}; // unknown, left out
     Config config = configWithChecks({"cpu_usage", "memory_usage", "network_connectivity"});
     config.crash_recovery.critical_processes = {"db"};
     config.health_checking.service_health_checks = {"web"};
@@ -390,8 +391,8 @@ TEST(HealthScore, AnyCriticalCheckMakesTheWholeCritical) {
 
 TEST(HealthScore, AScoreBelowTheThresholdIsCriticalEvenWithOnlyWarnings) {
     HealthInputs inputs = calmInputs();
-    inputs.resources->cpu_percent = 89.0;          // warning, score 0.55
-    inputs.resources->memory.used_percent = 92.0;  // warning, score 8/15
+    inputs.resources->cpu_percent = 89.0;         // warning, score 0.55
+    inputs.resources->memory.used_percent = 92.0; // warning, score 8/15
     Config config = configWithChecks({"cpu_usage", "memory_usage"});
 
     config.health_checking.health_score_threshold = 0.6;
@@ -420,5 +421,5 @@ TEST(HealthChecks, AnUnsupportedCheckNameIsUnknownAndIgnoredInTheScore) {
     EXPECT_EQ(report.status, HealthStatus::Ok);
 }
 
-}  // namespace
-}  // namespace tau
+} // namespace
+} // namespace tau

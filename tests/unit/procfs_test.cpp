@@ -1,13 +1,11 @@
 #include "tau/procfs.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <string>
+#include <unistd.h>
 
 namespace tau {
 namespace {
@@ -269,5 +267,5 @@ TEST(ProcFsRealSystem, ReportsSaneValues) {
     EXPECT_GE(self->num_threads, 1u);
 }
 
-}  // namespace
-}  // namespace tau
+} // namespace
+} // namespace tau

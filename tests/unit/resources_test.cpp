@@ -1,12 +1,11 @@
 #include "tau/resources.h"
 
 #include <chrono>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <map>
 #include <stdexcept>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace tau {
 namespace {
@@ -43,13 +42,15 @@ class FakeSystemReader final : public SystemReader {
     MemInfo readMemInfo() const override { return memory; }
     LoadAverage readLoadAverage() const override { return load; }
     std::vector<NetDevCounters> readNetDev() const override {
-        if (fail_network) throw ProcReadError("cannot read fake net/dev");
+        if (fail_network)
+            throw ProcReadError("cannot read fake net/dev");
         return network;
     }
     std::vector<MountEntry> readMounts() const override { return mounts; }
     std::optional<FilesystemUsage> readFilesystemUsage(const std::string& mountPoint) const override {
         auto found = usage_by_mount_point.find(mountPoint);
-        if (found == usage_by_mount_point.end()) return std::nullopt;
+        if (found == usage_by_mount_point.end())
+            return std::nullopt;
         return found->second;
     }
     std::optional<ProcessStat> readProcessStat(pid_t) const override { return std::nullopt; }
@@ -78,7 +79,8 @@ NetDevCounters interfaceCounters(const std::string& name, std::uint64_t rxBytes,
 
 const NetworkSnapshot& findInterface(const ResourceSnapshot& snapshot, const std::string& name) {
     for (const NetworkSnapshot& interface : snapshot.networks) {
-        if (interface.interface == name) return interface;
+        if (interface.interface == name)
+            return interface;
     }
     throw std::runtime_error("no interface " + name);
 }
@@ -91,7 +93,7 @@ class ResourceSamplerTest : public ::testing::Test {
 };
 
 TEST_F(ResourceSamplerTest, FirstSampleMeasuresCpuSinceBoot) {
-    reader.cpu.total = cpuTimes(200, 100, 600, 100);  // 300 busy of 1000
+    reader.cpu.total = cpuTimes(200, 100, 600, 100); // 300 busy of 1000
     reader.cpu.cores = {cpuTimes(50, 0, 50), cpuTimes(0, 0, 0)};
 
     const ResourceSnapshot snapshot = sampler.sample();
@@ -122,8 +124,8 @@ TEST_F(ResourceSamplerTest, CountersGoingBackwardsOrStandingStillReportZero) {
     reader.cpu.cores = {cpuTimes(300, 50, 200), cpuTimes(200, 50, 200)};
     sampler.sample();
 
-    reader.cpu.total = cpuTimes(500, 100, 400);                        // no jiffy elapsed
-    reader.cpu.cores = {cpuTimes(10, 5, 20), cpuTimes(260, 50, 240)};  // core 0 was reset
+    reader.cpu.total = cpuTimes(500, 100, 400);                       // no jiffy elapsed
+    reader.cpu.cores = {cpuTimes(10, 5, 20), cpuTimes(260, 50, 240)}; // core 0 was reset
     clock.advance(1s);
     const ResourceSnapshot snapshot = sampler.sample();
 
@@ -165,12 +167,12 @@ TEST_F(ResourceSamplerTest, DisksAreRealFilesystemsOnePerMountPoint) {
         {"proc", "/proc", "proc"},
         {"/dev/sda1", "/", "ext4"},
         {"/dev/sda2", "/boot", "ext2"},
-        {"/dev/sdc1", "/boot", "ext4"},  // mounted over the first /boot: only this one is visible
+        {"/dev/sdc1", "/boot", "ext4"}, // mounted over the first /boot: only this one is visible
         {"/dev/sdd1", "/mnt", "ext4"},
-        {"tmpfs", "/mnt", "tmpfs"},  // hides the disk below it
+        {"tmpfs", "/mnt", "tmpfs"}, // hides the disk below it
         {"overlay", "/containers/root", "overlay"},
-        {"/dev/sde1", "/gone", "xfs"},   // statvfs fails
-        {"/dev/sdf1", "/empty", "xfs"},  // reports no blocks
+        {"/dev/sde1", "/gone", "xfs"},  // statvfs fails
+        {"/dev/sdf1", "/empty", "xfs"}, // reports no blocks
         {"tmpfs", "/run", "tmpfs"},
     };
     reader.usage_by_mount_point["/"] = FilesystemUsage{1000, 300, 200, 50, 20};
@@ -241,8 +243,8 @@ TEST_F(ResourceSamplerTest, ACounterResetOrANewInterfaceGivesZeroRates) {
     const ResourceSnapshot snapshot = sampler.sample();
 
     const NetworkSnapshot& ethernet = findInterface(snapshot, "eth0");
-    EXPECT_DOUBLE_EQ(ethernet.rx_bytes_per_second, 0.0);     // reset
-    EXPECT_DOUBLE_EQ(ethernet.tx_bytes_per_second, 4000.0);  // still counting
+    EXPECT_DOUBLE_EQ(ethernet.rx_bytes_per_second, 0.0);    // reset
+    EXPECT_DOUBLE_EQ(ethernet.tx_bytes_per_second, 4000.0); // still counting
     const NetworkSnapshot& wireless = findInterface(snapshot, "wlan0");
     EXPECT_DOUBLE_EQ(wireless.rx_bytes_per_second, 0.0);
     EXPECT_DOUBLE_EQ(wireless.tx_bytes_per_second, 0.0);
@@ -270,7 +272,7 @@ TEST_F(ResourceSamplerTest, AFailedSampleKeepsThePreviousBaseline) {
     reader.network = {interfaceCounters("eth0", 1000, 1000)};
     sampler.sample();
 
-    reader.cpu.total = cpuTimes(190, 0, 110);  // would read as 10% from here
+    reader.cpu.total = cpuTimes(190, 0, 110); // would read as 10% from here
     reader.fail_network = true;
     clock.advance(1s);
     EXPECT_THROW(sampler.sample(), ProcReadError);
@@ -282,7 +284,7 @@ TEST_F(ResourceSamplerTest, AFailedSampleKeepsThePreviousBaseline) {
     const ResourceSnapshot snapshot = sampler.sample();
 
     EXPECT_DOUBLE_EQ(snapshot.cpu_percent, 50.0);
-    EXPECT_DOUBLE_EQ(findInterface(snapshot, "eth0").rx_bytes_per_second, 1000.0);  // 2000 bytes over 2 s
+    EXPECT_DOUBLE_EQ(findInterface(snapshot, "eth0").rx_bytes_per_second, 1000.0); // 2000 bytes over 2 s
 }
 
 TEST(ThresholdState, EntersAtTheLimitItself) {
@@ -300,7 +302,7 @@ TEST(ThresholdState, LeavesOnlyBelowTheHysteresisBand) {
     state.update(90.0);
 
     EXPECT_FALSE(state.update(76.0));
-    EXPECT_FALSE(state.update(75.0));  // limit - hysteresis is still inside
+    EXPECT_FALSE(state.update(75.0)); // limit - hysteresis is still inside
     EXPECT_TRUE(state.exceeded());
     EXPECT_TRUE(state.update(74.999));
     EXPECT_FALSE(state.exceeded());
@@ -310,7 +312,8 @@ TEST(ThresholdState, DoesNotFlapAroundTheLimit) {
     ThresholdState state(80.0, 5.0);
     int changes = 0;
     for (double value : {79.0, 81.0, 79.0, 80.0, 78.0, 81.0, 76.0, 80.5}) {
-        if (state.update(value)) ++changes;
+        if (state.update(value))
+            ++changes;
     }
 
     EXPECT_EQ(changes, 1);
@@ -353,5 +356,5 @@ TEST(ProcessCpuPercent, IsZeroWithoutElapsedTimeOrForAnotherProcess) {
     EXPECT_DOUBLE_EQ(processCpuPercent(processTimes(100, 0), reusedPid, 1s, 100), 0.0);
 }
 
-}  // namespace
-}  // namespace tau
+} // namespace
+} // namespace tau

@@ -15,7 +15,9 @@ class Clock {
 class SystemClock final : public Clock {
   public:
     std::chrono::steady_clock::time_point now() const override { return std::chrono::steady_clock::now(); }
-    std::chrono::system_clock::time_point wallNow() const override { return std::chrono::system_clock::now(); }
+    std::chrono::system_clock::time_point wallNow() const override {
+        return std::chrono::system_clock::now();
+    }
 };
 
-}  // namespace tau
+} // namespace tau

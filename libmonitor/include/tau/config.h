@@ -97,8 +97,8 @@ struct ServiceConfig {
     std::string name;
     std::vector<std::string> exec;
     std::map<std::string, std::string> environment;
-    std::filesystem::path working_directory;  // empty: the daemon's own
-    std::string user;                         // empty: the daemon's own
+    std::filesystem::path working_directory; // empty: the daemon's own
+    std::string user;                        // empty: the daemon's own
     std::string group;
     bool critical = false;
     Priority priority = Priority::Normal;
@@ -117,7 +117,7 @@ struct Config {
     LoggingConfig logging;
     SecurityConfig security;
     std::vector<ServiceConfig> services;
-    std::filesystem::path source;  // the file it came from; empty for built-in defaults
+    std::filesystem::path source; // the file it came from; empty for built-in defaults
 
     const ServiceConfig* findService(std::string_view name) const;
     // Critical: named in crash_recovery.critical_processes or marked critical in its own table.
@@ -132,9 +132,9 @@ class ConfigError : public std::runtime_error {
     ConfigError(std::string file, unsigned line, unsigned column, std::string key, std::string problem);
 
     const std::string& file() const { return file_; }
-    unsigned line() const { return line_; }      // 1-based; 0 when the problem has no position
-    unsigned column() const { return column_; }  // 1-based; 0 when the problem has no position
-    const std::string& key() const { return key_; }  // dotted path, e.g. "service[2].exec"
+    unsigned line() const { return line_; }         // 1-based; 0 when the problem has no position
+    unsigned column() const { return column_; }     // 1-based; 0 when the problem has no position
+    const std::string& key() const { return key_; } // dotted path, e.g. "service[2].exec"
     const std::string& problem() const { return problem_; }
 
   private:
@@ -150,4 +150,4 @@ class ConfigError : public std::runtime_error {
 Config parseConfig(std::string_view text, const std::filesystem::path& sourcePath);
 Config loadConfig(const std::filesystem::path& path);
 
-}  // namespace tau
+} // namespace tau

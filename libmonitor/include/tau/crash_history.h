@@ -2,13 +2,12 @@
 // Every exit of a supervised service and what was done about it, newest last, kept in a JSON-lines file so
 // that it survives restarts of the suite.
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstddef>
 #include <deque>
 #include <filesystem>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace tau {
@@ -49,4 +48,4 @@ class CrashHistory {
     std::size_t lines_in_file_ = 0;
 };
 
-}  // namespace tau
+} // namespace tau

@@ -7,9 +7,18 @@
 
 namespace tau {
 
-enum class ErrorCode { InvalidArgument, NotFound, PermissionDenied, Busy, Unavailable, LimitExceeded, SpawnFailed, Internal };
+enum class ErrorCode {
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Busy,
+    Unavailable,
+    LimitExceeded,
+    SpawnFailed,
+    Internal
+};
 
-std::string_view toString(ErrorCode code);  // "InvalidArgument", ...
+std::string_view toString(ErrorCode code); // "InvalidArgument", ...
 
 class ServiceError : public std::runtime_error {
   public:
@@ -20,4 +29,4 @@ class ServiceError : public std::runtime_error {
     ErrorCode code_;
 };
 
-}  // namespace tau
+} // namespace tau

@@ -31,7 +31,7 @@ class EventLoop final : public Reactor {
     struct PollRequest {
         int fd = -1;
         short events = 0;
-        std::optional<Clock::time_point> deadline;  // wake up then even without an event
+        std::optional<Clock::time_point> deadline; // wake up then even without an event
     };
 
     EventLoop() = default;
@@ -72,4 +72,4 @@ class EventLoop final : public Reactor {
     bool running_ = false;
 };
 
-}  // namespace tau
+} // namespace tau

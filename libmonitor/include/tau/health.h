@@ -2,13 +2,13 @@
 // The health score: each check yields a status and a score in [0, 1]; the overall score is their
 // weighted mean, so every point of it can be traced to a check.
 
+#include "tau/config.h"
+#include "tau/resources.h"
+
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "tau/config.h"
-#include "tau/resources.h"
 
 namespace tau {
 
@@ -21,12 +21,12 @@ std::string_view toString(HealthStatus status);
 int nagiosExitCode(HealthStatus status);
 
 struct CheckResult {
-    std::string name;     // "cpu_usage", "memory_usage", "disk_usage", "network_connectivity", "service:<name>"
+    std::string name; // "cpu_usage", "memory_usage", "disk_usage", "network_connectivity", "service:<name>"
     CheckStatus status = CheckStatus::Unknown;
-    double value = 0;     // the measured value (percent for usage checks, 1/0 for up/down)
-    double score = 0;     // 0..1
+    double value = 0; // the measured value (percent for usage checks, 1/0 for up/down)
+    double score = 0; // 0..1
     double weight = 0;
-    double contribution = 0;  // weight * score / sum of weights of checks with a known status
+    double contribution = 0; // weight * score / sum of weights of checks with a known status
     std::string message;
 };
 
@@ -39,21 +39,21 @@ struct HealthReport {
 // What the scorer knows of a supervised service.
 struct ServiceHealthInput {
     std::string name;
-    std::string state;  // "running", "starting", "stopping", "stopped", "failed", "backoff"
+    std::string state; // "running", "starting", "stopping", "stopped", "failed", "backoff"
     bool critical = false;
 };
 
 struct NetworkHealthInput {
     std::optional<std::string> default_route_interface;
-    std::optional<std::string> oper_state;  // of that interface
+    std::optional<std::string> oper_state; // of that interface
 };
 
 struct HealthInputs {
-    std::optional<ResourceSnapshot> resources;  // nullopt: the resource checks are unknown
-    std::optional<std::vector<ServiceHealthInput>> services;  // nullopt: service checks are unknown
+    std::optional<ResourceSnapshot> resources;               // nullopt: the resource checks are unknown
+    std::optional<std::vector<ServiceHealthInput>> services; // nullopt: service checks are unknown
     NetworkHealthInput network;
 };
 
 HealthReport evaluateHealth(const HealthInputs& inputs, const Config& config);
 
-}  // namespace tau
+} // namespace tau

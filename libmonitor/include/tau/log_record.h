@@ -1,13 +1,12 @@
 #pragma once
 // One structured log record and its JSON line.
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 
 namespace tau {
 
@@ -21,7 +20,7 @@ struct LogRecord {
     LogLevel level = LogLevel::Info;
     std::string service;
     pid_t pid = 0;
-    std::string event;  // stable event name such as "service.exited"; may be empty
+    std::string event; // stable event name such as "service.exited"; may be empty
     std::string message;
     std::map<std::string, std::string> fields;
 };
@@ -35,4 +34,4 @@ std::string toJsonLine(const LogRecord& record);
 // The inverse of toJsonLine; nullopt for a line that is not such a record.
 std::optional<LogRecord> parseJsonLine(std::string_view line);
 
-}  // namespace tau
+} // namespace tau

@@ -1,14 +1,14 @@
 #pragma once
 // Appends log records as JSON lines to a file and keeps what GetRecent and GetStats report.
 
+#include "tau/log_record.h"
+
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
-
-#include "tau/log_record.h"
 
 namespace tau {
 
@@ -44,4 +44,4 @@ class LogWriter {
     std::map<std::string, std::uint64_t> per_service_;
 };
 
-}  // namespace tau
+} // namespace tau

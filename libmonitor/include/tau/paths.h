@@ -17,4 +17,4 @@ std::filesystem::path defaultPidFile();
 // The configuration used without --config: TAU_MONITOR_CONFIG, else /etc/tau-monitor/tau-monitor.toml.
 std::filesystem::path defaultConfigFile();
 
-}  // namespace tau
+} // namespace tau

@@ -1,13 +1,12 @@
 #pragma once
 // Readers of /proc and /sys. Everything reads below a root directory, so tests point them at a fake tree.
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace tau {
@@ -22,13 +21,13 @@ struct CpuTimes {
 
 struct CpuStat {
     CpuTimes total;
-    std::vector<CpuTimes> cores;  // cpu0, cpu1, ... in order
+    std::vector<CpuTimes> cores; // cpu0, cpu1, ... in order
 };
 
 struct MemInfo {
     std::uint64_t total_bytes = 0;
     std::uint64_t free_bytes = 0;
-    std::uint64_t available_bytes = 0;  // MemAvailable
+    std::uint64_t available_bytes = 0; // MemAvailable
     std::uint64_t swap_total_bytes = 0;
     std::uint64_t swap_free_bytes = 0;
 };
@@ -51,8 +50,8 @@ struct MountEntry {
 
 struct FilesystemUsage {
     std::uint64_t total_bytes = 0;
-    std::uint64_t free_bytes = 0;       // including the part reserved for root
-    std::uint64_t available_bytes = 0;  // what an unprivileged user may still write
+    std::uint64_t free_bytes = 0;      // including the part reserved for root
+    std::uint64_t available_bytes = 0; // what an unprivileged user may still write
     std::uint64_t inodes_total = 0;
     std::uint64_t inodes_free = 0;
 };
@@ -65,7 +64,7 @@ struct ProcessStat {
     char state = '?';
     std::uint64_t utime_ticks = 0;
     std::uint64_t stime_ticks = 0;
-    std::uint64_t start_time_ticks = 0;  // since boot
+    std::uint64_t start_time_ticks = 0; // since boot
     unsigned num_threads = 0;
     std::uint64_t rss_bytes = 0;
 };
@@ -123,4 +122,4 @@ bool isPseudoFilesystem(const std::string& fstype);
 // The pids of `root` and all its descendants, `root` first, built from the ppid of every process.
 std::vector<pid_t> processTree(const SystemReader& reader, pid_t root);
 
-}  // namespace tau
+} // namespace tau

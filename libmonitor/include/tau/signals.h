@@ -21,4 +21,4 @@ class SignalFd {
     int fd_ = -1;
 };
 
-}  // namespace tau
+} // namespace tau

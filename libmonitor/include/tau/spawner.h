@@ -2,38 +2,37 @@
 // Starting and reaping child processes through pidfds: an exit wakes a poll loop at once, and a pidfd
 // cannot be confused with a later process that reuses the PID.
 
-#include <sys/types.h>
-
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace tau {
 
 struct SpawnRequest {
-    std::vector<std::string> argv;  // argv[0] is the absolute path of the executable
-    std::map<std::string, std::string> environment;  // set on top of the inherited environment
-    std::vector<std::string> unset_environment;      // inherited variables the child must not see
-    std::filesystem::path working_directory;         // empty: inherit
-    std::string user;   // empty: keep the current user; otherwise switch to it (and its groups)
-    std::string group;  // empty: the user's primary group
+    std::vector<std::string> argv;                  // argv[0] is the absolute path of the executable
+    std::map<std::string, std::string> environment; // set on top of the inherited environment
+    std::vector<std::string> unset_environment;     // inherited variables the child must not see
+    std::filesystem::path working_directory;        // empty: inherit
+    std::string user;  // empty: keep the current user; otherwise switch to it (and its groups)
+    std::string group; // empty: the user's primary group
 };
 
 struct SpawnedProcess {
     pid_t pid = 0;
-    int pidfd = -1;  // owned by the caller; readable once the process has exited
+    int pidfd = -1; // owned by the caller; readable once the process has exited
 };
 
 struct ExitStatus {
-    int exit_code = -1;  // -1 when killed by a signal
-    int signal = 0;      // 0 when it exited
+    int exit_code = -1; // -1 when killed by a signal
+    int signal = 0;     // 0 when it exited
     bool core_dumped = false;
 
     bool success() const { return signal == 0 && exit_code == 0; }
-    std::string describe() const;  // "exited with status 3", "killed by SIGKILL"
+    std::string describe() const; // "exited with status 3", "killed by SIGKILL"
 };
 
 class SpawnError : public std::runtime_error {
@@ -54,6 +53,6 @@ bool signalPidfd(int pidfd, int signal);
 // Sends a signal to a whole process group; false if the group is empty.
 bool signalProcessGroup(pid_t pgid, int signal);
 
-std::string signalName(int signal);  // "SIGKILL"; "signal 64" for unnamed ones
+std::string signalName(int signal); // "SIGKILL"; "signal 64" for unnamed ones
 
-}  // namespace tau
+} // namespace tau

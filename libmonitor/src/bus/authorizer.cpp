@@ -1,12 +1,11 @@
 #include "tau/bus/authorizer.h"
 
+#include "tau/bus/errors.h"
+
 #include <grp.h>
 #include <pwd.h>
-
 #include <sdbus-c++/Message.h>
 #include <sdbus-c++/sdbus-c++.h>
-
-#include "tau/bus/errors.h"
 
 namespace tau::bus {
 
@@ -81,4 +80,4 @@ void Authorizer::requireAdmin(sdbus::IObject& object, const std::string& method)
     }
 }
 
-}  // namespace tau::bus
+} // namespace tau::bus

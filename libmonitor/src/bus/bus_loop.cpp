@@ -21,4 +21,4 @@ void attachToLoop(EventLoop& loop, sdbus::IConnection& connection) {
         [drain](short) { drain(); });
 }
 
-}  // namespace tau::bus
+} // namespace tau::bus

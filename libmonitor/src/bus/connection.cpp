@@ -1,15 +1,14 @@
 #include "tau/bus/connection.h"
 
-#include <systemd/sd-bus.h>
-#include <unistd.h>
+#include "tau/paths.h"
 
 #include <cstdlib>
 #include <fstream>
 #include <sdbus-c++/IProxy.h>
 #include <sdbus-c++/sdbus-c++.h>
 #include <stdexcept>
-
-#include "tau/paths.h"
+#include <systemd/sd-bus.h>
+#include <unistd.h>
 
 namespace tau::bus {
 namespace {
@@ -107,7 +106,8 @@ DaemonConnection connectToDaemon(const BusChoice& choice) {
             std::ifstream address_file(file);
             std::string address;
             if (address_file && std::getline(address_file, address) && !address.empty()) {
-                candidates.push_back({BusChoice{BusChoice::Kind::Address, address}, "private bus " + address});
+                candidates.push_back(
+                    {BusChoice{BusChoice::Kind::Address, address}, "private bus " + address});
             }
         }
         if (candidates.empty() && choice.kind == BusChoice::Kind::Private) {
@@ -124,7 +124,7 @@ DaemonConnection connectToDaemon(const BusChoice& choice) {
         }
     } else if (choice.kind != BusChoice::Kind::Private) {
         candidates.push_back({choice, choice.kind == BusChoice::Kind::Address ? "bus " + choice.address
-                                                                             : choice.toString() + " bus"});
+                                                                              : choice.toString() + " bus"});
     }
 
     std::string tried;
@@ -148,7 +148,8 @@ DaemonConnection connectToDaemon(const BusChoice& choice) {
 
 std::string serviceObjectPath(const std::string& serviceName) {
     char* path = nullptr;
-    if (sd_bus_path_encode("/org/tauos/Processes1/service", serviceName.c_str(), &path) < 0 || path == nullptr) {
+    if (sd_bus_path_encode("/org/tauos/Processes1/service", serviceName.c_str(), &path) < 0 ||
+        path == nullptr) {
         throw std::runtime_error("cannot encode object path for service '" + serviceName + "'");
     }
     std::string result(path);
@@ -156,4 +157,4 @@ std::string serviceObjectPath(const std::string& serviceName) {
     return result;
 }
 
-}  // namespace tau::bus
+} // namespace tau::bus

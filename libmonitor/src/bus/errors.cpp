@@ -2,8 +2,12 @@
 
 namespace tau::bus {
 
-std::string errorName(ErrorCode code) { return "org.tauos.Error." + std::string(toString(code)); }
+std::string errorName(ErrorCode code) {
+    return "org.tauos.Error." + std::string(toString(code));
+}
 
-void throwError(ErrorCode code, const std::string& message) { throw sdbus::Error(errorName(code), message); }
+void throwError(ErrorCode code, const std::string& message) {
+    throw sdbus::Error(errorName(code), message);
+}
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -1,14 +1,13 @@
 #include "tau/bus/log_sink.h"
 
-#include <unistd.h>
+#include "tau/bus/connection.h"
+#include "tau/bus/errors.h"
+#include "tau/bus/wire.h"
 
 #include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include "tau/bus/connection.h"
-#include "tau/bus/errors.h"
-#include "tau/bus/wire.h"
+#include <unistd.h>
 
 namespace tau::bus {
 namespace {
@@ -56,7 +55,7 @@ spdlog::level::level_enum toSpdlogLevel(const std::string& name) {
 constexpr auto kFlushInterval = std::chrono::milliseconds(200);
 constexpr std::size_t kBatchSize = 500;
 
-}  // namespace
+} // namespace
 
 void logEvent(spdlog::level::level_enum level, std::string event, std::map<std::string, std::string> fields,
               const std::string& message) {
@@ -108,7 +107,8 @@ std::vector<LogRecord> QueueingLogSink::take(std::size_t max) {
     return batch;
 }
 
-LogForwarder::LogForwarder(EventLoop& loop, sdbus::IConnection& connection, std::shared_ptr<QueueingLogSink> sink)
+LogForwarder::LogForwarder(EventLoop& loop, sdbus::IConnection& connection,
+                           std::shared_ptr<QueueingLogSink> sink)
     : loop_(loop), proxy_(sdbus::createProxy(connection, kLogName, kLogPath)), sink_(std::move(sink)) {
     proxy_->finishRegistration();
     schedule();
@@ -170,4 +170,4 @@ void configureLogging(const std::string& service, const std::string& level,
     spdlog::set_default_logger(std::move(logger));
 }
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -1,17 +1,16 @@
 #include "tau/bus/private_bus.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <pwd.h>
-#include <signal.h>
-#include <unistd.h>
+#include "tau/spawner.h"
 
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdexcept>
-
-#include "tau/spawner.h"
+#include <unistd.h>
 
 namespace tau::bus {
 namespace {
@@ -47,7 +46,7 @@ std::string busConfig(const std::filesystem::path& socket) {
            "</busconfig>\n";
 }
 
-}  // namespace
+} // namespace
 
 PrivateBus::PrivateBus(std::filesystem::path directory) : directory_(std::move(directory)) {
     std::filesystem::create_directories(directory_);
@@ -152,4 +151,4 @@ void PrivateBus::publishAddress(const std::filesystem::path& file) {
     published_ = file;
 }
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -19,16 +19,18 @@ Snapshot toWire(const ResourceSnapshot& s) {
     }
     std::vector<Network> networks;
     for (const auto& n : s.networks) {
-        networks.emplace_back(n.interface, n.rx_bytes, n.tx_bytes, n.rx_bytes_per_second, n.tx_bytes_per_second);
+        networks.emplace_back(n.interface, n.rx_bytes, n.tx_bytes, n.rx_bytes_per_second,
+                              n.tx_bytes_per_second);
     }
-    return {toMicros(s.taken_at),
-            s.cpu_percent,
-            s.cpu_per_core_percent,
-            Memory{s.memory.total_bytes, s.memory.available_bytes, s.memory.used_bytes, s.memory.used_percent},
-            Swap{s.swap.total_bytes, s.swap.used_bytes, s.swap.used_percent},
-            Load{s.load.one, s.load.five, s.load.fifteen},
-            std::move(disks),
-            std::move(networks)};
+    return {
+        toMicros(s.taken_at),
+        s.cpu_percent,
+        s.cpu_per_core_percent,
+        Memory{s.memory.total_bytes, s.memory.available_bytes, s.memory.used_bytes, s.memory.used_percent},
+        Swap{s.swap.total_bytes, s.swap.used_bytes, s.swap.used_percent},
+        Load{s.load.one, s.load.five, s.load.fifteen},
+        std::move(disks),
+        std::move(networks)};
 }
 
 ResourceSnapshot snapshotFromWire(const Snapshot& wire) {
@@ -57,8 +59,13 @@ ResourceSnapshot snapshotFromWire(const Snapshot& wire) {
 }
 
 LogEntry toWire(const LogRecord& record) {
-    return {toMicros(record.timestamp), std::string(toString(record.level)), record.service, record.pid,
-            record.event, record.message, record.fields};
+    return {toMicros(record.timestamp),
+            std::string(toString(record.level)),
+            record.service,
+            record.pid,
+            record.event,
+            record.message,
+            record.fields};
 }
 
-}  // namespace tau::wire
+} // namespace tau::wire

@@ -3,14 +3,13 @@
 // The caller's UID comes from the bus daemon (GetConnectionUnixUser), which recorded it when the peer
 // connected, not from /proc, whose PID may have been reused.
 
-#include <sys/types.h>
-
 #include <map>
 #include <memory>
 #include <sdbus-c++/IConnection.h>
 #include <sdbus-c++/IObject.h>
 #include <sdbus-c++/IProxy.h>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace tau::bus {
@@ -41,4 +40,4 @@ class Authorizer {
     AccessPolicy policy_;
 };
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -2,11 +2,10 @@
 // Which bus to use and how to reach it: the daemon and the CLI share these rules.
 
 #include <memory>
+#include <sdbus-c++/IConnection.h>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <sdbus-c++/IConnection.h>
 
 namespace tau::bus {
 
@@ -24,7 +23,7 @@ inline constexpr const char* kLogPath = "/org/tauos/Log1";
 struct BusChoice {
     enum class Kind { Auto, System, Session, Private, Address };
     Kind kind = Kind::Auto;
-    std::string address;  // for Address
+    std::string address; // for Address
 
     // "auto", "system", "session", "private", or a D-Bus address such as "unix:path=/run/x".
     // Throws std::invalid_argument naming the value.
@@ -47,7 +46,7 @@ bool nameHasOwner(sdbus::IConnection& connection, const std::string& name);
 // first where org.tauos.Processes1 has an owner. Throws DaemonNotFound with what was tried.
 struct DaemonConnection {
     std::unique_ptr<sdbus::IConnection> connection;
-    std::string description;  // "private bus unix:path=...", "system bus", ...
+    std::string description; // "private bus unix:path=...", "system bus", ...
 };
 
 class DaemonNotFound : public std::runtime_error {
@@ -60,4 +59,4 @@ DaemonConnection connectToDaemon(const BusChoice& choice);
 // Encodes a service name as an object path below /org/tauos/Processes1/service.
 std::string serviceObjectPath(const std::string& serviceName);
 
-}  // namespace tau::bus
+} // namespace tau::bus

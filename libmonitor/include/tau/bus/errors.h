@@ -3,23 +3,21 @@
 // sdbus::Error through: anything else thrown from a handler aborts the process, so every entry point of an
 // adaptor runs through guarded().
 
-#include <spdlog/spdlog.h>
+#include "tau/errors.h"
 
 #include <exception>
 #include <sdbus-c++/Error.h>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <utility>
 
-#include "tau/errors.h"
-
 namespace tau::bus {
 
-std::string errorName(ErrorCode code);  // "org.tauos.Error.NotFound"
+std::string errorName(ErrorCode code); // "org.tauos.Error.NotFound"
 
 [[noreturn]] void throwError(ErrorCode code, const std::string& message);
 
-template <typename Function>
-auto guarded(const char* what, Function&& function) -> decltype(function()) {
+template <typename Function> auto guarded(const char* what, Function&& function) -> decltype(function()) {
     try {
         return std::forward<Function>(function)();
     } catch (const sdbus::Error&) {
@@ -37,8 +35,7 @@ auto guarded(const char* what, Function&& function) -> decltype(function()) {
 
 // For callbacks the dispatcher calls where no error can be returned (signal handlers, async replies):
 // logs instead of letting an exception abort the process.
-template <typename Function>
-void logged(const char* what, Function&& function) noexcept {
+template <typename Function> void logged(const char* what, Function&& function) noexcept {
     try {
         std::forward<Function>(function)();
     } catch (const std::exception& e) {
@@ -48,4 +45,4 @@ void logged(const char* what, Function&& function) noexcept {
     }
 }
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -2,7 +2,8 @@
 // Every process of the suite logs through spdlog. This sink queues records and the forwarder sends them to
 // org.tauos.Log1 in batches, asynchronously, from the loop thread: logging never blocks on the bus.
 
-#include <spdlog/sinks/base_sink.h>
+#include "tau/event_loop.h"
+#include "tau/log_record.h"
 
 #include <cstdint>
 #include <deque>
@@ -11,10 +12,8 @@
 #include <mutex>
 #include <sdbus-c++/IConnection.h>
 #include <sdbus-c++/IProxy.h>
+#include <spdlog/sinks/base_sink.h>
 #include <string>
-
-#include "tau/event_loop.h"
-#include "tau/log_record.h"
 
 namespace tau::bus {
 
@@ -63,4 +62,4 @@ class LogForwarder {
 void configureLogging(const std::string& service, const std::string& level,
                       std::shared_ptr<spdlog::sinks::sink> extra_sink = nullptr);
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -2,10 +2,9 @@
 // A dbus-daemon of our own, for machines without a usable system or session bus (containers, CI, a bare
 // shell). It lives as long as the PrivateBus object and its address is published under the runtime directory.
 
-#include <sys/types.h>
-
 #include <filesystem>
 #include <string>
+#include <sys/types.h>
 
 namespace tau::bus {
 
@@ -33,4 +32,4 @@ class PrivateBus {
     int pidfd_ = -1;
 };
 
-}  // namespace tau::bus
+} // namespace tau::bus

@@ -2,6 +2,9 @@
 // The D-Bus shapes of the suite's data, as the XML in dbus/ declares them, and their conversions from and to
 // the domain types. Services, the CLI and the tests share them so a signature is written down once.
 
+#include "tau/log_record.h"
+#include "tau/resources.h"
+
 #include <cstdint>
 #include <map>
 #include <sdbus-c++/Types.h>
@@ -9,17 +12,14 @@
 #include <tuple>
 #include <vector>
 
-#include "tau/log_record.h"
-#include "tau/resources.h"
-
 namespace tau::wire {
 
 // org.tauos.Resources1.GetSnapshot
 using Memory = sdbus::Struct<uint64_t, uint64_t, uint64_t, double>;
 using Swap = sdbus::Struct<uint64_t, uint64_t, double>;
 using Load = sdbus::Struct<double, double, double>;
-using Disk = sdbus::Struct<std::string, std::string, std::string, uint64_t, uint64_t, uint64_t, double, uint64_t,
-                           uint64_t>;
+using Disk = sdbus::Struct<std::string, std::string, std::string, uint64_t, uint64_t, uint64_t, double,
+                           uint64_t, uint64_t>;
 using Network = sdbus::Struct<std::string, uint64_t, uint64_t, double, double>;
 using Snapshot = std::tuple<uint64_t, double, std::vector<double>, Memory, Swap, Load, std::vector<Disk>,
                             std::vector<Network>>;
@@ -30,7 +30,8 @@ using ServiceEntry =
 // org.tauos.Processes1.GetProcessTree: pid, ppid, comm, rss
 using ProcessEntry = sdbus::Struct<int32_t, int32_t, std::string, uint64_t>;
 // org.tauos.Recovery1.GetHistory: time, service, pid, exit code, signal, uptime, action, attempt
-using HistoryEntry = sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>;
+using HistoryEntry =
+    sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>;
 // org.tauos.Health1.GetHealth: name, status, value, score, weight, contribution, message
 using Check = sdbus::Struct<std::string, std::string, double, double, double, double, std::string>;
 // org.tauos.Log1 records: timestamp, level, service, pid, event, message, fields
@@ -45,4 +46,4 @@ ResourceSnapshot snapshotFromWire(const Snapshot& wire);
 
 LogEntry toWire(const LogRecord& record);
 
-}  // namespace tau::wire
+} // namespace tau::wire
