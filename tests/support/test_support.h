@@ -2,6 +2,8 @@
 // Helpers for tests that run real processes: temporary directories, commands with captured output, bounded
 // waiting, and a running tau-monitor on its own private bus.
 
+#include "temp_dir.h"
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -12,19 +14,6 @@
 #include <vector>
 
 namespace tau::test {
-
-class TempDir {
-  public:
-    // World-traversable, so that a test may run a client as another user inside it.
-    TempDir();
-    ~TempDir();
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::filesystem::path& path() const { return path_; }
-
-  private:
-    std::filesystem::path path_;
-};
 
 struct CommandResult {
     int exit_code = -1; // -1 when killed or timed out
@@ -43,8 +32,6 @@ bool waitUntil(const std::function<bool()>& condition,
                std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
 bool processExists(pid_t pid);
-std::string readFile(const std::filesystem::path& path);
-void writeFile(const std::filesystem::path& path, const std::string& text);
 
 std::string daemonBinary(); // the built tau-monitor
 std::string cliBinary();    // the built tau-monitor-cli

@@ -1,4 +1,5 @@
 #include "tau/config.h"
+#include "temp_dir.h"
 
 #include <cerrno>
 #include <cstdlib>
@@ -39,35 +40,14 @@ ConfigError loadExpectingError(const fs::path& path) {
     return ConfigError("", 0, 0, "", "no error");
 }
 
-// A fresh directory under the test framework's temporary directory, removed with everything in it.
-class TemporaryDirectory {
-  public:
-    TemporaryDirectory() {
-        std::string pattern = testing::TempDir() + "tau-config-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            ADD_FAILURE() << "mkdtemp failed: " << std::strerror(errno);
-        }
-        path_ = pattern;
-    }
-    ~TemporaryDirectory() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TemporaryDirectory(const TemporaryDirectory&) = delete;
-    TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-    const fs::path& path() const { return path_; }
-
-    fs::path writeFile(const std::string& name, std::string_view contents, fs::perms permissions) const {
-        fs::path file = path_ / name;
-        std::ofstream(file) << contents;
-        fs::permissions(file, permissions);
-        return file;
-    }
-
-  private:
-    fs::path path_;
-};
+// Writes `contents` to `directory`/`name` with the given permissions.
+fs::path writeFileIn(const test::TempDir& directory, const std::string& name, std::string_view contents,
+                     fs::perms permissions) {
+    fs::path file = directory.path() / name;
+    std::ofstream(file) << contents;
+    fs::permissions(file, permissions);
+    return file;
+}
 
 unsigned configuredCpus() {
     long count = ::sysconf(_SC_NPROCESSORS_CONF);
@@ -479,8 +459,8 @@ TEST(ParseConfig, AcceptsEveryLogLevelAndSystemHealthCheck) {
 }
 
 TEST(ParseConfig, ExpandsConfigDirInExecWorkingDirectoryAndPaths) {
-    TemporaryDirectory directory;
-    fs::path tool = directory.writeFile("tool", "#!/bin/sh\n", fs::perms::owner_all);
+    test::TempDir directory;
+    fs::path tool = writeFileIn(directory, "tool", "#!/bin/sh\n", fs::perms::owner_all);
     std::string text = R"(
 [crash_recovery]
 session_state_path = "${config_dir}/state"
@@ -736,9 +716,9 @@ TEST(InvalidConfigExec, CpuAffinityBeyondConfiguredCpus) {
 }
 
 TEST(InvalidConfigExec, ProgramWithoutExecuteBitIsRejected) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     fs::path script =
-        directory.writeFile("script", "#!/bin/sh\n", fs::perms::owner_read | fs::perms::owner_write);
+        writeFileIn(directory, "script", "#!/bin/sh\n", fs::perms::owner_read | fs::perms::owner_write);
     ConfigError error =
         parseExpectingError("[[service]]\nname = \"svc\"\nexec = [\"" + script.string() + "\"]\n");
     EXPECT_EQ(error.line(), 3U);
@@ -748,8 +728,8 @@ TEST(InvalidConfigExec, ProgramWithoutExecuteBitIsRejected) {
 }
 
 TEST(InvalidConfigExec, ProgramIsCheckedAfterExpansion) {
-    TemporaryDirectory directory;
-    directory.writeFile("tool", "#!/bin/sh\n", fs::perms::owner_read);
+    test::TempDir directory;
+    writeFileIn(directory, "tool", "#!/bin/sh\n", fs::perms::owner_read);
     ConfigError error = parseExpectingError("[[service]]\nname = \"svc\"\nexec = [\"${config_dir}/tool\"]\n",
                                             directory.path() / "tau.toml");
     EXPECT_EQ(error.key(), "service[0].exec");
@@ -805,7 +785,7 @@ TEST(LoadConfig, MissingFileNamesFileAndReason) {
 }
 
 TEST(LoadConfig, DirectoryIsNotReadable) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     ConfigError error = loadExpectingError(directory.path());
     EXPECT_EQ(error.line(), 0U);
     EXPECT_NE(error.problem().find(std::strerror(EISDIR)), std::string::npos) << error.what();

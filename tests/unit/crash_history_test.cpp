@@ -1,4 +1,5 @@
 #include "tau/crash_history.h"
+#include "temp_dir.h"
 
 #include <cerrno>
 #include <chrono>
@@ -17,28 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-class TemporaryDirectory {
-  public:
-    TemporaryDirectory() {
-        std::string pattern = testing::TempDir() + "tau-crash-history-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            ADD_FAILURE() << "mkdtemp failed: " << std::strerror(errno);
-        }
-        path_ = pattern;
-    }
-    ~TemporaryDirectory() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TemporaryDirectory(const TemporaryDirectory&) = delete;
-    TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
 
 // Times carry microseconds on purpose: that is the precision the file keeps.
 CrashEntry makeEntry(const std::string& service, int sequence) {
@@ -149,7 +128,7 @@ TEST(CrashHistory, QueryReturnsEveryField) {
 // File
 
 TEST(CrashHistory, MissingFileStartsEmpty) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     CrashHistory history(directory.path() / "history.jsonl", 10);
     EXPECT_EQ(history.size(), 0u);
     EXPECT_EQ(history.skippedLines(), 0u);
@@ -157,7 +136,7 @@ TEST(CrashHistory, MissingFileStartsEmpty) {
 }
 
 TEST(CrashHistory, EntriesSurviveANewInstance) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     std::vector<CrashEntry> recorded;
     {
@@ -181,7 +160,7 @@ TEST(CrashHistory, EntriesSurviveANewInstance) {
 }
 
 TEST(CrashHistory, NewInstanceAppendsToWhatTheFileHolds) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     {
         CrashHistory history(file, 10);
@@ -197,7 +176,7 @@ TEST(CrashHistory, NewInstanceAppendsToWhatTheFileHolds) {
 }
 
 TEST(CrashHistory, LoadingKeepsOnlyTheNewestUpToCapacity) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     {
         CrashHistory history(file, 10);
@@ -211,7 +190,7 @@ TEST(CrashHistory, LoadingKeepsOnlyTheNewestUpToCapacity) {
 }
 
 TEST(CrashHistory, UnreadableLinesAreSkippedAndCounted) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     {
         CrashHistory history(file, 10);
@@ -237,7 +216,7 @@ TEST(CrashHistory, UnreadableLinesAreSkippedAndCounted) {
 }
 
 TEST(CrashHistory, CompactionKeepsTheNewestEntriesAndTheFileReadable) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     constexpr std::size_t kCapacity = 3;
     CrashHistory history(file, kCapacity);
@@ -263,7 +242,7 @@ TEST(CrashHistory, CompactionKeepsTheNewestEntriesAndTheFileReadable) {
 }
 
 TEST(CrashHistory, CompactionDropsUnreadableLines) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     {
         std::ofstream out(file);
@@ -284,7 +263,7 @@ TEST(CrashHistory, CompactionDropsUnreadableLines) {
 }
 
 TEST(CrashHistory, FileIsCreatedWithoutWorldAccess) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     const mode_t mask = ::umask(022);
     ::umask(mask);
@@ -296,7 +275,7 @@ TEST(CrashHistory, FileIsCreatedWithoutWorldAccess) {
 }
 
 TEST(CrashHistory, WriteFailureThrowsButKeepsTheEntryInMemory) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "no-such-directory" / "history.jsonl";
     CrashHistory history(file, 10);
     try {
@@ -312,7 +291,7 @@ TEST(CrashHistory, WriteFailureThrowsButKeepsTheEntryInMemory) {
 }
 
 TEST(CrashHistory, ServiceNamesWithSpecialCharactersRoundTrip) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     CrashEntry entry = makeEntry("we\"b\n\\säge", 1);
     {
@@ -326,7 +305,7 @@ TEST(CrashHistory, ServiceNamesWithSpecialCharactersRoundTrip) {
 }
 
 TEST(CrashHistory, InvalidUtf8InAServiceNameIsWrittenNotThrown) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "history.jsonl";
     {
         CrashHistory history(file, 10);

@@ -1,4 +1,5 @@
 #include "tau/log_writer.h"
+#include "temp_dir.h"
 
 #include <cerrno>
 #include <chrono>
@@ -29,28 +30,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-class TemporaryDirectory {
-  public:
-    TemporaryDirectory() {
-        std::string pattern = testing::TempDir() + "tau-log-writer-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            ADD_FAILURE() << "mkdtemp failed: " << std::strerror(errno);
-        }
-        path_ = pattern;
-    }
-    ~TemporaryDirectory() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TemporaryDirectory(const TemporaryDirectory&) = delete;
-    TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
 
 LogRecord makeRecord(LogLevel level, const std::string& service, int sequence) {
     LogRecord record;
@@ -104,7 +83,7 @@ std::string constructionErrorFor(const fs::path& file) {
 // Writing
 
 TEST(LogWriter, AppendedLinesParseBack) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Trace, 10);
     const std::vector<LogRecord> records = {makeRecord(LogLevel::Info, "web", 1),
@@ -130,7 +109,7 @@ TEST(LogWriter, AppendedLinesParseBack) {
 }
 
 TEST(LogWriter, EachRecordIsExactlyItsJsonLinePlusNewline) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Trace, 10);
     const auto first = makeRecord(LogLevel::Info, "web", 1);
@@ -141,7 +120,7 @@ TEST(LogWriter, EachRecordIsExactlyItsJsonLinePlusNewline) {
 }
 
 TEST(LogWriter, MessageWithNewlinesStaysOnOneLine) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Trace, 10);
     auto record = makeRecord(LogLevel::Info, "web", 1);
@@ -153,7 +132,7 @@ TEST(LogWriter, MessageWithNewlinesStaysOnOneLine) {
 }
 
 TEST(LogWriter, AppendsToAnExistingFile) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     std::ofstream(file) << "earlier content\n";
     {
@@ -170,7 +149,7 @@ TEST(LogWriter, AppendsToAnExistingFile) {
 }
 
 TEST(LogWriter, EmptyAppendWritesNothing) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Trace, 10);
     writer.append({});
@@ -179,7 +158,7 @@ TEST(LogWriter, EmptyAppendWritesNothing) {
 }
 
 TEST(LogWriter, CreatesTheFileAndItsParentDirectories) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "a" / "b" / "c" / "tau.log";
     LogWriter writer(file, LogLevel::Info, 10);
     EXPECT_TRUE(fs::is_directory(directory.path() / "a" / "b" / "c"));
@@ -195,7 +174,7 @@ TEST(LogWriter, CreatesTheFileAndItsParentDirectories) {
 // Failures
 
 TEST(LogWriter, ImpossiblePathThrowsNamingThePath) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     // A regular file where a directory would have to be.
     const fs::path blocker = directory.path() / "not-a-directory";
     std::ofstream(blocker) << "x";
@@ -206,7 +185,7 @@ TEST(LogWriter, ImpossiblePathThrowsNamingThePath) {
 }
 
 TEST(LogWriter, DirectoryAsTheFileThrowsNamingThePath) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const std::string message = constructionErrorFor(directory.path());
     EXPECT_NE(message.find(directory.path().string()), std::string::npos) << message;
     EXPECT_NE(message.find(std::strerror(EISDIR)), std::string::npos) << message;
@@ -243,7 +222,7 @@ TEST(LogWriter, OnlyFilteredRecordsNeverHitTheDisk) {
 // Level filter
 
 TEST(LogWriter, RecordsBelowTheMinimumLevelAreFilteredAndCounted) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Warning, 10);
     writer.append({makeRecord(LogLevel::Debug, "web", 1), makeRecord(LogLevel::Warning, "web", 2),
@@ -264,7 +243,7 @@ TEST(LogWriter, RecordsBelowTheMinimumLevelAreFilteredAndCounted) {
 // recent()
 
 TEST(LogWriter, RecentIsOldestFirstAndCappedByCapacity) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     LogWriter writer(directory.path() / "tau.log", LogLevel::Trace, 3);
     EXPECT_TRUE(writer.recent(10).empty());
     for (int i = 1; i <= 5; ++i) {
@@ -282,7 +261,7 @@ TEST(LogWriter, RecentIsOldestFirstAndCappedByCapacity) {
 }
 
 TEST(LogWriter, RecentKeepsWholeRecords) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     LogWriter writer(directory.path() / "tau.log", LogLevel::Trace, 3);
     const auto record = makeRecord(LogLevel::Error, "db", 9);
     writer.append({record});
@@ -300,7 +279,7 @@ TEST(LogWriter, RecentKeepsWholeRecords) {
 // stats()
 
 TEST(LogWriter, StatsStartAtZero) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     LogWriter writer(directory.path() / "tau.log", LogLevel::Info, 10);
     const std::map<std::string, std::uint64_t> expected{
         {"records_total", 0}, {"bytes_written", 0}, {"filtered", 0}, {"write_errors", 0}};
@@ -308,7 +287,7 @@ TEST(LogWriter, StatsStartAtZero) {
 }
 
 TEST(LogWriter, StatsCountPerLevelAndPerService) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Info, 10);
     writer.append({makeRecord(LogLevel::Info, "web", 1), makeRecord(LogLevel::Error, "web", 2),
@@ -326,7 +305,7 @@ TEST(LogWriter, StatsCountPerLevelAndPerService) {
 }
 
 TEST(LogWriter, BytesWrittenMatchesTheFileAcrossAppends) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path file = directory.path() / "tau.log";
     LogWriter writer(file, LogLevel::Trace, 10);
     std::uint64_t expected = 0;

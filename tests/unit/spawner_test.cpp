@@ -1,4 +1,5 @@
 #include "tau/spawner.h"
+#include "temp_dir.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -47,34 +48,7 @@ bool waitReadable(int fd, std::chrono::milliseconds timeout) {
     }
 }
 
-class TemporaryDirectory {
-  public:
-    TemporaryDirectory() {
-        std::string pattern = testing::TempDir() + "tau-spawner-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            ADD_FAILURE() << "mkdtemp failed: " << std::strerror(errno);
-        }
-        path_ = pattern;
-    }
-    ~TemporaryDirectory() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TemporaryDirectory(const TemporaryDirectory&) = delete;
-    TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
-
-std::string readFile(const fs::path& file) {
-    std::ifstream in(file);
-    std::stringstream contents;
-    contents << in.rdbuf();
-    return contents.str();
-}
+using test::readFile;
 
 // Owns a spawned process: waits for it with poll() on its pidfd and, if the test did not, kills its whole
 // group and reaps it, so that no test leaves a process behind.
@@ -298,7 +272,7 @@ TEST(Spawner, StatusReapedElsewhereIsReportedAsUnknown) {
 // What the child gets
 
 TEST(Spawner, EnvironmentOverridesReachTheChild) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path output = directory.path() / "environment";
     ASSERT_EQ(::setenv("TAU_SPAWNER_INHERITED", "kept", 1), 0);
     ASSERT_EQ(::setenv("TAU_SPAWNER_REPLACED", "old", 1), 0);
@@ -321,7 +295,7 @@ TEST(Spawner, EnvironmentOverridesReachTheChild) {
 }
 
 TEST(Spawner, UnsetEnvironmentHidesInheritedVariables) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path output = directory.path() / "environment";
     ASSERT_EQ(::setenv("TAU_SPAWNER_SECRET", "hidden", 1), 0);
     ASSERT_EQ(::setenv("TAU_SPAWNER_VISIBLE", "shown", 1), 0);
@@ -343,7 +317,7 @@ TEST(Spawner, UnsetEnvironmentHidesInheritedVariables) {
 }
 
 TEST(Spawner, RunsInTheWorkingDirectory) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     SpawnRequest request = shell("pwd -P > where; echo here > marker");
     request.working_directory = directory.path();
     Child child(spawnProcess(request));
@@ -355,7 +329,7 @@ TEST(Spawner, RunsInTheWorkingDirectory) {
 }
 
 TEST(Spawner, InheritsTheWorkingDirectoryWhenNoneIsGiven) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path output = directory.path() / "where";
     SpawnRequest request = shell("pwd -P > \"$1\"");
     request.argv.push_back("sh");
@@ -438,7 +412,7 @@ TEST(Spawner, MissingExecutableThrowsWithPathAndReason) {
 }
 
 TEST(Spawner, NonExecutableFileThrowsPermissionDenied) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path script = directory.path() / "not-executable";
     std::ofstream(script) << "#!/bin/sh\nexit 0\n";
     fs::permissions(script, fs::perms::owner_read | fs::perms::owner_write);
@@ -448,7 +422,7 @@ TEST(Spawner, NonExecutableFileThrowsPermissionDenied) {
 }
 
 TEST(Spawner, MissingWorkingDirectoryThrowsNamingTheDirectory) {
-    TemporaryDirectory directory;
+    test::TempDir directory;
     const fs::path missing = directory.path() / "missing";
     SpawnRequest request = shell("exit 0");
     request.working_directory = missing;

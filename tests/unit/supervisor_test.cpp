@@ -1,3 +1,4 @@
+#include "fake_clock.h"
 #include "supervisor.h"
 #include "tau/errors.h"
 
@@ -164,19 +165,7 @@ class FakeLauncher final : public ProcessLauncher {
     int next_pidfd_ = 501;
 };
 
-class FakeClock final : public Clock {
-  public:
-    std::chrono::steady_clock::time_point now() const override { return steady_; }
-    std::chrono::system_clock::time_point wallNow() const override { return wall_; }
-    void advance(std::chrono::steady_clock::duration by) {
-        steady_ += by;
-        wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(by);
-    }
-
-  private:
-    std::chrono::steady_clock::time_point steady_{1000s};
-    std::chrono::system_clock::time_point wall_{1'795'447'479s};
-};
+using test::FakeClock;
 
 class RecordingListener final : public SupervisorListener {
   public:
