@@ -330,7 +330,8 @@ int runRoot(const DaemonOptions& options) {
     try {
         loop.run();
     } catch (const std::exception& e) {
-        spdlog::critical("event loop failed: {}", e.what());
+        spdlog::critical("event loop failed: {}; killing every service", e.what());
+        supervisor.killAll();
         return 1;
     }
     spdlog::info("stopped");

@@ -281,6 +281,14 @@ void Supervisor::shutdown(std::function<void()> done) {
     continueShutdown();
 }
 
+void Supervisor::killAll() {
+    for (const auto& service : services_) {
+        if (service.pid != 0) {
+            launcher_.signalGroup(service.pid, SIGKILL);
+        }
+    }
+}
+
 void Supervisor::continueShutdown() {
     for (auto it = services_.rbegin(); it != services_.rend(); ++it) {
         if (it->state == ServiceState::Stopping) {

@@ -100,6 +100,9 @@ class Supervisor {
     void shutdown(std::function<void()> done);
     bool shuttingDown() const { return shutting_down_; }
 
+    // Last resort when the supervisor cannot go on: SIGKILL to every service's process group at once.
+    void killAll();
+
     const std::vector<ServiceStatus>& services() const { return services_; }
     const ServiceStatus* find(std::string_view name) const;
     unsigned runningCount() const;

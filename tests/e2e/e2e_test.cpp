@@ -65,6 +65,17 @@ pid_t servicePid(const RunningDaemon& daemon, const std::string& name) {
     return service ? (*service)["pid"].get<pid_t>() : 0;
 }
 
+// SIGKILLs the service's main process and waits until the supervisor runs it again under another PID.
+void killAndAwaitNewPid(const RunningDaemon& daemon, const std::string& name) {
+    const pid_t first = servicePid(daemon, name);
+    ASSERT_GT(first, 0);
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    ASSERT_TRUE(waitUntil([&] {
+        const pid_t now = servicePid(daemon, name);
+        return now != 0 && now != first;
+    })) << daemon.output();
+}
+
 class EndToEnd : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -213,13 +224,7 @@ TEST_F(EndToEnd, TablesAreAligned) {
 
 TEST_F(EndToEnd, KilledServiceIsRestartedAndTheExitIsInTheHistory) {
     const pid_t first = servicePid(*daemon_, "worker");
-    ASSERT_GT(first, 0);
-    ASSERT_EQ(kill(first, SIGKILL), 0);
-    pid_t second = 0;
-    ASSERT_TRUE(waitUntil([&] {
-        second = servicePid(*daemon_, "worker");
-        return second != 0 && second != first;
-    }));
+    ASSERT_NO_FATAL_FAILURE(killAndAwaitNewPid(*daemon_, "worker"));
     json entry;
     ASSERT_TRUE(waitUntil([&] {
         for (const auto& e : cliJson(*daemon_, {"recovery", "--history"})) {
@@ -240,14 +245,7 @@ TEST_F(EndToEnd, KilledServiceIsRestartedAndTheExitIsInTheHistory) {
 }
 
 TEST_F(EndToEnd, KilledResourcesServiceIsRestartedAndAnswersAgain) {
-    const pid_t first = servicePid(*daemon_, "resources");
-    ASSERT_GT(first, 0);
-    ASSERT_EQ(kill(first, SIGKILL), 0);
-    pid_t second = 0;
-    ASSERT_TRUE(waitUntil([&] {
-        second = servicePid(*daemon_, "resources");
-        return second != 0 && second != first;
-    })) << daemon_->output();
+    ASSERT_NO_FATAL_FAILURE(killAndAwaitNewPid(*daemon_, "resources"));
     ASSERT_TRUE(waitUntil([&] {
         return daemon_->cli({"resources", "--memory"}).exit_code == 0;
     })) << daemon_->output();

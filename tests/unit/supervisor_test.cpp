@@ -909,6 +909,23 @@ TEST_F(SupervisorTest, ShutdownCancelsPendingRestarts) {
     EXPECT_EQ(launcher_.spawned().size(), 2u);
 }
 
+TEST_F(SupervisorTest, KillAllSendsSigkillToEveryRunningGroupOnly) {
+    for (const char* name : {"a", "b", "c"}) {
+        supervisor().add(makeSpec(name));
+    }
+    supervisor().startAll();
+    supervisor().stop("b");
+    exitService("b", killedBy(SIGTERM));
+    const pid_t a = status("a").pid;
+    const pid_t c = status("c").pid;
+    const auto before = launcher_.signals().size();
+
+    supervisor().killAll();
+    const std::vector<FakeLauncher::Signal> sent(
+        launcher_.signals().begin() + static_cast<std::ptrdiff_t>(before), launcher_.signals().end());
+    EXPECT_EQ(sent, (std::vector<FakeLauncher::Signal>{{a, SIGKILL}, {c, SIGKILL}}));
+}
+
 TEST_F(SupervisorTest, ShutdownReportsTheCancelledRestartAsAChange) {
     supervisor().add(makeSpec("a"));
     supervisor().start("a");
