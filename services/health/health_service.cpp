@@ -83,7 +83,16 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
         inputs_ = HealthInputs{};
         pending_ = 2;
         auto alive = alive_;
-        bus::logged("asking Resources1", [&] {
+        // A call that cannot even be sent counts as answered without data.
+        auto sendOrGiveUp = [this](const char* what, const std::function<void()>& send) {
+            try {
+                send();
+            } catch (const std::exception& e) {
+                spdlog::warn("health: {}: {}", what, e.what());
+                answered();
+            }
+        };
+        sendOrGiveUp("asking Resources1", [&] {
             resources_->callMethodAsync("GetSnapshot")
                 .onInterface(bus::kResourcesName)
                 .withTimeout(kCallTimeout)
@@ -102,7 +111,7 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
                     answered();
                 });
         });
-        bus::logged("asking Processes1", [&] {
+        sendOrGiveUp("asking Processes1", [&] {
             processes_->callMethodAsync("ListServices")
                 .onInterface(bus::kProcessesName)
                 .withTimeout(kCallTimeout)
@@ -121,10 +130,6 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
                         answered();
                     });
         });
-        // A call that could not even be sent counts as answered without data.
-        if (pending_ > 0 && !*alive) {
-            pending_ = 0;
-        }
     }
 
     void answered() {

@@ -2,12 +2,14 @@
 
 #include "tau/bus/authorizer.h"
 #include "tau/bus/connection.h"
+#include "tau/bus/log_sink.h"
 
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <optional>
 #include <ostream>
 #include <pwd.h>
+#include <spdlog/spdlog.h>
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
@@ -173,6 +175,75 @@ TEST(AccessPolicy, UidWithoutAPasswdEntryIsRefused) {
     const group* root_group = ::getgrgid(0);
     ASSERT_NE(root_group, nullptr);
     EXPECT_FALSE(AccessPolicy(0, {root_group->gr_name}).allows(unknown));
+}
+
+// ---- QueueingLogSink
+
+std::shared_ptr<spdlog::logger> loggerInto(const std::shared_ptr<QueueingLogSink>& sink) {
+    auto logger = std::make_shared<spdlog::logger>("test", sink);
+    logger->set_level(spdlog::level::trace);
+    return logger;
+}
+
+std::vector<std::string> messagesOf(const std::vector<LogRecord>& records) {
+    std::vector<std::string> messages;
+    for (const auto& record : records) {
+        messages.push_back(record.message);
+    }
+    return messages;
+}
+
+TEST(QueueingLogSink, QueuesRecordsWithTheServiceNameLevelAndPid) {
+    auto sink = std::make_shared<QueueingLogSink>("svc", 10);
+    auto logger = loggerInto(sink);
+    logger->warn("careful {}", 1);
+    const auto batch = sink->take(10);
+    ASSERT_EQ(batch.size(), 1u);
+    EXPECT_EQ(batch[0].service, "svc");
+    EXPECT_EQ(batch[0].level, LogLevel::Warning);
+    EXPECT_EQ(batch[0].pid, ::getpid());
+    EXPECT_EQ(batch[0].message, "careful 1");
+    EXPECT_TRUE(sink->take(10).empty());
+}
+
+TEST(QueueingLogSink, OverflowIsCountedAndReportedFirst) {
+    auto sink = std::make_shared<QueueingLogSink>("svc", 2);
+    auto logger = loggerInto(sink);
+    for (int i = 0; i < 5; ++i) {
+        logger->info("record {}", i);
+    }
+    const auto batch = sink->take(10);
+    ASSERT_EQ(batch.size(), 3u);
+    EXPECT_EQ(batch[0].event, "log.dropped");
+    EXPECT_EQ(batch[0].fields.at("dropped"), "3");
+    EXPECT_EQ(batch[1].message, "record 0");
+    EXPECT_EQ(batch[2].message, "record 1");
+}
+
+TEST(QueueingLogSink, PutBackRecordsComeFirstAndInOrder) {
+    auto sink = std::make_shared<QueueingLogSink>("svc", 10);
+    auto logger = loggerInto(sink);
+    logger->info("a");
+    logger->info("b");
+    auto undelivered = sink->take(10);
+    logger->info("c");
+    sink->putBack(std::move(undelivered));
+    EXPECT_EQ(messagesOf(sink->take(10)), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(QueueingLogSink, EventAndFieldsComeFromLogEvent) {
+    auto sink = std::make_shared<QueueingLogSink>("svc", 10);
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(loggerInto(sink));
+    logEvent(spdlog::level::info, "service.started", {{"pid", "7"}}, "started");
+    spdlog::info("plain");
+    spdlog::set_default_logger(previous);
+    const auto batch = sink->take(10);
+    ASSERT_EQ(batch.size(), 2u);
+    EXPECT_EQ(batch[0].event, "service.started");
+    EXPECT_EQ(batch[0].fields.at("pid"), "7");
+    EXPECT_TRUE(batch[1].event.empty());
+    EXPECT_TRUE(batch[1].fields.empty());
 }
 
 } // namespace

@@ -53,6 +53,15 @@ spdlog::level::level_enum toSpdlogLevel(const std::string& name) {
 }
 
 constexpr auto kFlushInterval = std::chrono::milliseconds(200);
+constexpr auto kSubmitTimeout = std::chrono::seconds(5);
+
+bool isTransient(const std::string& error_name) {
+    return error_name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+           error_name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
+           error_name == "org.freedesktop.DBus.Error.NoReply" ||
+           error_name == "org.freedesktop.DBus.Error.Timeout" ||
+           error_name == "org.freedesktop.DBus.Error.UnknownObject";
+}
 constexpr std::size_t kBatchSize = 500;
 
 } // namespace
@@ -83,6 +92,18 @@ void QueueingLogSink::sink_it_(const spdlog::details::log_msg& msg) {
     record.fields = current_fields;
     record.message.assign(msg.payload.data(), msg.payload.size());
     queue_.push_back(std::move(record));
+}
+
+void QueueingLogSink::putBack(std::vector<LogRecord> records) {
+    std::lock_guard lock(mutex_);
+    // Oldest first, ahead of what arrived meanwhile; what does not fit any more is counted as dropped.
+    for (auto it = records.rbegin(); it != records.rend(); ++it) {
+        if (queue_.size() >= capacity_) {
+            ++dropped_;
+            continue;
+        }
+        queue_.push_front(std::move(*it));
+    }
 }
 
 std::vector<LogRecord> QueueingLogSink::take(std::size_t max) {
@@ -138,22 +159,27 @@ void LogForwarder::flush() {
         entries.push_back(wire::toWire(record));
     }
     auto alive = alive_;
-    logged("log forwarding", [&] {
+    auto pending = std::make_shared<std::vector<LogRecord>>(std::move(batch));
+    try {
         proxy_->callMethodAsync("Submit")
             .onInterface(kLogName)
-            .withTimeout(std::chrono::seconds(5))
+            .withTimeout(kSubmitTimeout)
             .withArguments(entries)
-            .uponReplyInvoke([this, alive](const sdbus::Error* error) {
+            .uponReplyInvoke([this, alive, pending](const sdbus::Error* error) {
                 if (!*alive) {
                     return;
                 }
                 in_flight_ = false;
-                // Every record also went to stderr, so a batch the log service could not take is not lost;
-                // it is only missing from the structured log.
-                (void)error;
+                // While the log service is away (starting, restarting) the batch waits for the next round;
+                // a batch it refused stays only on stderr, where every record went as well.
+                if (error != nullptr && isTransient(error->getName())) {
+                    sink_->putBack(std::move(*pending));
+                }
             });
         in_flight_ = true;
-    });
+    } catch (const sdbus::Error&) {
+        sink_->putBack(std::move(*pending));
+    }
 }
 
 void configureLogging(const std::string& service, const std::string& level,

@@ -28,6 +28,8 @@ class QueueingLogSink final : public spdlog::sinks::base_sink<std::mutex> {
     // Takes up to `max` queued records; a record saying how many were dropped comes first if the queue
     // overflowed since the last call.
     std::vector<LogRecord> take(std::size_t max);
+    // Returns records that could not be delivered, to be sent again first.
+    void putBack(std::vector<LogRecord> records);
 
   protected:
     void sink_it_(const spdlog::details::log_msg& msg) override;
