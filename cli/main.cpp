@@ -224,6 +224,24 @@ int showResources(Client& client, bool cpu, bool memory, bool disk, bool network
     return 0;
 }
 
+// Each process under its parent, depth first, the main process at the top.
+void printTree(const std::vector<ProcessEntry>& entries) {
+    std::map<int32_t, std::vector<const ProcessEntry*>> children;
+    for (const auto& p : entries) {
+        children[p.get<1>()].push_back(&p);
+    }
+    std::function<void(const ProcessEntry&, std::size_t)> print = [&](const ProcessEntry& p, std::size_t depth) {
+        std::cout << fmt::format("  {}{} {} ({})\n", std::string(depth * 2, ' '), p.get<0>(), p.get<2>(),
+                                 formatBytes(p.get<3>()));
+        for (const auto* child : children[p.get<0>()]) {
+            print(*child, depth + 1);
+        }
+    };
+    if (!entries.empty()) {
+        print(entries.front(), 0);
+    }
+}
+
 int showProcesses(Client& client, bool critical_only, bool tree) {
     auto services = listServices(client);
     if (critical_only) {
@@ -275,15 +293,7 @@ int showProcesses(Client& client, bool critical_only, bool tree) {
                 continue;
             }
             std::cout << '\n' << s.get<0>() << ":\n";
-            std::map<int32_t, int> depth;
-            for (const auto& p : entries) {
-                const auto parent = depth.find(p.get<1>());
-                const int level = parent == depth.end() ? 0 : parent->second + 1;
-                depth[p.get<0>()] = level;
-                std::cout << fmt::format("  {}{} {} ({})\n",
-                                         std::string(static_cast<std::size_t>(level) * 2, ' '), p.get<0>(),
-                                         p.get<2>(), formatBytes(p.get<3>()));
-            }
+            printTree(entries);
         }
     }
     return 0;

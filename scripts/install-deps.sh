@@ -8,7 +8,7 @@ packages=(
   libsdbus-c++-dev libsdbus-c++-bin libsystemd-dev
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev
-  dbus-daemon dbus-bin systemd util-linux procps python3
+  dbus-daemon dbus-bin systemd util-linux procps
 )
 
 missing=()
