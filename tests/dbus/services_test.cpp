@@ -4,6 +4,7 @@
 #include "health_service.h"
 #include "log_service.h"
 #include "recovery_service.h"
+#include "resources_service.h"
 #include "service_harness.h"
 #include "tau/bus/wire.h"
 #include "tau/log_record.h"
@@ -186,6 +187,54 @@ TEST(RecoveryServiceTest, RecordsExitsAnnouncesActionsAndKeepsHistoryAcrossResta
     auto recovery = sdbus::createProxy(restarted.client(), "org.tauos.Recovery1", "/org/tauos/Recovery1");
     recovery->finishRegistration();
     EXPECT_EQ(history(*recovery).size(), 3u);
+}
+
+// ---- Resources ----
+
+TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
+    TempDir dir;
+    auto config = configIn(dir);
+    config.resource_monitoring.interval_seconds = 1;
+    // Any machine that runs this test uses more memory than this.
+    config.resource_monitoring.memory_threshold_percent = 0.001;
+    ServiceHarness harness(config, makeResourcesService, "org.tauos.Resources1");
+    auto resources = sdbus::createProxy(harness.client(), "org.tauos.Resources1", "/org/tauos/Resources1");
+    std::vector<std::string> crossings;
+    resources->uponSignal("ThresholdCrossed")
+        .onInterface("org.tauos.Resources1")
+        .call([&](const std::string& metric, const std::string& scope, const std::string& level, double value,
+                  double limit) {
+            EXPECT_GT(value, limit);
+            crossings.push_back(metric + " " + scope + " " + level);
+        });
+    resources->finishRegistration();
+
+    wire::Snapshot snapshot;
+    ASSERT_TRUE(waitUntil([&] {
+        while (harness.client().processPendingRequest()) {
+        }
+        try {
+            auto& [taken_at, cpu, per_core, memory, swap, load, disks, networks] = snapshot;
+            resources->callMethod("GetSnapshot")
+                .onInterface("org.tauos.Resources1")
+                .storeResultsTo(taken_at, cpu, per_core, memory, swap, load, disks, networks);
+        } catch (const sdbus::Error& e) {
+            EXPECT_EQ(e.getName(), "org.tauos.Error.Unavailable"); // before the first sample
+            return false;
+        }
+        return !crossings.empty();
+    }));
+    const auto machine = wire::snapshotFromWire(snapshot);
+    EXPECT_GT(machine.memory.total_bytes, 0u);
+    EXPECT_EQ(machine.cpu_per_core_percent.size(), static_cast<std::size_t>(sysconf(_SC_NPROCESSORS_ONLN)));
+    EXPECT_GE(machine.cpu_percent, 0.0);
+    EXPECT_LE(machine.cpu_percent, 100.0);
+    EXPECT_EQ(crossings.front(), "memory system warning");
+    EXPECT_EQ(std::count(crossings.begin(), crossings.end(), "memory system warning"), 1);
+
+    const double memory_percent =
+        resources->getProperty("MemoryUsedPercent").onInterface("org.tauos.Resources1").get<double>();
+    EXPECT_GT(memory_percent, 0.0);
 }
 
 // ---- Health, with fake Resources1 and Processes1 ----
