@@ -6,7 +6,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,7 +80,13 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 
 // Runs in the child between fork and exec: only async-signal-safe calls. Reports errno and the step
 // that failed through the close-on-exec pipe.
-[[noreturn]] void execChild(int error_pipe, const SpawnRequest& request,
+// What the child needs, prepared before fork so that the child allocates nothing.
+struct ChildSetup {
+    std::optional<cpu_set_t> affinity;
+    std::string oom_score_adj; // the text to write to /proc/self/oom_score_adj
+};
+
+[[noreturn]] void execChild(int error_pipe, const SpawnRequest& request, const ChildSetup& setup,
                             const std::optional<Credentials>& creds, char* const* argv, char* const* envp) {
     auto fail = [error_pipe](int step) {
         const int report[2] = {step, errno};
@@ -95,6 +104,32 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
     }
     if (!request.working_directory.empty() && chdir(request.working_directory.c_str()) < 0) {
         fail(2);
+    }
+    if ((request.stdout_fd >= 0 && dup2(request.stdout_fd, STDOUT_FILENO) < 0) ||
+        (request.stderr_fd >= 0 && dup2(request.stderr_fd, STDERR_FILENO) < 0)) {
+        fail(8);
+    }
+    for (const auto& limit : request.rlimits) {
+        const rlimit value{static_cast<rlim_t>(limit.soft), static_cast<rlim_t>(limit.hard)};
+        if (setrlimit(static_cast<__rlimit_resource>(limit.resource), &value) < 0) {
+            fail(6);
+        }
+    }
+    if (setup.affinity && sched_setaffinity(0, sizeof(cpu_set_t), &*setup.affinity) < 0) {
+        fail(7);
+    }
+    if (request.nice) {
+        setpriority(PRIO_PROCESS, 0, *request.nice);
+    }
+    if (!setup.oom_score_adj.empty()) {
+        const int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            [[maybe_unused]] auto ignored = write(fd, setup.oom_score_adj.data(), setup.oom_score_adj.size());
+            close(fd);
+        }
+    }
+    if (request.umask) {
+        ::umask(static_cast<mode_t>(*request.umask));
     }
     if (creds) {
         if (!creds->user_name.empty() && initgroups(creds->user_name.c_str(), creds->gid) < 0) {
@@ -126,6 +161,18 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
         throw SpawnError("empty argv");
     }
     const auto credentials = resolveCredentials(request);
+    ChildSetup setup;
+    if (!request.cpu_affinity.empty()) {
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        for (const unsigned cpu : request.cpu_affinity) {
+            CPU_SET(cpu, &cpus);
+        }
+        setup.affinity = cpus;
+    }
+    if (request.oom_score_adj) {
+        setup.oom_score_adj = std::to_string(*request.oom_score_adj);
+    }
     std::vector<std::string> argv_strings = request.argv;
     std::vector<std::string> env_strings = buildEnvironment(request.environment, request.unset_environment);
     auto argv = pointers(argv_strings);
@@ -144,7 +191,7 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
     }
     if (pid == 0) {
         close(error_pipe[0]);
-        execChild(error_pipe[1], request, credentials, argv.data(), envp.data());
+        execChild(error_pipe[1], request, setup, credentials, argv.data(), envp.data());
     }
     close(error_pipe[1]);
     // The child is ours and not yet reaped, so this pidfd cannot name another process.
@@ -163,9 +210,16 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
         if (pidfd >= 0) {
             close(pidfd);
         }
-        static constexpr const char* steps[] = {"",          "setsid",   "chdir to working directory",
-                                                "set group", "set user", "exec"};
-        const int step = report[0] >= 1 && report[0] <= 5 ? report[0] : 5;
+        static constexpr const char* steps[] = {"",
+                                                "setsid",
+                                                "chdir to working directory",
+                                                "set group",
+                                                "set user",
+                                                "exec",
+                                                "set resource limits for",
+                                                "set CPU affinity for",
+                                                "redirect output of"};
+        const int step = report[0] >= 1 && report[0] <= 8 ? report[0] : 5;
         throw SpawnError(std::string(steps[step]) + " '" +
                          (step == 2 ? request.working_directory.string() : request.argv[0]) +
                          "': " + std::strerror(report[1]));

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -314,6 +315,75 @@ TEST(Spawner, UnsetEnvironmentHidesInheritedVariables) {
     ASSERT_TRUE(status.has_value());
     EXPECT_TRUE(status->success()) << status->describe();
     EXPECT_EQ(readFile(output), "unset|shown|unset");
+}
+
+// Runs `script` (with "$1" the output file) under `request`'s settings and returns what it wrote.
+std::string outputOf(SpawnRequest request, const std::string& script) {
+    test::TempDir directory;
+    const fs::path output = directory.path() / "output";
+    const SpawnRequest base = shell(script);
+    request.argv = base.argv;
+    request.argv.push_back("sh");
+    request.argv.push_back(output.string());
+    Child child(spawnProcess(request));
+    const auto status = child.waitForExit();
+    EXPECT_TRUE(status && status->success()) << (status ? status->describe() : "no exit");
+    return readFile(output);
+}
+
+TEST(Spawner, AppliesUmaskNiceAndResourceLimits) {
+    SpawnRequest request;
+    request.umask = 027;
+    request.nice = 7; // lowering priority needs no privilege
+    request.rlimits = {{RLIMIT_NOFILE, 64, 128}, {RLIMIT_CORE, 0, 0}};
+    const int base_nice = ::getpriority(PRIO_PROCESS, 0);
+    EXPECT_EQ(outputOf(request, "printf '%s %s %s %s' \"$(umask)\" \"$(ulimit -Sn)\" \"$(ulimit -Hn)\" "
+                                "\"$(ulimit -c)\" > \"$1\"; cut -d' ' -f19 /proc/self/stat >> \"$1\""),
+              "0027 64 128 0" + std::to_string(std::min(base_nice + 7, 19)) + "\n");
+}
+
+TEST(Spawner, PinsTheChildToTheRequestedCpus) {
+    SpawnRequest request;
+    request.cpu_affinity = {0};
+    EXPECT_EQ(outputOf(request, "grep Cpus_allowed_list /proc/self/status | cut -f2 > \"$1\""), "0\n");
+}
+
+TEST(Spawner, SetsTheOomScoreAdjustment) {
+    SpawnRequest request;
+    request.oom_score_adj = 500; // raising it needs no privilege
+    EXPECT_EQ(outputOf(request, "cat /proc/self/oom_score_adj > \"$1\""), "500\n");
+}
+
+TEST(Spawner, RedirectsStdoutAndStderr) {
+    int out[2];
+    int err[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    SpawnRequest request = shell("echo to-out; echo to-err >&2");
+    request.stdout_fd = out[1];
+    request.stderr_fd = err[1];
+    Child child(spawnProcess(request));
+    ::close(out[1]);
+    ::close(err[1]);
+    ASSERT_TRUE(child.waitForExit().has_value());
+    char buffer[64] = {};
+    EXPECT_EQ(std::string(buffer, static_cast<std::size_t>(::read(out[0], buffer, sizeof buffer))),
+              "to-out\n");
+    EXPECT_EQ(std::string(buffer, static_cast<std::size_t>(::read(err[0], buffer, sizeof buffer))),
+              "to-err\n");
+    ::close(out[0]);
+    ::close(err[0]);
+}
+
+TEST(Spawner, ImpossibleResourceLimitFailsTheSpawnNamingTheStep) {
+    SpawnRequest request = shell("exit 0");
+    request.rlimits = {{RLIMIT_NOFILE, 128, 64}}; // a soft limit above the hard one: refused even for root
+    try {
+        spawnProcess(request);
+        ADD_FAILURE() << "spawn succeeded";
+    } catch (const SpawnError& e) {
+        EXPECT_NE(std::string(e.what()).find("set resource limits"), std::string::npos) << e.what();
+    }
 }
 
 TEST(Spawner, RunsInTheWorkingDirectory) {

@@ -2,6 +2,7 @@
 // Starting and reaping child processes through pidfds: an exit wakes a poll loop at once, and a pidfd
 // cannot be confused with a later process that reuses the PID.
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -19,6 +20,20 @@ struct SpawnRequest {
     std::filesystem::path working_directory;        // empty: inherit
     std::string user;  // empty: keep the current user; otherwise switch to it (and its groups)
     std::string group; // empty: the user's primary group
+    std::optional<unsigned> umask;
+    // Best effort: raising priority (a negative nice, a negative oom_score_adj) needs privileges the daemon
+    // may not have, and a service is better started at the default than not at all.
+    std::optional<int> nice;
+    std::optional<int> oom_score_adj;
+    std::vector<unsigned> cpu_affinity; // empty: inherit
+    struct Limit {
+        int resource = 0; // RLIMIT_*
+        std::uint64_t soft = 0;
+        std::uint64_t hard = 0;
+    };
+    std::vector<Limit> rlimits;
+    int stdout_fd = -1; // -1: inherit
+    int stderr_fd = -1; // -1: inherit
 };
 
 struct SpawnedProcess {
