@@ -2,6 +2,8 @@
 // ones.
 
 #include "daemon.h"
+#include "orphan_reaper.h"
+#include "process_launcher.h"
 #include "processes_adaptor.h"
 #include "supervisor.h"
 #include "tau/bus/bus_loop.h"
@@ -33,6 +35,7 @@ constexpr std::size_t kLogQueueCapacity = 10000;
 // The suite's own services are always brought back; a short pause keeps a service that cannot start from
 // spinning.
 constexpr auto kInternalRestartDelay = std::chrono::milliseconds(500);
+constexpr auto kOrphanReapDelay = std::chrono::milliseconds(100);
 // The service manager's protocol variables are meant for tau-monitor, not for the services it starts.
 const std::vector<std::string> kManagerVariables = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
                                                     "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
@@ -136,6 +139,7 @@ ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, 
     spec.name = name;
     spec.internal = true;
     spec.critical = true;
+    spec.capture_output = false;
     spec.spawn.argv = {selfExecutable().string(), "--service", name, "--bus", bus};
     spec.spawn.unset_environment = kManagerVariables;
     if (options.config_given || std::filesystem::exists(options.config_path)) {
@@ -148,6 +152,24 @@ ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, 
     return spec;
 }
 
+// What a priority level means to the scheduler and to the OOM killer: a critical service gets CPU first and
+// is killed last when memory runs out; a background one the other way round.
+std::pair<int, int> schedulingFor(Priority priority) {
+    switch (priority) {
+    case Priority::Critical:
+        return {-10, -900};
+    case Priority::High:
+        return {-5, -500};
+    case Priority::Normal:
+        return {0, 0};
+    case Priority::Low:
+        return {5, 300};
+    case Priority::Background:
+        return {10, 800};
+    }
+    return {0, 0};
+}
+
 ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
     ServiceSpec spec;
     spec.name = service.name;
@@ -158,6 +180,10 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
     spec.spawn.working_directory = service.working_directory;
     spec.spawn.user = service.user;
     spec.spawn.group = service.group;
+    const auto [nice, oom_score_adj] = schedulingFor(service.priority);
+    spec.spawn.nice = nice;
+    spec.spawn.oom_score_adj = oom_score_adj;
+    spec.spawn.cpu_affinity = service.cpu_affinity;
     spec.policy = policyFor(service, config.crash_recovery);
     spec.stop_timeout =
         std::chrono::milliseconds(static_cast<long long>(service.stop_timeout_seconds * 1000.0));
@@ -226,12 +252,15 @@ int runRoot(const DaemonOptions& options) {
     }
 
     ::signal(SIGPIPE, SIG_IGN);
-    SignalFd signals{SIGTERM, SIGINT, SIGHUP};
+    SignalFd signals{SIGTERM, SIGINT, SIGHUP, SIGCHLD};
     auto log_queue = std::make_shared<bus::QueueingLogSink>("processes", kLogQueueCapacity);
     bus::configureLogging("processes", config->logging.log_level, log_queue);
 
     ResolvedBus resolved;
     try {
+        if (config->process_management.auto_cleanup_zombies) {
+            OrphanReaper::becomeSubreaper();
+        }
         resolved = resolveBus(options.bus);
     } catch (const std::exception& e) {
         spdlog::critical("{}", e.what());
@@ -245,7 +274,20 @@ int runRoot(const DaemonOptions& options) {
     bus::Authorizer authorizer(connection, bus::AccessPolicy(::geteuid(), config->security.admin_groups));
     ProcFsReader reader;
     SystemClock clock;
-    RealProcessLauncher launcher;
+    OutputCapturingLauncher launcher(
+        loop, [&log_queue](const std::string& service, pid_t pid, OutputStream stream, std::string line) {
+            // Shown on the daemon's own stderr as well, as when the service ran in a terminal.
+            std::fprintf(stderr, "%s[%s]: %s\n", service.c_str(), std::string(toString(stream)).c_str(),
+                         line.c_str());
+            LogRecord record;
+            record.timestamp = std::chrono::system_clock::now();
+            record.service = service;
+            record.pid = pid;
+            record.event = "service.output";
+            record.fields["stream"] = toString(stream);
+            record.message = std::move(line);
+            log_queue->push(std::move(record));
+        });
     ProcessesAdaptor adaptor(connection, *config, authorizer, reader);
     Supervisor supervisor(loop, launcher, clock, adaptor,
                           config->process_management.max_concurrent_processes);
@@ -289,8 +331,33 @@ int runRoot(const DaemonOptions& options) {
         sd_notify(0, "STOPPING=1");
         supervisor.shutdown([&loop] { loop.quit(); });
     };
+    // Orphans are reaped a moment after SIGCHLD, off the path of a supervised service's restart.
+    OrphanReaper reaper([&](pid_t pid) {
+        if (resolved.private_bus && pid == resolved.private_bus->pid()) {
+            return true;
+        }
+        for (const auto& service : supervisor.services()) {
+            if (service.pid == pid) {
+                return true;
+            }
+        }
+        return false;
+    });
+    EventLoop::TimerId reap_timer = 0;
+    auto reapOrphans = [&] {
+        reap_timer = 0;
+        for (const pid_t pid : reaper.reap()) {
+            spdlog::debug("reaped orphaned process {}", pid);
+        }
+    };
     loop.watchFd(signals.fd(), POLLIN, [&](short) {
         while (const int sig = signals.read()) {
+            if (sig == SIGCHLD) {
+                if (reap_timer == 0 && config->process_management.auto_cleanup_zombies) {
+                    reap_timer = loop.addTimer(kOrphanReapDelay, reapOrphans);
+                }
+                continue;
+            }
             if (sig == SIGHUP) {
                 spdlog::warn(
                     "SIGHUP: reloading the configuration at run time is not supported; restart tau-monitor "

@@ -176,6 +176,13 @@ void ProcessesAdaptor::spawnFailed(const ServiceStatus& service, const std::stri
                   "cannot start " + service.spec.name + ": " + reason);
 }
 
+void ProcessesAdaptor::restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) {
+    bus::logEvent(spdlog::level::warn, "service.restart_deferred",
+                  {{"service", service.spec.name}, {"wait_ms", std::to_string(wait.count())}},
+                  "restart of " + service.spec.name + " held back " + std::to_string(wait.count()) +
+                      " ms by the host-wide restart budget");
+}
+
 std::vector<wire::ServiceEntry> ProcessesAdaptor::ListServices() {
     return bus::guarded("ListServices", [&] {
         std::vector<wire::ServiceEntry> result;

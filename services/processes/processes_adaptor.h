@@ -81,6 +81,7 @@ class ProcessesAdaptor final
                        const ExitDecision& decision, std::chrono::steady_clock::duration uptime) override;
     void serviceChanged(const ServiceStatus& service) override;
     void spawnFailed(const ServiceStatus& service, const std::string& reason) override;
+    void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override;
 
   private:
     std::vector<wire::ServiceEntry> ListServices() override;

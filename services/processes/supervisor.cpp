@@ -25,10 +25,6 @@ std::string_view toString(ServiceState state) {
     return "stopped";
 }
 
-void RealProcessLauncher::release(int pidfd) {
-    ::close(pidfd);
-}
-
 Supervisor::Supervisor(Reactor& reactor, ProcessLauncher& launcher, const Clock& clock,
                        SupervisorListener& listener, unsigned max_concurrent_configured)
     : reactor_(reactor), launcher_(launcher), clock_(clock), listener_(listener),
@@ -105,7 +101,7 @@ void Supervisor::spawn(ServiceStatus& service) {
     }
     SpawnedProcess process;
     try {
-        process = launcher_.spawn(service.spec.spawn);
+        process = launcher_.spawn(service.spec.name, service.spec.spawn, service.spec.capture_output);
     } catch (const SpawnError& e) {
         service.state = ServiceState::Failed;
         service.pid = 0;
@@ -252,13 +248,24 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     }
 }
 
-void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay) {
+void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay,
+                                 bool slot_reserved) {
     const std::string name = service.spec.name;
-    restart_timers_[name] = reactor_.addTimer(delay, [this, name] {
+    restart_timers_[name] = reactor_.addTimer(delay, [this, name, slot_reserved] {
         restart_timers_.erase(name);
         auto& s = get(name);
         if (s.state != ServiceState::Backoff || shutting_down_) {
             return;
+        }
+        if (restart_budget_ && !s.spec.internal && !slot_reserved) {
+            const auto now = clock_.now();
+            const auto slot = restart_budget_->reserve(now);
+            if (slot > now) {
+                const auto wait = std::chrono::ceil<std::chrono::milliseconds>(slot - now);
+                listener_.restartDeferred(s, wait);
+                scheduleRestart(s, wait, true);
+                return;
+            }
         }
         ++s.restarts;
         try {
@@ -266,6 +273,10 @@ void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::millisecon
         } catch (const ServiceError&) {
         }
     });
+}
+
+void Supervisor::useRestartBudget(unsigned burst, std::chrono::milliseconds interval) {
+    restart_budget_.emplace(burst, interval);
 }
 
 void Supervisor::shutdown(std::function<void()> done) {

@@ -4,6 +4,7 @@
 
 #include "tau/clock.h"
 #include "tau/event_loop.h"
+#include "tau/restart_budget.h"
 #include "tau/restart_policy.h"
 #include "tau/spawner.h"
 
@@ -25,6 +26,7 @@ struct ServiceSpec {
     std::string name;
     bool internal = false; // a process of the suite itself
     bool critical = false;
+    bool capture_output = true; // false for the suite's own services, which log to Log1 themselves
     SpawnRequest spawn;
     RestartPolicy policy;
     std::chrono::milliseconds stop_timeout{10000};
@@ -52,18 +54,12 @@ struct ServiceStatus {
 class ProcessLauncher {
   public:
     virtual ~ProcessLauncher() = default;
-    virtual SpawnedProcess spawn(const SpawnRequest& request) = 0;
+    // `capture_output`: the process's stdout and stderr become log records of `service`.
+    virtual SpawnedProcess spawn(const std::string& service, const SpawnRequest& request,
+                                 bool capture_output) = 0;
     virtual std::optional<ExitStatus> reap(int pidfd) = 0;
     virtual void signalGroup(pid_t process_group, int signal) = 0;
     virtual void release(int pidfd) = 0;
-};
-
-class RealProcessLauncher final : public ProcessLauncher {
-  public:
-    SpawnedProcess spawn(const SpawnRequest& request) override { return spawnProcess(request); }
-    std::optional<ExitStatus> reap(int pidfd) override { return reapPidfd(pidfd); }
-    void signalGroup(pid_t process_group, int signal) override { signalProcessGroup(process_group, signal); }
-    void release(int pidfd) override;
 };
 
 class SupervisorListener {
@@ -76,6 +72,8 @@ class SupervisorListener {
     // Any change of state, pid or counters.
     virtual void serviceChanged(const ServiceStatus& service) = 0;
     virtual void spawnFailed(const ServiceStatus& service, const std::string& reason) = 0;
+    // A due restart waits this much longer for a slot of the host-wide restart budget.
+    virtual void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) = 0;
 };
 
 class Supervisor {
@@ -87,6 +85,10 @@ class Supervisor {
     Supervisor& operator=(const Supervisor&) = delete;
 
     void add(ServiceSpec spec);
+
+    // Rate-limits the automatic restarts of configured services across the host (the suite's own services
+    // are exempt: the supervisor must be able to bring its own parts back).
+    void useRestartBudget(unsigned burst, std::chrono::milliseconds interval);
 
     // Starts every service in the order added; a service that cannot be spawned is marked failed.
     void startAll();
@@ -112,7 +114,7 @@ class Supervisor {
     void spawn(ServiceStatus& service);
     void beginStop(ServiceStatus& service);
     void onPidfdReadable(const std::string& name);
-    void scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay);
+    void scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay, bool slot_reserved = false);
     void continueShutdown();
     unsigned configuredActive() const;
 
@@ -124,6 +126,7 @@ class Supervisor {
     std::vector<ServiceStatus> services_;
     std::map<std::string, Reactor::TimerId> restart_timers_;
     std::map<std::string, Reactor::TimerId> kill_timers_;
+    std::optional<RestartBudget> restart_budget_;
     bool shutting_down_ = false;
     std::function<void()> shutdown_done_;
 };

@@ -214,6 +214,8 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
         while (harness.client().processPendingRequest()) {
         }
         try {
+            // Deserialising appends to vectors: start from an empty snapshot on every attempt.
+            snapshot = {};
             auto& [taken_at, cpu, per_core, memory, swap, load, disks, networks] = snapshot;
             resources->callMethod("GetSnapshot")
                 .onInterface("org.tauos.Resources1")

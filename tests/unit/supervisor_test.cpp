@@ -117,7 +117,7 @@ class FakeLauncher final : public ProcessLauncher {
         bool operator==(const Signal&) const = default;
     };
 
-    SpawnedProcess spawn(const SpawnRequest& request) override {
+    SpawnedProcess spawn(const std::string&, const SpawnRequest& request, bool) override {
         spawned_.push_back(request.argv.empty() ? std::string() : request.argv[0]);
         if (auto it = failures_.find(request.argv.at(0)); it != failures_.end()) {
             throw SpawnError(it->second);
@@ -208,6 +208,9 @@ class RecordingListener final : public SupervisorListener {
     void spawnFailed(const ServiceStatus& service, const std::string& reason) override {
         spawn_failures.push_back({service.spec.name, reason, service.state});
         events.push_back("spawn failed " + service.spec.name);
+    }
+    void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override {
+        events.push_back("deferred " + service.spec.name + " " + std::to_string(wait.count()) + "ms");
     }
 
     // The states a service was reported in, in order.
@@ -1002,6 +1005,50 @@ TEST_F(SupervisorTest, DestructorReleasesDescriptorsAndCancelsTimers) {
     const auto& released = launcher_.released();
     EXPECT_NE(std::find(released.begin(), released.end(), b_pidfd), released.end());
     EXPECT_NE(std::find(released.begin(), released.end(), c_pidfd), released.end());
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+TEST_F(SupervisorTest, RestartBudgetHoldsBackRestartsBeyondTheBurstAndSpreadsThem) {
+    supervisor().useRestartBudget(2, 10s);
+    for (const char* name : {"a", "b", "c", "d"}) {
+        supervisor().add(makeSpec(name));
+    }
+    auto internal = makeSpec("suite");
+    internal.internal = true;
+    supervisor().add(internal);
+    supervisor().startAll();
+    for (const char* name : {"a", "b", "c", "d", "suite"}) {
+        exitService(name, exitedWith(1));
+    }
+    // Five restarts are due at once; fire them in the order they were scheduled.
+    for (const auto id : reactor_.pendingTimers()) {
+        reactor_.fireTimer(id);
+    }
+    EXPECT_EQ(status("a").state, ServiceState::Running);
+    EXPECT_EQ(status("b").state, ServiceState::Running);
+    EXPECT_EQ(status("suite").state, ServiceState::Running) << "the suite's own services are exempt";
+    EXPECT_EQ(status("c").state, ServiceState::Backoff);
+    EXPECT_EQ(status("d").state, ServiceState::Backoff);
+    const auto deferred = std::count_if(listener_.events.begin(), listener_.events.end(),
+                                        [](const std::string& e) { return e.rfind("deferred ", 0) == 0; });
+    EXPECT_EQ(deferred, 2);
+    EXPECT_NE(std::find(listener_.events.begin(), listener_.events.end(), "deferred c 10000ms"),
+              listener_.events.end());
+    EXPECT_NE(std::find(listener_.events.begin(), listener_.events.end(), "deferred d 15000ms"),
+              listener_.events.end());
+
+    // When the held-back timers fire, the restarts go through without asking the budget again.
+    clock_.advance(15s);
+    for (const auto id : reactor_.pendingTimers()) {
+        reactor_.fireTimer(id);
+    }
+    EXPECT_EQ(status("c").state, ServiceState::Running);
+    EXPECT_EQ(status("d").state, ServiceState::Running);
 }
 
 } // namespace

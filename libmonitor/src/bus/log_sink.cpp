@@ -94,6 +94,15 @@ void QueueingLogSink::sink_it_(const spdlog::details::log_msg& msg) {
     queue_.push_back(std::move(record));
 }
 
+void QueueingLogSink::push(LogRecord record) {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() >= capacity_) {
+        ++dropped_;
+        return;
+    }
+    queue_.push_back(std::move(record));
+}
+
 void QueueingLogSink::putBack(std::vector<LogRecord> records) {
     std::lock_guard lock(mutex_);
     // Oldest first, ahead of what arrived meanwhile; what does not fit any more is counted as dropped.

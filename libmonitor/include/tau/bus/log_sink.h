@@ -28,6 +28,8 @@ class QueueingLogSink final : public spdlog::sinks::base_sink<std::mutex> {
     // Takes up to `max` queued records; a record saying how many were dropped comes first if the queue
     // overflowed since the last call.
     std::vector<LogRecord> take(std::size_t max);
+    // Queues a record made elsewhere (a supervised service's output, tagged with that service's name).
+    void push(LogRecord record);
     // Returns records that could not be delivered, to be sent again first.
     void putBack(std::vector<LogRecord> records);
 

@@ -1,0 +1,30 @@
+#pragma once
+// As child subreaper, the root inherits every orphaned descendant of its services (a daemon that
+// double-forks, a worker whose parent crashed). This reaps those, and only those: the supervised main
+// processes are reaped through their pidfds, with their exit status, by the supervisor.
+
+#include <functional>
+#include <sys/types.h>
+#include <vector>
+
+namespace tau {
+
+class OrphanReaper {
+  public:
+    // `is_managed(pid)`: the pid is reaped elsewhere and must be left alone.
+    explicit OrphanReaper(std::function<bool(pid_t)> is_managed);
+
+    // Makes the calling process the subreaper of its descendants.
+    static void becomeSubreaper();
+
+    // Reaps every exited child that is not managed; returns the pids reaped.
+    std::vector<pid_t> reap();
+
+  private:
+    std::function<bool(pid_t)> is_managed_;
+};
+
+// The children of this process, from /proc/self/task/*/children.
+std::vector<pid_t> ownChildren();
+
+} // namespace tau

@@ -1,0 +1,49 @@
+#pragma once
+// The real ProcessLauncher: forks through the spawner and turns each captured line of a service's stdout and
+// stderr into a call of `on_line`, from the loop, without ever blocking on a pipe.
+
+#include "supervisor.h"
+#include "tau/event_loop.h"
+
+#include <functional>
+#include <map>
+#include <string>
+
+namespace tau {
+
+enum class OutputStream { Stdout, Stderr };
+std::string_view toString(OutputStream stream); // "stdout", "stderr"
+
+class OutputCapturingLauncher final : public ProcessLauncher {
+  public:
+    using LineHandler =
+        std::function<void(const std::string& service, pid_t pid, OutputStream stream, std::string line)>;
+
+    OutputCapturingLauncher(Reactor& reactor, LineHandler on_line);
+    ~OutputCapturingLauncher() override;
+    OutputCapturingLauncher(const OutputCapturingLauncher&) = delete;
+    OutputCapturingLauncher& operator=(const OutputCapturingLauncher&) = delete;
+
+    SpawnedProcess spawn(const std::string& service, const SpawnRequest& request,
+                         bool capture_output) override;
+    std::optional<ExitStatus> reap(int pidfd) override { return reapPidfd(pidfd); }
+    void signalGroup(pid_t process_group, int signal) override { signalProcessGroup(process_group, signal); }
+    void release(int pidfd) override;
+
+  private:
+    struct Pipe {
+        std::string service;
+        pid_t pid; // the main process that was spawned with this pipe
+        OutputStream stream;
+        std::string partial; // a line not yet ended by '\n'
+    };
+    void watch(int fd, const std::string& service, pid_t pid, OutputStream stream);
+    void drain(int fd);
+    void closePipe(int fd);
+
+    Reactor& reactor_;
+    LineHandler on_line_;
+    std::map<int, Pipe> pipes_;
+};
+
+} // namespace tau
