@@ -180,9 +180,10 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
     spec.spawn.working_directory = service.working_directory;
     spec.spawn.user = service.user;
     spec.spawn.group = service.group;
-    const auto [nice, oom_score_adj] = schedulingFor(service.priority);
-    spec.spawn.nice = nice;
-    spec.spawn.oom_score_adj = oom_score_adj;
+    if (const auto [nice, oom_score_adj] = schedulingFor(service.priority); nice != 0 || oom_score_adj != 0) {
+        spec.spawn.nice = nice;
+        spec.spawn.oom_score_adj = oom_score_adj;
+    }
     spec.spawn.cpu_affinity = service.cpu_affinity;
     spec.policy = policyFor(service, config.crash_recovery);
     spec.stop_timeout =

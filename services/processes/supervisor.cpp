@@ -91,6 +91,12 @@ void Supervisor::startAll() {
 }
 
 void Supervisor::spawn(ServiceStatus& service) {
+    launch(service);
+    listener_.serviceStarted(service);
+    listener_.serviceChanged(service);
+}
+
+void Supervisor::launch(ServiceStatus& service) {
     if (!service.spec.internal && configuredActive() >= max_concurrent_configured_) {
         service.state = ServiceState::Failed;
         const std::string reason = "process_management.max_concurrent_processes (" +
@@ -116,8 +122,6 @@ void Supervisor::spawn(ServiceStatus& service) {
     service.started_steady = clock_.now();
     const std::string name = service.spec.name;
     reactor_.watchFd(process.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
-    listener_.serviceStarted(service);
-    listener_.serviceChanged(service);
 }
 
 void Supervisor::start(const std::string& name) {
@@ -232,12 +236,33 @@ void Supervisor::onPidfdReadable(const std::string& name) {
         service.state = ServiceState::Stopped;
         break;
     }
-    listener_.serviceExited(service, pid, *status, decision, uptime);
-    listener_.serviceChanged(service);
-
-    if (decision.action == ExitAction::Restart || decision.action == ExitAction::RestartDelayed) {
+    // An immediate restart goes first and the reports after it: the service is down for as short a time as
+    // the kernel allows, not for as long as the bookkeeping takes.
+    bool restarted = false;
+    if (decision.action == ExitAction::Restart && decision.delay.count() == 0) {
+        const auto wait = budgetWait(service);
+        if (wait.count() == 0) {
+            ++service.restarts;
+            try {
+                launch(service);
+                restarted = true;
+            } catch (const ServiceError&) {
+                // launch() has reported it; the service is failed.
+            }
+        } else {
+            listener_.restartDeferred(service, wait);
+            decision.delay = wait;
+            scheduleRestart(service, wait, true);
+        }
+    } else if (decision.action == ExitAction::Restart || decision.action == ExitAction::RestartDelayed) {
         scheduleRestart(service, decision.delay);
-    } else if (restart_requested) {
+    }
+    listener_.serviceExited(service, pid, *status, decision, uptime);
+    if (restarted) {
+        listener_.serviceStarted(service);
+    }
+    listener_.serviceChanged(service);
+    if (restart_requested) {
         try {
             spawn(service);
         } catch (const ServiceError&) {
@@ -257,11 +282,8 @@ void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::millisecon
         if (s.state != ServiceState::Backoff || shutting_down_) {
             return;
         }
-        if (restart_budget_ && !s.spec.internal && !slot_reserved) {
-            const auto now = clock_.now();
-            const auto slot = restart_budget_->reserve(now);
-            if (slot > now) {
-                const auto wait = std::chrono::ceil<std::chrono::milliseconds>(slot - now);
+        if (!slot_reserved) {
+            if (const auto wait = budgetWait(s); wait.count() > 0) {
                 listener_.restartDeferred(s, wait);
                 scheduleRestart(s, wait, true);
                 return;
@@ -273,6 +295,15 @@ void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::millisecon
         } catch (const ServiceError&) {
         }
     });
+}
+
+std::chrono::milliseconds Supervisor::budgetWait(const ServiceStatus& service) {
+    if (!restart_budget_ || service.spec.internal) {
+        return std::chrono::milliseconds(0);
+    }
+    const auto now = clock_.now();
+    const auto slot = restart_budget_->reserve(now);
+    return std::chrono::ceil<std::chrono::milliseconds>(slot - now);
 }
 
 void Supervisor::useRestartBudget(unsigned burst, std::chrono::milliseconds interval) {

@@ -111,7 +111,12 @@ class Supervisor {
 
   private:
     ServiceStatus& get(const std::string& name);
+    // Starts the process and reports it started.
     void spawn(ServiceStatus& service);
+    // Starts the process, reporting only a failure.
+    void launch(ServiceStatus& service);
+    // How long a restart due now must wait for the host-wide budget (a slot is reserved when it is zero).
+    std::chrono::milliseconds budgetWait(const ServiceStatus& service);
     void beginStop(ServiceStatus& service);
     void onPidfdReadable(const std::string& name);
     void scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay, bool slot_reserved = false);

@@ -251,7 +251,10 @@ ServiceSpec makeSpec(const std::string& name) {
     ServiceSpec spec;
     spec.name = name;
     spec.spawn.argv = {executableOf(name), "--flag"};
-    spec.policy.strategy = RecoveryStrategy::Restart;
+    // Restarts through a timer, so that tests see the service in backoff; immediate restarts have tests of
+    // their own.
+    spec.policy.strategy = RecoveryStrategy::RestartWithDelay;
+    spec.policy.delay = 100ms;
     spec.policy.max_attempts = 3;
     spec.policy.stability_window = 60s;
     spec.stop_timeout = 5000ms;
@@ -399,13 +402,13 @@ TEST_F(SupervisorTest, FailedExitIsRestartedThroughATimer) {
     EXPECT_EQ(exit.name, "web");
     EXPECT_EQ(exit.pid, first_pid);
     EXPECT_EQ(exit.status.exit_code, 1);
-    EXPECT_EQ(exit.decision.action, ExitAction::Restart);
+    EXPECT_EQ(exit.decision.action, ExitAction::RestartDelayed);
     EXPECT_EQ(exit.decision.consecutive_failures, 1u);
     EXPECT_EQ(exit.uptime, 3s);
     EXPECT_EQ(exit.state_after, ServiceState::Backoff);
 
     const auto timer = reactor_.onlyTimer();
-    EXPECT_EQ(reactor_.delayOf(timer), 0ms);
+    EXPECT_EQ(reactor_.delayOf(timer), 100ms);
     EXPECT_EQ(launcher_.spawned().size(), 1u) << "restarted before the timer fired";
 
     reactor_.fireTimer(timer);
@@ -428,7 +431,7 @@ TEST_F(SupervisorTest, SignalDeathIsAFailureToo) {
     EXPECT_EQ(status("web").state, ServiceState::Backoff);
     ASSERT_EQ(listener_.exited.size(), 1u);
     EXPECT_EQ(listener_.exited[0].status.signal, SIGSEGV);
-    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::Restart);
+    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::RestartDelayed);
 }
 
 TEST_F(SupervisorTest, RestartWithDelayWaitsForTheDelay) {
@@ -490,7 +493,7 @@ TEST_F(SupervisorTest, StableRunForgivesEarlierFailures) {
     // Up for longer than the window: this failure counts as the first again.
     clock_.advance(61s);
     exitService("web", exitedWith(1));
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Restart);
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::RestartDelayed);
     EXPECT_EQ(listener_.exited.back().uptime, 61s);
     EXPECT_EQ(status("web").consecutive_failures, 1u);
     reactor_.fireTimer(reactor_.onlyTimer());
@@ -1049,6 +1052,52 @@ TEST_F(SupervisorTest, RestartBudgetHoldsBackRestartsBeyondTheBurstAndSpreadsThe
     }
     EXPECT_EQ(status("c").state, ServiceState::Running);
     EXPECT_EQ(status("d").state, ServiceState::Running);
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+TEST_F(SupervisorTest, ImmediateRestartHappensBeforeTheExitIsReported) {
+    auto spec = makeSpec("web");
+    spec.policy.strategy = RecoveryStrategy::Restart;
+    supervisor().add(spec);
+    supervisor().startAll();
+    const pid_t first = status("web").pid;
+    listener_.events.clear();
+
+    exitService("web", killedBy(SIGKILL));
+
+    // No timer: the new process exists by the time anybody hears of the exit.
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    EXPECT_EQ(launcher_.spawned().size(), 2u);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_NE(status("web").pid, first);
+    EXPECT_EQ(status("web").restarts, 1u);
+    EXPECT_EQ(listener_.events, (std::vector<std::string>{"exited web", "started web"}));
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Restart);
+}
+
+TEST_F(SupervisorTest, ImmediateRestartBeyondTheBudgetWaitsForItsSlot) {
+    supervisor().useRestartBudget(1, 10s);
+    for (const char* name : {"a", "b"}) {
+        auto spec = makeSpec(name);
+        spec.policy.strategy = RecoveryStrategy::Restart;
+        supervisor().add(spec);
+    }
+    supervisor().startAll();
+    exitService("a", exitedWith(1));
+    exitService("b", exitedWith(1));
+    EXPECT_EQ(status("a").state, ServiceState::Running);
+    EXPECT_EQ(status("b").state, ServiceState::Backoff);
+    const auto timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(timer), 10s);
+    EXPECT_EQ(listener_.exited.back().decision.delay, 10s);
+    clock_.advance(10s);
+    reactor_.fireTimer(timer);
+    EXPECT_EQ(status("b").state, ServiceState::Running);
 }
 
 } // namespace
