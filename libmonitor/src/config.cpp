@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <sstream>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <toml++/toml.h>
@@ -51,17 +53,64 @@ std::string_view toString(RecoveryStrategy strategy) {
         return "restart";
     case RecoveryStrategy::RestartWithDelay:
         return "restart_with_delay";
+    case RecoveryStrategy::RestartWithBackoff:
+        return "restart_with_backoff";
+    case RecoveryStrategy::SafeMode:
+        return "safe_mode";
+    case RecoveryStrategy::NotifyAdmin:
+        return "notify_admin";
     }
     return "restart";
 }
 
 std::optional<RecoveryStrategy> recoveryStrategyFromString(std::string_view text) {
     for (RecoveryStrategy candidate :
-         {RecoveryStrategy::None, RecoveryStrategy::Restart, RecoveryStrategy::RestartWithDelay}) {
+         {RecoveryStrategy::None, RecoveryStrategy::Restart, RecoveryStrategy::RestartWithDelay,
+          RecoveryStrategy::RestartWithBackoff, RecoveryStrategy::SafeMode, RecoveryStrategy::NotifyAdmin}) {
         if (toString(candidate) == text)
             return candidate;
     }
     return std::nullopt;
+}
+
+std::string_view toString(FailureClass failure_class) {
+    switch (failure_class) {
+    case FailureClass::Exit:
+        return "exit";
+    case FailureClass::Signal:
+        return "signal";
+    case FailureClass::Oom:
+        return "oom";
+    case FailureClass::Watchdog:
+        return "watchdog";
+    case FailureClass::Probe:
+        return "probe";
+    case FailureClass::ResourceLimit:
+        return "resource_limit";
+    case FailureClass::Start:
+        return "start";
+    }
+    return "exit";
+}
+
+std::optional<FailureClass> failureClassFromString(std::string_view text) {
+    for (FailureClass candidate :
+         {FailureClass::Exit, FailureClass::Signal, FailureClass::Oom, FailureClass::Watchdog,
+          FailureClass::Probe, FailureClass::ResourceLimit, FailureClass::Start}) {
+        if (toString(candidate) == text)
+            return candidate;
+    }
+    return std::nullopt;
+}
+
+std::string_view toString(ServiceType type) {
+    switch (type) {
+    case ServiceType::Simple:
+        return "simple";
+    case ServiceType::Notify:
+        return "notify";
+    }
+    return "simple";
 }
 
 const ServiceConfig* Config::findService(std::string_view name) const {
@@ -114,6 +163,39 @@ constexpr std::uint64_t kMaxMemoryLimitMb = std::numeric_limits<std::uint64_t>::
 // Durations become chrono milliseconds and nanoseconds downstream; a year is far beyond any sensible
 // timeout and still converts without overflow.
 constexpr double kMaxDurationSeconds = 365.0 * 24 * 60 * 60;
+
+// The resource limits setrlimit(2) knows, by the name of their RLIMIT_ constant in lower case.
+constexpr std::string_view kResourceLimitNames[] = {"as",    "core",    "cpu",      "data",       "fsize",
+                                                    "locks", "memlock", "msgqueue", "nice",       "nofile",
+                                                    "nproc", "rss",     "rtprio",   "sigpending", "stack"};
+constexpr std::string_view kRecoveryStrategies =
+    "none, restart, restart_with_delay, restart_with_backoff, safe_mode, notify_admin";
+constexpr std::string_view kFailureClasses = "exit, signal, oom, watchdog, probe, resource_limit, start";
+constexpr unsigned kMaxUmask = 0777;
+constexpr int kMaxExitCode = 255;
+
+std::optional<ServiceType> serviceTypeFromString(std::string_view text) {
+    for (ServiceType candidate : {ServiceType::Simple, ServiceType::Notify}) {
+        if (toString(candidate) == text)
+            return candidate;
+    }
+    return std::nullopt;
+}
+
+// Signals are named as in signal(7), "SIGTERM"; the kernel's numbers differ between architectures, so
+// the name is looked up rather than hard-coded.
+std::optional<int> signalFromName(std::string_view name) {
+    constexpr std::string_view prefix = "SIG";
+    if (name.substr(0, prefix.size()) != prefix)
+        return std::nullopt;
+    std::string_view abbreviation = name.substr(prefix.size());
+    for (int signal = 1; signal < NSIG; ++signal) {
+        const char* known = sigabbrev_np(signal);
+        if (known != nullptr && abbreviation == known)
+            return signal;
+    }
+    return std::nullopt;
+}
 
 template <std::size_t N> bool contains(const std::string_view (&choices)[N], std::string_view text) {
     return std::find(std::begin(choices), std::end(choices), text) != std::end(choices);
@@ -242,6 +324,7 @@ class ConfigParser {
         // Services may be declared after the sections that refer to them, so names are checked last.
         checkServiceReferences(root, "crash_recovery", "critical_processes");
         checkServiceReferences(root, "health_checking", "service_health_checks");
+        checkDependencies(root);
         return std::move(config_);
     }
 
@@ -510,6 +593,25 @@ class ConfigParser {
              [this, section](auto& node, auto& key) {
                  section->critical_processes = readStringArray(node, key);
              }},
+            {"restart_budget_burst",
+             [this, section](auto& node, auto& key) {
+                 section->restart_budget_burst = readUnsigned(node, key, 1);
+             }},
+            {"restart_budget_interval_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->restart_budget_interval_seconds = readDuration(node, key, false);
+             }},
+            {"notify_command",
+             [this, section](auto& node, auto& key) {
+                 // An empty command is the documented way to say "no notification".
+                 if (const toml::array* array = node.as_array(); array != nullptr && array->empty()) {
+                     section->notify_command.clear();
+                     return;
+                 }
+                 section->notify_command = readExec(node, key);
+             }},
+            {"system_safe_mode",
+             [this, section](auto& node, auto& key) { section->system_safe_mode = readBool(node, key); }},
         };
     }
 
@@ -627,56 +729,91 @@ class ConfigParser {
 
     ServiceConfig readService(const toml::table& table, const std::string& prefix) {
         ServiceConfig service;
-        readFields(table, prefix,
-                   {
-                       {"name", [&](auto& node, auto& key) { service.name = readServiceName(node, key); }},
-                       {"exec", [&](auto& node, auto& key) { service.exec = readExec(node, key); }},
-                       {"environment",
-                        [&](auto& node, auto& key) { service.environment = readEnvironment(node, key); }},
-                       {"working_directory",
-                        [&](auto& node, auto& key) {
-                            std::filesystem::path directory = readExpandedString(node, key);
-                            if (!directory.is_absolute()) {
-                                fail(node, key,
-                                     "must be an absolute path, got " + inQuotes(directory.string()));
-                            }
-                            service.working_directory = directory;
-                        }},
-                       {"user", [&](auto& node, auto& key) { service.user = readString(node, key); }},
-                       {"group", [&](auto& node, auto& key) { service.group = readString(node, key); }},
-                       {"critical", [&](auto& node, auto& key) { service.critical = readBool(node, key); }},
-                       {"priority",
-                        [&](auto& node, auto& key) {
-                            std::string text = readString(node, key);
-                            std::optional<Priority> priority = priorityFromString(text);
-                            if (!priority) {
-                                fail(node, key,
-                                     "unknown priority " + inQuotes(text) +
-                                         " (expected one of critical, high, normal, low, background)");
-                            }
-                            service.priority = *priority;
-                        }},
-                       {"cpu_affinity",
-                        [&](auto& node, auto& key) { service.cpu_affinity = readCpuAffinity(node, key); }},
-                       {"memory_limit_mb",
-                        [&](auto& node, auto& key) {
-                            service.memory_limit_mb = readNonNegative(node, key, 1, kMaxMemoryLimitMb);
-                        }},
-                       {"cpu_limit_percent",
-                        [&](auto& node, auto& key) { service.cpu_limit_percent = readPositive(node, key); }},
-                       {"stop_timeout_seconds",
-                        [&](auto& node, auto& key) {
-                            service.stop_timeout_seconds = readDuration(node, key, false);
-                        }},
-                       {"recovery",
-                        [&](auto& node, auto& key) {
-                            service.recovery = readRecovery(requireTable(node, key), key);
-                        }},
-                   });
+        // Without a recovery table the service gets the short form's defaults.
+        service.recovery.ladder = {shortFormStep(LadderStep{}, std::nullopt)};
+        std::optional<NodeAndKey> safeModeStep;
+        readFields(
+            table, prefix,
+            {
+                {"name", [&](auto& node, auto& key) { service.name = readServiceName(node, key); }},
+                {"exec", [&](auto& node, auto& key) { service.exec = readExec(node, key); }},
+                {"environment",
+                 [&](auto& node, auto& key) { service.environment = readEnvironment(node, key); }},
+                {"working_directory",
+                 [&](auto& node, auto& key) {
+                     std::filesystem::path directory = readExpandedString(node, key);
+                     if (!directory.is_absolute()) {
+                         fail(node, key, "must be an absolute path, got " + inQuotes(directory.string()));
+                     }
+                     service.working_directory = directory;
+                 }},
+                {"user", [&](auto& node, auto& key) { service.user = readString(node, key); }},
+                {"group", [&](auto& node, auto& key) { service.group = readString(node, key); }},
+                {"critical", [&](auto& node, auto& key) { service.critical = readBool(node, key); }},
+                {"priority",
+                 [&](auto& node, auto& key) {
+                     std::string text = readString(node, key);
+                     std::optional<Priority> priority = priorityFromString(text);
+                     if (!priority) {
+                         fail(node, key,
+                              "unknown priority " + inQuotes(text) +
+                                  " (expected one of critical, high, normal, low, background)");
+                     }
+                     service.priority = *priority;
+                 }},
+                {"cpu_affinity",
+                 [&](auto& node, auto& key) { service.cpu_affinity = readCpuAffinity(node, key); }},
+                {"memory_limit_mb",
+                 [&](auto& node, auto& key) {
+                     service.memory_limit_mb = readNonNegative(node, key, 1, kMaxMemoryLimitMb);
+                 }},
+                {"cpu_limit_percent",
+                 [&](auto& node, auto& key) { service.cpu_limit_percent = readPositive(node, key); }},
+                {"stop_timeout_seconds",
+                 [&](auto& node, auto& key) {
+                     service.stop_timeout_seconds = readDuration(node, key, false);
+                 }},
+                {"stop_signal", [&](auto& node, auto& key) { service.stop_signal = readSignal(node, key); }},
+                {"umask", [&](auto& node, auto& key) { service.umask = readUmask(node, key); }},
+                {"type",
+                 [&](auto& node, auto& key) {
+                     std::string text = readString(node, key);
+                     std::optional<ServiceType> type = serviceTypeFromString(text);
+                     if (!type) {
+                         fail(node, key,
+                              "unknown service type " + inQuotes(text) + " (expected simple or notify)");
+                     }
+                     service.type = *type;
+                 }},
+                {"start_timeout_seconds",
+                 [&](auto& node, auto& key) {
+                     service.start_timeout_seconds = readDuration(node, key, false);
+                 }},
+                {"watchdog_seconds",
+                 [&](auto& node, auto& key) { service.watchdog_seconds = readDuration(node, key, true); }},
+                {"rlimits", [&](auto& node, auto& key) { service.rlimits = readResourceLimits(node, key); }},
+                // Whether the names exist and form no cycle is checked once every service is read.
+                {"depends_on",
+                 [&](auto& node, auto& key) { service.depends_on = readStringArray(node, key); }},
+                {"safe_mode",
+                 [&](auto& node, auto& key) {
+                     service.safe_mode = readSafeMode(requireTable(node, key), key);
+                 }},
+                {"standby",
+                 [&](auto& node, auto& key) { service.standby = readStandby(requireTable(node, key), key); }},
+                {"recovery",
+                 [&](auto& node, auto& key) {
+                     service.recovery = readRecovery(requireTable(node, key), key, safeModeStep);
+                 }},
+            });
         if (!table.contains("name"))
             fail(table, prefix + ".name", "missing required key");
         if (!table.contains("exec"))
             fail(table, prefix + ".exec", "missing required key");
+        if (safeModeStep && !service.safe_mode) {
+            fail(*safeModeStep->node, safeModeStep->key,
+                 "strategy safe_mode needs a safe_mode table on the service, saying what runs in safe mode");
+        }
         return service;
     }
 
@@ -752,28 +889,383 @@ class ConfigParser {
         return cpus;
     }
 
-    ServiceRecoveryConfig readRecovery(const toml::table& table, const std::string& prefix) const {
+    // A node to point an error at later, once the rest of the table is known.
+    struct NodeAndKey {
+        const toml::node* node;
+        std::string key;
+    };
+
+    LadderStep shortFormStep(LadderStep step, std::optional<unsigned> maxAttempts) const {
+        step.attempts = maxAttempts.value_or(config_.crash_recovery.max_recovery_attempts);
+        return step;
+    }
+
+    // The keys a ladder step shares with the short form of `recovery`.
+    std::vector<Field> stepFields(LadderStep& step, std::optional<NodeAndKey>& safeModeStep) const {
+        return {
+            {"strategy",
+             [&, this](auto& node, auto& key) {
+                 std::string text = readString(node, key);
+                 std::optional<RecoveryStrategy> strategy = recoveryStrategyFromString(text);
+                 if (!strategy) {
+                     fail(node, key,
+                          "unknown recovery strategy " + inQuotes(text) + " (expected one of " +
+                              std::string(kRecoveryStrategies) + ")");
+                 }
+                 step.strategy = *strategy;
+                 if (step.strategy == RecoveryStrategy::SafeMode && !safeModeStep)
+                     safeModeStep = NodeAndKey{&node, key};
+             }},
+            {"delay_seconds",
+             [&, this](auto& node, auto& key) { step.delay_seconds = readDuration(node, key, true); }},
+            {"backoff_factor",
+             [&, this](auto& node, auto& key) {
+                 step.backoff_factor = readNumber(
+                     node, key, [](double factor) { return factor >= 1; }, "must be at least 1");
+             }},
+            {"max_delay_seconds",
+             [&, this](auto& node, auto& key) { step.max_delay_seconds = readDuration(node, key, true); }},
+            {"jitter",
+             [&, this](auto& node, auto& key) {
+                 step.jitter = readNumber(
+                     node, key, [](double jitter) { return jitter >= 0 && jitter <= 1; },
+                     "must be between 0 and 1");
+             }},
+        };
+    }
+
+    // max_delay_seconds caps the backoff, so it may not start below the first delay. An explicit value is
+    // checked for every strategy; the default only matters to a backoff step.
+    void checkStepDelays(const toml::table& table, const std::string& prefix, const LadderStep& step) const {
+        if (step.max_delay_seconds >= step.delay_seconds)
+            return;
+        if (const toml::node* maxDelay = table.get("max_delay_seconds")) {
+            fail(*maxDelay, childKey(prefix, "max_delay_seconds"),
+                 "must be at least delay_seconds (" + formatNumber(step.delay_seconds) + "), got " +
+                     formatNumber(step.max_delay_seconds));
+        }
+        if (step.strategy == RecoveryStrategy::RestartWithBackoff) {
+            fail(*table.get("delay_seconds"), childKey(prefix, "delay_seconds"),
+                 formatNumber(step.delay_seconds) + " is above max_delay_seconds (" +
+                     formatNumber(step.max_delay_seconds) + ", the default); set max_delay_seconds as well");
+        }
+    }
+
+    std::vector<LadderStep> readLadder(const toml::node& node, const std::string& key,
+                                       std::optional<NodeAndKey>& safeModeStep) const {
+        const toml::array& array = requireArray(node, key);
+        if (array.empty())
+            fail(node, key, "must not be empty: a ladder needs at least one step");
+        std::vector<LadderStep> ladder;
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            std::string stepKey = elementKey(key, index);
+            const toml::table& table = requireTable(*array.get(index), stepKey);
+            LadderStep step;
+            std::vector<Field> fields = stepFields(step, safeModeStep);
+            fields.push_back({"attempts", [&, this](auto& attemptsNode, auto& attemptsKey) {
+                                  step.attempts = readUnsigned(attemptsNode, attemptsKey, 1);
+                              }});
+            readFields(table, stepKey, fields);
+            if (!table.contains("strategy"))
+                fail(table, stepKey + ".strategy", "missing required key");
+            checkStepDelays(table, stepKey, step);
+
+            bool last = index + 1 == array.size();
+            if (!last && !step.attempts) {
+                fail(table, stepKey + ".attempts",
+                     "missing required key: only the last step may leave it out (it then handles every "
+                     "failure that follows)");
+            }
+            if (!last &&
+                (step.strategy == RecoveryStrategy::None || step.strategy == RecoveryStrategy::NotifyAdmin)) {
+                fail(*table.get("strategy"), stepKey + ".strategy",
+                     "a " + std::string(toString(step.strategy)) +
+                         " step must be the last one: it leaves the service stopped, so no later step "
+                         "would ever run");
+            }
+            ladder.push_back(step);
+        }
+        return ladder;
+    }
+
+    std::map<FailureClass, std::vector<LadderStep>>
+    readClassLadders(const toml::node& node, const std::string& key,
+                     std::optional<NodeAndKey>& safeModeStep) const {
+        std::map<FailureClass, std::vector<LadderStep>> ladders;
+        for (auto&& [name, value] : requireTable(node, key)) {
+            std::string classKey = childKey(key, name.str());
+            std::optional<FailureClass> failureClass = failureClassFromString(name.str());
+            if (!failureClass) {
+                failAtKey(name, value, classKey,
+                          "unknown failure class " + inQuotes(name.str()) + " (expected one of " +
+                              std::string(kFailureClasses) + ")");
+            }
+            ladders[*failureClass] = readLadder(value, classKey, safeModeStep);
+        }
+        return ladders;
+    }
+
+    std::vector<int> readExitCodes(const toml::node& node, const std::string& key) const {
+        const toml::array& array = requireArray(node, key);
+        std::vector<int> codes;
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            codes.push_back(
+                static_cast<int>(readUnsigned(*array.get(index), elementKey(key, index), 0, kMaxExitCode)));
+        }
+        return codes;
+    }
+
+    int readSignal(const toml::node& node, const std::string& key) const {
+        std::string name = readString(node, key);
+        std::optional<int> signal = signalFromName(name);
+        if (!signal) {
+            fail(node, key,
+                 "unknown signal " + inQuotes(name) +
+                     " (expected a name from signal(7) such as \"SIGTERM\")");
+        }
+        return *signal;
+    }
+
+    std::vector<int> readSignals(const toml::node& node, const std::string& key) const {
+        const toml::array& array = requireArray(node, key);
+        std::vector<int> signals;
+        for (std::size_t index = 0; index < array.size(); ++index) {
+            signals.push_back(readSignal(*array.get(index), elementKey(key, index)));
+        }
+        return signals;
+    }
+
+    ServiceRecoveryConfig readRecovery(const toml::table& table, const std::string& prefix,
+                                       std::optional<NodeAndKey>& safeModeStep) const {
         ServiceRecoveryConfig recovery;
+        LadderStep shortStep;
+        std::optional<unsigned> maxAttempts;
+        std::vector<Field> fields = stepFields(shortStep, safeModeStep);
+        const std::vector<std::string_view> shortFormKeys = {
+            "strategy", "delay_seconds", "backoff_factor", "max_delay_seconds", "jitter", "max_attempts"};
+        fields.insert(
+            fields.end(),
+            {
+                {"max_attempts", [&](auto& node, auto& key) { maxAttempts = readUnsigned(node, key); }},
+                {"ladder",
+                 [&](auto& node, auto& key) { recovery.ladder = readLadder(node, key, safeModeStep); }},
+                {"classes",
+                 [&](auto& node, auto& key) {
+                     recovery.class_ladders = readClassLadders(node, key, safeModeStep);
+                 }},
+                {"stability_seconds",
+                 [&](auto& node, auto& key) { recovery.stability_seconds = readDuration(node, key, false); }},
+                {"start_seconds",
+                 [&](auto& node, auto& key) { recovery.start_seconds = readDuration(node, key, true); }},
+                {"start_limit_burst",
+                 [&](auto& node, auto& key) { recovery.start_limit_burst = readUnsigned(node, key, 1); }},
+                {"start_limit_interval_seconds",
+                 [&](auto& node, auto& key) {
+                     recovery.start_limit_interval_seconds = readDuration(node, key, false);
+                 }},
+                {"success_exit_codes",
+                 [&](auto& node, auto& key) { recovery.success_exit_codes = readExitCodes(node, key); }},
+                {"no_restart_exit_codes",
+                 [&](auto& node, auto& key) { recovery.no_restart_exit_codes = readExitCodes(node, key); }},
+                {"no_restart_signals",
+                 [&](auto& node, auto& key) { recovery.no_restart_signals = readSignals(node, key); }},
+            });
+        readFields(table, prefix, fields);
+
+        if (table.contains("ladder")) {
+            // Both forms at once would leave one of them silently ignored.
+            for (auto&& [key, node] : table) {
+                if (std::find(shortFormKeys.begin(), shortFormKeys.end(), key.str()) != shortFormKeys.end()) {
+                    failAtKey(key, node, childKey(prefix, key.str()),
+                              "cannot be combined with ladder: give it in a ladder step instead");
+                }
+            }
+        } else {
+            checkStepDelays(table, prefix, shortStep);
+            recovery.ladder = {shortFormStep(shortStep, maxAttempts)};
+        }
+
+        if (const toml::node* noRestart = table.get("no_restart_exit_codes")) {
+            const auto& success = recovery.success_exit_codes;
+            for (std::size_t index = 0; index < recovery.no_restart_exit_codes.size(); ++index) {
+                int code = recovery.no_restart_exit_codes[index];
+                if (std::find(success.begin(), success.end(), code) != success.end()) {
+                    fail(*noRestart->as_array()->get(index),
+                         elementKey(childKey(prefix, "no_restart_exit_codes"), index),
+                         "exit code " + std::to_string(code) +
+                             " is also in success_exit_codes; a code can only be one of the two");
+                }
+            }
+        }
+        return recovery;
+    }
+
+    SafeModeConfig readSafeMode(const toml::table& table, const std::string& prefix) const {
+        SafeModeConfig safeMode;
         readFields(
             table, prefix,
             {
-                {"strategy",
-                 [&](auto& node, auto& key) {
-                     std::string text = readString(node, key);
-                     std::optional<RecoveryStrategy> strategy = recoveryStrategyFromString(text);
-                     if (!strategy) {
-                         fail(node, key,
-                              "unknown recovery strategy " + inQuotes(text) +
-                                  " (expected one of none, restart, restart_with_delay)");
-                     }
-                     recovery.strategy = *strategy;
-                 }},
-                {"delay_seconds",
-                 [&](auto& node, auto& key) { recovery.delay_seconds = readDuration(node, key, true); }},
-                {"max_attempts",
-                 [&](auto& node, auto& key) { recovery.max_attempts = readUnsigned(node, key); }},
+                {"exec", [&](auto& node, auto& key) { safeMode.exec = readExec(node, key); }},
+                {"environment",
+                 [&](auto& node, auto& key) { safeMode.environment = readEnvironment(node, key); }},
+                {"stability_seconds",
+                 [&](auto& node, auto& key) { safeMode.stability_seconds = readDuration(node, key, false); }},
             });
-        return recovery;
+        return safeMode;
+    }
+
+    StandbyConfig readStandby(const toml::table& table, const std::string& prefix) const {
+        StandbyConfig standby;
+        readFields(table, prefix,
+                   {
+                       {"promote_signal",
+                        [&](auto& node, auto& key) {
+                            int signal = readSignal(node, key);
+                            // The standby has to act on the signal, and these two cannot be caught.
+                            if (signal == SIGKILL || signal == SIGSTOP) {
+                                fail(node, key,
+                                     "must be a signal the standby can catch, not " +
+                                         inQuotes(readString(node, key)));
+                            }
+                            standby.promote_signal = signal;
+                        }},
+                   });
+        return standby;
+    }
+
+    // A string keeps the leading zero that marks the number as octal; an integer is taken as it is, so
+    // TOML's own 0o027 works too.
+    unsigned readUmask(const toml::node& node, const std::string& key) const {
+        if (node.is_integer())
+            return readUnsigned(node, key, 0, kMaxUmask);
+        if (!node.is_string())
+            failType(node, key, "a string of octal digits or an integer");
+        std::string text = readString(node, key);
+        bool octal = !text.empty() && text.size() <= 4 &&
+                     std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; });
+        if (!octal) {
+            fail(node, key, "expected one to four octal digits such as \"0027\", got " + inQuotes(text));
+        }
+        unsigned mask = static_cast<unsigned>(std::stoul(text, nullptr, 8));
+        if (mask > kMaxUmask)
+            fail(node, key, "must be at most 0777, got " + inQuotes(text));
+        return mask;
+    }
+
+    std::uint64_t readResourceLimitValue(const toml::node& node, const std::string& key) const {
+        if (const auto* text = node.as_string()) {
+            if (text->get() != "infinity") {
+                fail(node, key,
+                     "expected a non-negative integer or \"infinity\", got " + inQuotes(text->get()));
+            }
+            return RLIM_INFINITY;
+        }
+        if (!node.is_integer())
+            failType(node, key, "a non-negative integer or \"infinity\"");
+        return readNonNegative(node, key, 0, std::numeric_limits<std::int64_t>::max());
+    }
+
+    std::map<std::string, ResourceLimit> readResourceLimits(const toml::node& node,
+                                                            const std::string& key) const {
+        std::map<std::string, ResourceLimit> limits;
+        for (auto&& [name, value] : requireTable(node, key)) {
+            std::string limitKey = childKey(key, name.str());
+            if (!contains(kResourceLimitNames, name.str())) {
+                failAtKey(name, value, limitKey,
+                          "unknown resource limit " + inQuotes(name.str()) + " (expected one of " +
+                              joinChoices(kResourceLimitNames) + ")");
+            }
+            ResourceLimit limit;
+            if (const toml::table* pair = value.as_table()) {
+                auto readPart = [&](std::uint64_t& part) {
+                    return [&target = part, this](const toml::node& partNode, const std::string& partKey) {
+                        target = readResourceLimitValue(partNode, partKey);
+                    };
+                };
+                readFields(*pair, limitKey, {{"soft", readPart(limit.soft)}, {"hard", readPart(limit.hard)}});
+                for (std::string_view required : {"soft", "hard"}) {
+                    if (!pair->contains(required))
+                        fail(*pair, childKey(limitKey, required), "missing required key");
+                }
+                if (limit.soft > limit.hard) {
+                    fail(*pair->get("soft"), limitKey + ".soft",
+                         "the soft limit may not be above the hard limit (" +
+                             (limit.hard == RLIM_INFINITY ? std::string("infinity")
+                                                          : std::to_string(limit.hard)) +
+                             ")");
+                }
+            } else {
+                limit.soft = limit.hard = readResourceLimitValue(value, limitKey);
+            }
+            limits.emplace(std::string(name.str()), limit);
+        }
+        return limits;
+    }
+
+    // depends_on may name services declared later, so it is checked once all of them are known.
+    void checkDependencies(const toml::table& root) const {
+        const toml::array* services = root.get_as<toml::array>("service");
+        if (services == nullptr)
+            return;
+        auto dependencyNode = [&](std::size_t service, std::size_t dependency) -> const toml::node& {
+            return *services->get(service)->as_table()->get("depends_on")->as_array()->get(dependency);
+        };
+        auto dependencyKey = [](std::size_t service, std::size_t dependency) {
+            return elementKey(elementKey("service", service) + ".depends_on", dependency);
+        };
+
+        std::vector<std::vector<std::size_t>> edges(config_.services.size());
+        for (std::size_t index = 0; index < config_.services.size(); ++index) {
+            const ServiceConfig& service = config_.services[index];
+            for (std::size_t position = 0; position < service.depends_on.size(); ++position) {
+                const std::string& name = service.depends_on[position];
+                const ServiceConfig* target = config_.findService(name);
+                if (name == service.name) {
+                    fail(dependencyNode(index, position), dependencyKey(index, position),
+                         "a service cannot depend on itself");
+                }
+                if (target == nullptr) {
+                    fail(dependencyNode(index, position), dependencyKey(index, position),
+                         "no service named " + inQuotes(name) + " is configured");
+                }
+                auto earlier =
+                    std::find(service.depends_on.begin(), service.depends_on.begin() + position, name);
+                if (earlier != service.depends_on.begin() + position) {
+                    fail(dependencyNode(index, position), dependencyKey(index, position),
+                         inQuotes(name) + " is already listed");
+                }
+                edges[index].push_back(static_cast<std::size_t>(target - config_.services.data()));
+            }
+        }
+
+        // Depth-first search in configuration order, so the cycle reported is the same on every run.
+        enum class Mark { Unvisited, OnPath, Done };
+        std::vector<Mark> marks(config_.services.size(), Mark::Unvisited);
+        std::vector<std::size_t> path;
+        std::function<void(std::size_t)> visit = [&](std::size_t index) {
+            marks[index] = Mark::OnPath;
+            path.push_back(index);
+            for (std::size_t position = 0; position < edges[index].size(); ++position) {
+                std::size_t next = edges[index][position];
+                if (marks[next] == Mark::OnPath) {
+                    std::string cycle;
+                    auto start = std::find(path.begin(), path.end(), next);
+                    for (auto member = start; member != path.end(); ++member)
+                        cycle += config_.services[*member].name + " -> ";
+                    cycle += config_.services[next].name;
+                    fail(dependencyNode(index, position), dependencyKey(index, position),
+                         "dependency cycle: " + cycle);
+                }
+                if (marks[next] == Mark::Unvisited)
+                    visit(next);
+            }
+            path.pop_back();
+            marks[index] = Mark::Done;
+        };
+        for (std::size_t index = 0; index < config_.services.size(); ++index) {
+            if (marks[index] == Mark::Unvisited)
+                visit(index);
+        }
     }
 
     void checkServiceReferences(const toml::table& root, std::string_view section,

@@ -1,9 +1,83 @@
 #include "tau/config_json.h"
 
+#include "tau/spawner.h"
+
+#include <cstdio>
+#include <sys/resource.h>
+
 namespace tau {
 
+namespace {
+
+using json = nlohmann::ordered_json;
+
+// The JSON uses what the TOML accepts: signal names, octal umask strings, "infinity".
+json signalNames(const std::vector<int>& signals) {
+    json names = json::array();
+    for (int signal : signals) {
+        names.push_back(signalName(signal));
+    }
+    return names;
+}
+
+std::string octalUmask(unsigned mask) {
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", mask);
+    return text;
+}
+
+json resourceLimitValue(std::uint64_t value) {
+    if (value == RLIM_INFINITY) {
+        return "infinity";
+    }
+    return value;
+}
+
+json ladderToJson(const std::vector<LadderStep>& ladder) {
+    json steps = json::array();
+    for (const LadderStep& step : ladder) {
+        json entry = {{"strategy", toString(step.strategy)}};
+        if (step.attempts) {
+            entry["attempts"] = *step.attempts;
+        }
+        entry["delay_seconds"] = step.delay_seconds;
+        entry["backoff_factor"] = step.backoff_factor;
+        entry["max_delay_seconds"] = step.max_delay_seconds;
+        entry["jitter"] = step.jitter;
+        steps.push_back(std::move(entry));
+    }
+    return steps;
+}
+
+json recoveryToJson(const ServiceRecoveryConfig& recovery) {
+    json classes = json::object();
+    for (const auto& [failure_class, ladder] : recovery.class_ladders) {
+        classes[std::string(toString(failure_class))] = ladderToJson(ladder);
+    }
+    json out = {{"ladder", ladderToJson(recovery.ladder)}, {"classes", std::move(classes)}};
+    if (recovery.stability_seconds) {
+        out["stability_seconds"] = *recovery.stability_seconds;
+    }
+    out["start_seconds"] = recovery.start_seconds;
+    out["start_limit_burst"] = recovery.start_limit_burst;
+    out["start_limit_interval_seconds"] = recovery.start_limit_interval_seconds;
+    out["success_exit_codes"] = recovery.success_exit_codes;
+    out["no_restart_exit_codes"] = recovery.no_restart_exit_codes;
+    out["no_restart_signals"] = signalNames(recovery.no_restart_signals);
+    return out;
+}
+
+json resourceLimitsToJson(const std::map<std::string, ResourceLimit>& limits) {
+    json out = json::object();
+    for (const auto& [name, limit] : limits) {
+        out[name] = {{"soft", resourceLimitValue(limit.soft)}, {"hard", resourceLimitValue(limit.hard)}};
+    }
+    return out;
+}
+
+} // namespace
+
 nlohmann::ordered_json configToJson(const Config& config) {
-    using json = nlohmann::ordered_json;
     const auto& rm = config.resource_monitoring;
     const auto& pm = config.process_management;
     const auto& cr = config.crash_recovery;
@@ -33,7 +107,11 @@ nlohmann::ordered_json configToJson(const Config& config) {
                              {"recovery_timeout_seconds", cr.recovery_timeout_seconds},
                              {"save_session_state", cr.save_session_state},
                              {"session_state_path", cr.session_state_path.string()},
-                             {"critical_processes", cr.critical_processes}};
+                             {"critical_processes", cr.critical_processes},
+                             {"restart_budget_burst", cr.restart_budget_burst},
+                             {"restart_budget_interval_seconds", cr.restart_budget_interval_seconds},
+                             {"notify_command", cr.notify_command},
+                             {"system_safe_mode", cr.system_safe_mode}};
     out["health_checking"] = {{"enabled", hc.enabled},
                               {"check_interval_seconds", hc.check_interval_seconds},
                               {"system_health_checks", hc.system_health_checks},
@@ -52,11 +130,6 @@ nlohmann::ordered_json configToJson(const Config& config) {
     out["security"] = {{"admin_groups", config.security.admin_groups}};
     json services = json::array();
     for (const auto& service : config.services) {
-        json recovery = {{"strategy", toString(service.recovery.strategy)},
-                         {"delay_seconds", service.recovery.delay_seconds}};
-        if (service.recovery.max_attempts) {
-            recovery["max_attempts"] = *service.recovery.max_attempts;
-        }
         json entry = {{"name", service.name},
                       {"exec", service.exec},
                       {"environment", service.environment},
@@ -67,12 +140,29 @@ nlohmann::ordered_json configToJson(const Config& config) {
                       {"priority", toString(service.priority)},
                       {"cpu_affinity", service.cpu_affinity},
                       {"stop_timeout_seconds", service.stop_timeout_seconds},
-                      {"recovery", recovery}};
+                      {"stop_signal", signalName(service.stop_signal)},
+                      {"type", toString(service.type)},
+                      {"start_timeout_seconds", service.start_timeout_seconds},
+                      {"watchdog_seconds", service.watchdog_seconds},
+                      {"rlimits", resourceLimitsToJson(service.rlimits)},
+                      {"depends_on", service.depends_on},
+                      {"recovery", recoveryToJson(service.recovery)}};
         if (service.memory_limit_mb) {
             entry["memory_limit_mb"] = *service.memory_limit_mb;
         }
         if (service.cpu_limit_percent) {
             entry["cpu_limit_percent"] = *service.cpu_limit_percent;
+        }
+        if (service.umask) {
+            entry["umask"] = octalUmask(*service.umask);
+        }
+        if (service.safe_mode) {
+            entry["safe_mode"] = {{"exec", service.safe_mode->exec},
+                                  {"environment", service.safe_mode->environment},
+                                  {"stability_seconds", service.safe_mode->stability_seconds}};
+        }
+        if (service.standby) {
+            entry["standby"] = {{"promote_signal", signalName(service.standby->promote_signal)}};
         }
         services.push_back(std::move(entry));
     }

@@ -44,9 +44,16 @@ ExitDecision decideOnExit(const RestartPolicy& policy, const ExitStatus& status,
 
 RestartPolicy policyFor(const ServiceConfig& service, const CrashRecoveryConfig& crash_recovery) {
     RestartPolicy policy;
-    policy.strategy = service.recovery.strategy;
-    policy.delay = std::chrono::milliseconds(std::llround(service.recovery.delay_seconds * 1000.0));
-    policy.max_attempts = service.recovery.max_attempts.value_or(crash_recovery.max_recovery_attempts);
+    // Bridge to the escalation ladder until the supervisor uses RecoveryTracker: only the first step counts.
+    // A parsed config always has a step; an empty ladder is a ServiceConfig built in code.
+    if (service.recovery.ladder.empty()) {
+        policy.max_attempts = crash_recovery.max_recovery_attempts;
+    } else {
+        const LadderStep& first = service.recovery.ladder.front();
+        policy.strategy = first.strategy;
+        policy.delay = std::chrono::milliseconds(std::llround(first.delay_seconds * 1000.0));
+        policy.max_attempts = first.attempts;
+    }
     policy.stability_window = std::chrono::seconds(crash_recovery.recovery_timeout_seconds);
     policy.auto_recovery = crash_recovery.enabled && crash_recovery.auto_recovery;
     return policy;

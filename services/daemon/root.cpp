@@ -10,6 +10,7 @@
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
 #include "tau/bus/private_bus.h"
+#include "tau/notify_socket.h"
 #include "tau/paths.h"
 #include "tau/signals.h"
 
@@ -170,13 +171,17 @@ std::pair<int, int> schedulingFor(Priority priority) {
     return {0, 0};
 }
 
-ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config) {
+ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
+                           const std::filesystem::path& notify_socket) {
     ServiceSpec spec;
     spec.name = service.name;
     spec.critical = config.isCritical(service.name);
     spec.spawn.argv = service.exec;
     spec.spawn.environment = service.environment;
     spec.spawn.unset_environment = kManagerVariables;
+    if (!notify_socket.empty()) {
+        spec.spawn.environment["NOTIFY_SOCKET"] = notify_socket.string();
+    }
     spec.spawn.working_directory = service.working_directory;
     spec.spawn.user = service.user;
     spec.spawn.group = service.group;
@@ -290,6 +295,14 @@ int runRoot(const DaemonOptions& options) {
             log_queue->push(std::move(record));
         });
     ProcessesAdaptor adaptor(connection, *config, authorizer, reader);
+    // Readiness and watchdog pings of the services, in systemd's sd_notify protocol.
+    std::optional<NotifySocket> notify_socket;
+    try {
+        std::filesystem::create_directories(runtimeDirectory());
+        notify_socket.emplace(runtimeDirectory() / "notify");
+    } catch (const std::exception& e) {
+        spdlog::error("{}: services cannot report readiness or watchdog pings", e.what());
+    }
     Supervisor supervisor(loop, launcher, clock, adaptor,
                           config->process_management.max_concurrent_processes);
 
@@ -298,7 +311,7 @@ int runRoot(const DaemonOptions& options) {
     }
     if (config->process_management.enabled) {
         for (const auto& service : config->services) {
-            supervisor.add(configuredSpec(service, *config));
+            supervisor.add(configuredSpec(service, *config, notify_socket ? notify_socket->path() : ""));
         }
     }
     adaptor.attach(supervisor);
@@ -368,6 +381,26 @@ int runRoot(const DaemonOptions& options) {
             beginShutdown(signalName(sig));
         }
     });
+    if (notify_socket) {
+        const auto parent_of = [&reader](pid_t pid) {
+            const auto stat = reader.readProcessStat(pid);
+            return stat ? stat->ppid : 0;
+        };
+        loop.watchFd(notify_socket->fd(), POLLIN, [&, parent_of](short) {
+            bus::logged("service notification", [&] {
+                for (const auto& message : notify_socket->receiveAll()) {
+                    // Only a process of a service's own tree may speak for it.
+                    const auto service = supervisor.serviceOfProcess(message.sender_pid, parent_of);
+                    if (!service) {
+                        spdlog::debug("ignored a notification from pid {}, which belongs to no service",
+                                      message.sender_pid);
+                        continue;
+                    }
+                    supervisor.notify(*service, message);
+                }
+            });
+        });
+    }
     if (resolved.private_bus) {
         loop.watchFd(resolved.private_bus->pidfd(), POLLIN, [&](short) {
             loop.unwatchFd(resolved.private_bus->pidfd());

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace tau {
@@ -66,6 +67,10 @@ SpawnedProcess OutputCapturingLauncher::spawn(const std::string& service, const 
 
 void OutputCapturingLauncher::release(int pidfd) {
     ::close(pidfd);
+}
+
+int OutputCapturingLauncher::open(pid_t pid) {
+    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
 void OutputCapturingLauncher::watch(int fd, const std::string& service, pid_t pid, OutputStream stream) {

@@ -28,6 +28,8 @@ class OutputCapturingLauncher final : public ProcessLauncher {
                          bool capture_output) override;
     std::optional<ExitStatus> reap(int pidfd) override { return reapPidfd(pidfd); }
     void signalGroup(pid_t process_group, int signal) override { signalProcessGroup(process_group, signal); }
+    void signalProcess(int pidfd, int signal) override { signalPidfd(pidfd, signal); }
+    int open(pid_t pid) override;
     void release(int pidfd) override;
 
   private:

@@ -5,6 +5,7 @@
 #include "tau/bus/log_sink.h"
 #include "tau/config_json.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace tau {
@@ -134,6 +135,27 @@ void ProcessesAdaptor::serviceStarted(const ServiceStatus& service) {
                   {{"service", service.spec.name}, {"pid", std::to_string(service.pid)}},
                   "started " + service.spec.name + " (pid " + std::to_string(service.pid) + ")");
     bus::logged("ServiceStarted", [&] { emitServiceStarted(service.spec.name, service.pid); });
+}
+
+void ProcessesAdaptor::serviceRunning(const ServiceStatus& service) {
+    if (service.spec.notify) {
+        bus::logEvent(spdlog::level::info, "service.ready", {{"service", service.spec.name}},
+                      service.spec.name + " is ready" +
+                          (service.status_text.empty() ? std::string() : ": " + service.status_text));
+    }
+}
+
+void ProcessesAdaptor::serviceKilled(const ServiceStatus& service, KillReason reason) {
+    const bool watchdog = reason == KillReason::Watchdog;
+    const auto seconds = [](std::chrono::milliseconds ms) {
+        return fmt::format("{:.1f} s", ms.count() / 1000.0);
+    };
+    bus::logEvent(spdlog::level::err, watchdog ? "service.watchdog_timeout" : "service.start_timeout",
+                  {{"service", service.spec.name}, {"pid", std::to_string(service.pid)}},
+                  watchdog ? service.spec.name + " missed its watchdog deadline (" +
+                                 seconds(service.watchdog) + "): aborting it"
+                           : service.spec.name + " did not report ready within " +
+                                 seconds(service.spec.start_timeout) + ": stopping it");
 }
 
 void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,

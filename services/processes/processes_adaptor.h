@@ -77,6 +77,8 @@ class ProcessesAdaptor final
     void attach(Supervisor& supervisor);
 
     void serviceStarted(const ServiceStatus& service) override;
+    void serviceRunning(const ServiceStatus& service) override;
+    void serviceKilled(const ServiceStatus& service, KillReason reason) override;
     void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
                        const ExitDecision& decision, std::chrono::steady_clock::duration uptime) override;
     void serviceChanged(const ServiceStatus& service) override;

@@ -9,8 +9,15 @@
 
 namespace tau {
 
+bool hasProcess(ServiceState state) {
+    return state == ServiceState::Starting || state == ServiceState::Running ||
+           state == ServiceState::Stopping;
+}
+
 std::string_view toString(ServiceState state) {
     switch (state) {
+    case ServiceState::Starting:
+        return "starting";
     case ServiceState::Running:
         return "running";
     case ServiceState::Stopping:
@@ -34,14 +41,20 @@ Supervisor::~Supervisor() {
     for (const auto& [name, id] : restart_timers_) {
         reactor_.cancelTimer(id);
     }
-    for (const auto& [name, id] : kill_timers_) {
-        reactor_.cancelTimer(id);
+    for (const auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_}) {
+        for (const auto& [name, id] : *timers) {
+            reactor_.cancelTimer(id);
+        }
     }
     for (auto& service : services_) {
         if (service.pidfd >= 0) {
             reactor_.unwatchFd(service.pidfd);
             launcher_.release(service.pidfd);
         }
+    }
+    for (const auto& [pidfd, pid] : retired_) {
+        reactor_.unwatchFd(pidfd);
+        launcher_.release(pidfd);
     }
 }
 
@@ -67,9 +80,8 @@ ServiceStatus& Supervisor::get(const std::string& name) {
 }
 
 unsigned Supervisor::runningCount() const {
-    return static_cast<unsigned>(std::count_if(services_.begin(), services_.end(), [](const auto& s) {
-        return s.state == ServiceState::Running || s.state == ServiceState::Stopping;
-    }));
+    return static_cast<unsigned>(
+        std::count_if(services_.begin(), services_.end(), [](const auto& s) { return hasProcess(s.state); }));
 }
 
 unsigned Supervisor::configuredActive() const {
@@ -93,6 +105,9 @@ void Supervisor::startAll() {
 void Supervisor::spawn(ServiceStatus& service) {
     launch(service);
     listener_.serviceStarted(service);
+    if (service.state == ServiceState::Running) {
+        listener_.serviceRunning(service);
+    }
     listener_.serviceChanged(service);
 }
 
@@ -117,11 +132,160 @@ void Supervisor::launch(ServiceStatus& service) {
     }
     service.pid = process.pid;
     service.pidfd = process.pidfd;
-    service.state = ServiceState::Running;
     service.started_at = clock_.wallNow();
     service.started_steady = clock_.now();
+    service.kill_reason.reset();
+    service.status_text.clear();
+    service.watchdog = service.spec.watchdog;
     const std::string name = service.spec.name;
     reactor_.watchFd(process.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
+    if (service.spec.notify) {
+        service.state = ServiceState::Starting;
+        service.start_deadline = clock_.now() + service.spec.start_timeout;
+        start_timers_[name] = reactor_.addTimer(service.spec.start_timeout, [this, name] {
+            start_timers_.erase(name);
+            auto& s = get(name);
+            if (s.state == ServiceState::Starting) {
+                killFor(s, KillReason::StartTimeout);
+            }
+        });
+    } else {
+        service.state = ServiceState::Running;
+        armWatchdog(service);
+    }
+}
+
+void Supervisor::armWatchdog(ServiceStatus& service) {
+    const std::string name = service.spec.name;
+    if (auto it = watchdog_timers_.find(name); it != watchdog_timers_.end()) {
+        reactor_.cancelTimer(it->second);
+        watchdog_timers_.erase(it);
+    }
+    if (service.watchdog.count() <= 0 || !hasProcess(service.state)) {
+        return;
+    }
+    watchdog_timers_[name] = reactor_.addTimer(service.watchdog, [this, name] {
+        watchdog_timers_.erase(name);
+        auto& s = get(name);
+        if (s.state == ServiceState::Running) {
+            killFor(s, KillReason::Watchdog);
+        }
+    });
+}
+
+void Supervisor::disarmTimers(const std::string& name) {
+    for (auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_}) {
+        if (auto it = timers->find(name); it != timers->end()) {
+            reactor_.cancelTimer(it->second);
+            timers->erase(it);
+        }
+    }
+}
+
+void Supervisor::killFor(ServiceStatus& service, KillReason reason) {
+    service.kill_reason = reason;
+    listener_.serviceKilled(service, reason);
+    // A hung process is aborted, so that it leaves a core dump to learn from; one that never got ready is
+    // asked to stop like any other. Either way the group is killed once the grace period is over.
+    const bool abort = reason == KillReason::Watchdog;
+    if (abort) {
+        launcher_.signalProcess(service.pidfd, SIGABRT);
+    }
+    beginStop(service, !abort);
+}
+
+void Supervisor::enterRunning(ServiceStatus& service) {
+    service.state = ServiceState::Running;
+    if (auto it = start_timers_.find(service.spec.name); it != start_timers_.end()) {
+        reactor_.cancelTimer(it->second);
+        start_timers_.erase(it);
+    }
+    armWatchdog(service);
+    listener_.serviceRunning(service);
+    listener_.serviceChanged(service);
+}
+
+void Supervisor::notify(const std::string& name, const NotifyMessage& message) {
+    auto& service = get(name);
+    if (!hasProcess(service.state)) {
+        return;
+    }
+    bool changed = false;
+    if (message.status && *message.status != service.status_text) {
+        service.status_text = *message.status;
+        changed = true;
+    }
+    if (message.main_pid && *message.main_pid != service.pid) {
+        const int pidfd = launcher_.open(*message.main_pid);
+        if (pidfd >= 0) {
+            // The old main process is ours to reap, quietly: the service goes on in its successor.
+            const int old_pidfd = service.pidfd;
+            reactor_.unwatchFd(old_pidfd);
+            retired_[old_pidfd] = service.pid;
+            reactor_.watchFd(old_pidfd, POLLIN, [this, old_pidfd](short) {
+                if (launcher_.reap(old_pidfd)) {
+                    reactor_.unwatchFd(old_pidfd);
+                    launcher_.release(old_pidfd);
+                    retired_.erase(old_pidfd);
+                }
+            });
+            service.pid = *message.main_pid;
+            service.pidfd = pidfd;
+            reactor_.watchFd(pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
+            changed = true;
+        }
+    }
+    if (message.watchdog_usec) {
+        service.watchdog = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::microseconds(*message.watchdog_usec));
+        armWatchdog(service);
+    }
+    if (message.extend_timeout_usec) {
+        const auto extension = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::microseconds(*message.extend_timeout_usec));
+        const auto wanted = clock_.now() + extension;
+        if (service.state == ServiceState::Starting && wanted > service.start_deadline) {
+            service.start_deadline = wanted;
+            if (auto it = start_timers_.find(name); it != start_timers_.end()) {
+                reactor_.cancelTimer(it->second);
+            }
+            start_timers_[name] = reactor_.addTimer(extension, [this, name] {
+                start_timers_.erase(name);
+                auto& s = get(name);
+                if (s.state == ServiceState::Starting) {
+                    killFor(s, KillReason::StartTimeout);
+                }
+            });
+        }
+    }
+    if (message.ready && service.state == ServiceState::Starting) {
+        enterRunning(service);
+        return;
+    }
+    if (message.watchdog_trigger && service.state == ServiceState::Running) {
+        killFor(service, KillReason::Watchdog);
+        return;
+    }
+    if (message.watchdog_ping && service.state == ServiceState::Running) {
+        armWatchdog(service);
+    }
+    if (changed) {
+        listener_.serviceChanged(service);
+    }
+}
+
+std::optional<std::string> Supervisor::serviceOfProcess(pid_t pid,
+                                                        const std::function<pid_t(pid_t)>& parent_of) const {
+    // Deep enough for any real process tree, and a bound against a cycle in stale data.
+    constexpr int kMaxDepth = 64;
+    for (int depth = 0; pid > 1 && depth < kMaxDepth; ++depth, pid = parent_of(pid)) {
+        for (const auto& service : services_) {
+            if (service.pid == pid && hasProcess(service.state)) {
+                return service.spec.name;
+            }
+        }
+    }
+    return std::nullopt;
 }
 
 void Supervisor::start(const std::string& name) {
@@ -129,7 +293,7 @@ void Supervisor::start(const std::string& name) {
         throw ServiceError(ErrorCode::Busy, "cannot start '" + name + "': the supervisor is shutting down");
     }
     auto& service = get(name);
-    if (service.state == ServiceState::Running || service.state == ServiceState::Stopping) {
+    if (hasProcess(service.state)) {
         throw ServiceError(ErrorCode::Busy,
                            "service '" + name + "' is already " + std::string(toString(service.state)));
     }
@@ -151,7 +315,7 @@ void Supervisor::stop(const std::string& name) {
         listener_.serviceChanged(service);
         return;
     }
-    if (service.state != ServiceState::Running && service.state != ServiceState::Stopping) {
+    if (!hasProcess(service.state)) {
         throw ServiceError(ErrorCode::Busy, "service '" + name + "' is not running (it is " +
                                                 std::string(toString(service.state)) + ")");
     }
@@ -161,7 +325,7 @@ void Supervisor::stop(const std::string& name) {
 
 void Supervisor::restart(const std::string& name) {
     auto& service = get(name);
-    if (service.state == ServiceState::Running || service.state == ServiceState::Stopping) {
+    if (hasProcess(service.state)) {
         if (shutting_down_) {
             throw ServiceError(ErrorCode::Busy,
                                "cannot restart '" + name + "': the supervisor is shutting down");
@@ -174,13 +338,23 @@ void Supervisor::restart(const std::string& name) {
     start(name);
 }
 
-void Supervisor::beginStop(ServiceStatus& service) {
+void Supervisor::beginStop(ServiceStatus& service, bool send_stop_signal) {
     if (service.state == ServiceState::Stopping) {
         return;
     }
     service.state = ServiceState::Stopping;
-    launcher_.signalGroup(service.pid, SIGTERM);
     const std::string name = service.spec.name;
+    if (auto it = watchdog_timers_.find(name); it != watchdog_timers_.end()) {
+        reactor_.cancelTimer(it->second);
+        watchdog_timers_.erase(it);
+    }
+    if (auto it = start_timers_.find(name); it != start_timers_.end()) {
+        reactor_.cancelTimer(it->second);
+        start_timers_.erase(it);
+    }
+    if (send_stop_signal) {
+        launcher_.signalGroup(service.pid, service.spec.stop_signal);
+    }
     const pid_t pid = service.pid;
     kill_timers_[name] = reactor_.addTimer(service.spec.stop_timeout, [this, name, pid] {
         kill_timers_.erase(name);
@@ -202,13 +376,10 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     launcher_.release(service.pidfd);
     // Whatever the main process left behind in its group goes with it, so a restart never runs twice.
     launcher_.signalGroup(pid, SIGKILL);
-    if (auto it = kill_timers_.find(name); it != kill_timers_.end()) {
-        reactor_.cancelTimer(it->second);
-        kill_timers_.erase(it);
-    }
+    disarmTimers(name);
 
     const auto uptime = clock_.now() - service.started_steady;
-    const bool stop_requested = service.state == ServiceState::Stopping;
+    const bool stop_requested = service.state == ServiceState::Stopping && !service.kill_reason;
     const bool restart_requested = stop_requested && service.restart_after_stop && !shutting_down_;
     ExitDecision decision =
         decideOnExit(service.spec.policy, *status, stop_requested, uptime, service.consecutive_failures);
@@ -260,6 +431,9 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     listener_.serviceExited(service, pid, *status, decision, uptime);
     if (restarted) {
         listener_.serviceStarted(service);
+        if (service.state == ServiceState::Running) {
+            listener_.serviceRunning(service);
+        }
     }
     listener_.serviceChanged(service);
     if (restart_requested) {
@@ -336,7 +510,7 @@ void Supervisor::continueShutdown() {
         if (it->state == ServiceState::Stopping) {
             return; // wait for its exit, which calls us again
         }
-        if (it->state == ServiceState::Running) {
+        if (it->state == ServiceState::Running || it->state == ServiceState::Starting) {
             it->restart_after_stop = false;
             beginStop(*it);
             return;

@@ -4,11 +4,13 @@
 
 #include "tau/clock.h"
 #include "tau/event_loop.h"
+#include "tau/notify_socket.h"
 #include "tau/restart_budget.h"
 #include "tau/restart_policy.h"
 #include "tau/spawner.h"
 
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <map>
 #include <optional>
@@ -19,8 +21,13 @@
 
 namespace tau {
 
-enum class ServiceState { Running, Stopping, Stopped, Backoff, Failed };
+enum class ServiceState { Starting, Running, Stopping, Stopped, Backoff, Failed };
 std::string_view toString(ServiceState state);
+// Whether a service in this state has a main process.
+bool hasProcess(ServiceState state);
+
+// Why the supervisor killed a service that nobody asked to stop.
+enum class KillReason { StartTimeout, Watchdog };
 
 struct ServiceSpec {
     std::string name;
@@ -30,6 +37,10 @@ struct ServiceSpec {
     SpawnRequest spawn;
     RestartPolicy policy;
     std::chrono::milliseconds stop_timeout{10000};
+    int stop_signal = SIGTERM;
+    bool notify = false; // type notify: starting until it sends READY=1
+    std::chrono::milliseconds start_timeout{90000};
+    std::chrono::milliseconds watchdog{0}; // 0: no watchdog
 };
 
 struct ServiceStatus {
@@ -43,10 +54,13 @@ struct ServiceStatus {
     std::chrono::steady_clock::time_point started_steady{};
     std::optional<ExitStatus> last_exit;
     bool restart_after_stop = false;
+    std::optional<KillReason> kill_reason;
+    std::string status_text;               // the service's own STATUS= line
+    std::chrono::milliseconds watchdog{0}; // the current interval; WATCHDOG_USEC= may change it
+    std::chrono::steady_clock::time_point start_deadline{};
 
     std::chrono::steady_clock::duration uptime(std::chrono::steady_clock::time_point now) const {
-        return state == ServiceState::Running || state == ServiceState::Stopping ? now - started_steady
-                                                                                 : std::chrono::seconds(0);
+        return hasProcess(state) ? now - started_steady : std::chrono::seconds(0);
     }
 };
 
@@ -59,6 +73,9 @@ class ProcessLauncher {
                                  bool capture_output) = 0;
     virtual std::optional<ExitStatus> reap(int pidfd) = 0;
     virtual void signalGroup(pid_t process_group, int signal) = 0;
+    virtual void signalProcess(int pidfd, int signal) = 0;
+    // A pidfd for a process the service made its main one (MAINPID=); -1 when it is already gone.
+    virtual int open(pid_t pid) = 0;
     virtual void release(int pidfd) = 0;
 };
 
@@ -66,6 +83,10 @@ class SupervisorListener {
   public:
     virtual ~SupervisorListener() = default;
     virtual void serviceStarted(const ServiceStatus& service) = 0;
+    // The service entered running: at once for a simple service, on READY=1 for a notify one.
+    virtual void serviceRunning(const ServiceStatus& service) = 0;
+    // The supervisor is killing the service: it missed its watchdog or did not become ready in time.
+    virtual void serviceKilled(const ServiceStatus& service, KillReason reason) = 0;
     // `pid` is the process that exited; `service` already shows the state after the decision.
     virtual void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
                                const ExitDecision& decision, std::chrono::steady_clock::duration uptime) = 0;
@@ -105,6 +126,12 @@ class Supervisor {
     // Last resort when the supervisor cannot go on: SIGKILL to every service's process group at once.
     void killAll();
 
+    // An sd_notify message from a process of `service`'s tree (the caller has checked that it is).
+    void notify(const std::string& service, const NotifyMessage& message);
+    // The service whose main process is `pid` or one of its ancestors (`parent_of` walks up).
+    std::optional<std::string> serviceOfProcess(pid_t pid,
+                                                const std::function<pid_t(pid_t)>& parent_of) const;
+
     const std::vector<ServiceStatus>& services() const { return services_; }
     const ServiceStatus* find(std::string_view name) const;
     unsigned runningCount() const;
@@ -117,8 +144,14 @@ class Supervisor {
     void launch(ServiceStatus& service);
     // How long a restart due now must wait for the host-wide budget (a slot is reserved when it is zero).
     std::chrono::milliseconds budgetWait(const ServiceStatus& service);
-    void beginStop(ServiceStatus& service);
+    // Stopping: the stop signal to the group (unless `send_stop_signal` is false because the caller sent
+    // its own), SIGKILL once the grace period is over.
+    void beginStop(ServiceStatus& service, bool send_stop_signal = true);
     void onPidfdReadable(const std::string& name);
+    void armWatchdog(ServiceStatus& service);
+    void disarmTimers(const std::string& name);
+    void killFor(ServiceStatus& service, KillReason reason);
+    void enterRunning(ServiceStatus& service);
     void scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay, bool slot_reserved = false);
     void continueShutdown();
     unsigned configuredActive() const;
@@ -131,6 +164,10 @@ class Supervisor {
     std::vector<ServiceStatus> services_;
     std::map<std::string, Reactor::TimerId> restart_timers_;
     std::map<std::string, Reactor::TimerId> kill_timers_;
+    std::map<std::string, Reactor::TimerId> start_timers_;
+    std::map<std::string, Reactor::TimerId> watchdog_timers_;
+    // Main processes replaced through MAINPID=, still to be reaped quietly.
+    std::map<int, pid_t> retired_;
     std::optional<RestartBudget> restart_budget_;
     bool shutting_down_ = false;
     std::function<void()> shutdown_done_;

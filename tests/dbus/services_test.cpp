@@ -224,14 +224,14 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
             EXPECT_EQ(e.getName(), "org.tauos.Error.Unavailable"); // before the first sample
             return false;
         }
-        return !crossings.empty();
+        return std::find(crossings.begin(), crossings.end(), "memory system warning") != crossings.end();
     }));
     const auto machine = wire::snapshotFromWire(snapshot);
     EXPECT_GT(machine.memory.total_bytes, 0u);
     EXPECT_EQ(machine.cpu_per_core_percent.size(), static_cast<std::size_t>(sysconf(_SC_NPROCESSORS_ONLN)));
     EXPECT_GE(machine.cpu_percent, 0.0);
     EXPECT_LE(machine.cpu_percent, 100.0);
-    EXPECT_EQ(crossings.front(), "memory system warning");
+    // Only memory is sure to cross; a busy machine may cross the CPU threshold as well.
     EXPECT_EQ(std::count(crossings.begin(), crossings.end(), "memory system warning"), 1);
 
     const double memory_percent =

@@ -1,7 +1,9 @@
 #include "tau/config_json.h"
 
+#include <csignal>
 #include <gtest/gtest.h>
 #include <string>
+#include <sys/resource.h>
 #include <vector>
 
 namespace tau {
@@ -49,6 +51,10 @@ Config customConfig() {
     cr.save_session_state = false;
     cr.session_state_path = "/srv/tau/state";
     cr.critical_processes = {"db"};
+    cr.restart_budget_burst = 7;
+    cr.restart_budget_interval_seconds = 2.5;
+    cr.notify_command = {"/usr/bin/notify-admin", "--urgent"};
+    cr.system_safe_mode = true;
 
     auto& hc = config.health_checking;
     hc.enabled = false;
@@ -84,9 +90,26 @@ Config customConfig() {
     web.memory_limit_mb = 512;
     web.cpu_limit_percent = 25.5;
     web.stop_timeout_seconds = 2.5;
-    web.recovery.strategy = RecoveryStrategy::RestartWithDelay;
-    web.recovery.delay_seconds = 0.75;
-    web.recovery.max_attempts = 4;
+    web.stop_signal = SIGINT;
+    web.umask = 027;
+    web.type = ServiceType::Notify;
+    web.start_timeout_seconds = 30.0;
+    web.watchdog_seconds = 5.0;
+    web.rlimits = {{"nofile", {1024, 4096}}, {"core", {RLIM_INFINITY, RLIM_INFINITY}}};
+    web.depends_on = {"db"};
+    web.safe_mode = SafeModeConfig{{"/usr/bin/web", "--safe"}, {{"SAFE", "1"}}, 120.0};
+    web.standby = StandbyConfig{SIGUSR2};
+    web.recovery.ladder = {LadderStep{RecoveryStrategy::RestartWithBackoff, 4, 0.75, 3.0, 30.0, 0.2},
+                           LadderStep{RecoveryStrategy::NotifyAdmin, std::nullopt, 1.0, 2.0, 300.0, 0.1}};
+    web.recovery.class_ladders = {
+        {FailureClass::Oom, {LadderStep{RecoveryStrategy::SafeMode, 2, 5.0, 2.0, 300.0, 0.0}}}};
+    web.recovery.stability_seconds = 90.0;
+    web.recovery.start_seconds = 2.5;
+    web.recovery.start_limit_burst = 3;
+    web.recovery.start_limit_interval_seconds = 20.0;
+    web.recovery.success_exit_codes = {0, 2};
+    web.recovery.no_restart_exit_codes = {78};
+    web.recovery.no_restart_signals = {SIGKILL, SIGSEGV};
     config.services.push_back(web);
 
     // Only the required parts: the optional keys must stay out.
@@ -140,7 +163,11 @@ TEST(ConfigToJson, CrashRecovery) {
                            {"recovery_timeout_seconds", 120},
                            {"save_session_state", false},
                            {"session_state_path", "/srv/tau/state"},
-                           {"critical_processes", {"db"}}};
+                           {"critical_processes", {"db"}},
+                           {"restart_budget_burst", 7},
+                           {"restart_budget_interval_seconds", 2.5},
+                           {"notify_command", {"/usr/bin/notify-admin", "--urgent"}},
+                           {"system_safe_mode", true}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));
 }
@@ -193,10 +220,28 @@ TEST(ConfigToJson, ServicesAreAnArrayInConfigurationOrder) {
 
 TEST(ConfigToJson, ServiceWithEveryFieldSet) {
     const json web = configToJson(customConfig()).at("service").at(0);
-    EXPECT_EQ(keysOf(web),
-              (std::vector<std::string>{"name", "exec", "environment", "working_directory", "user", "group",
-                                        "critical", "priority", "cpu_affinity", "stop_timeout_seconds",
-                                        "recovery", "memory_limit_mb", "cpu_limit_percent"}));
+    EXPECT_EQ(keysOf(web), (std::vector<std::string>{"name",
+                                                     "exec",
+                                                     "environment",
+                                                     "working_directory",
+                                                     "user",
+                                                     "group",
+                                                     "critical",
+                                                     "priority",
+                                                     "cpu_affinity",
+                                                     "stop_timeout_seconds",
+                                                     "stop_signal",
+                                                     "type",
+                                                     "start_timeout_seconds",
+                                                     "watchdog_seconds",
+                                                     "rlimits",
+                                                     "depends_on",
+                                                     "recovery",
+                                                     "memory_limit_mb",
+                                                     "cpu_limit_percent",
+                                                     "umask",
+                                                     "safe_mode",
+                                                     "standby"}));
     EXPECT_EQ(web.at("exec"), (json{"/usr/bin/web", "--port", "8080"}));
     EXPECT_EQ(web.at("environment"), (json{{"LANG", "C.UTF-8"}, {"MODE", "production"}}));
     EXPECT_TRUE(web.at("environment").is_object());
@@ -209,33 +254,102 @@ TEST(ConfigToJson, ServiceWithEveryFieldSet) {
     EXPECT_EQ(web.at("stop_timeout_seconds"), 2.5);
     EXPECT_EQ(web.at("memory_limit_mb"), 512);
     EXPECT_EQ(web.at("cpu_limit_percent"), 25.5);
+    // Values are given the way the TOML takes them: signal names, an octal umask string, "infinity".
+    EXPECT_EQ(web.at("stop_signal"), "SIGINT");
+    EXPECT_EQ(web.at("umask"), "0027");
+    EXPECT_EQ(web.at("type"), "notify");
+    EXPECT_EQ(web.at("start_timeout_seconds"), 30.0);
+    EXPECT_EQ(web.at("watchdog_seconds"), 5.0);
+    EXPECT_EQ(web.at("rlimits"), (json{{"core", {{"soft", "infinity"}, {"hard", "infinity"}}},
+                                       {"nofile", {{"soft", 1024}, {"hard", 4096}}}}))
+        << web.at("rlimits").dump();
+    EXPECT_EQ(web.at("depends_on"), (json{"db"}));
+    EXPECT_EQ(web.at("safe_mode"), (json{{"exec", {"/usr/bin/web", "--safe"}},
+                                         {"environment", {{"SAFE", "1"}}},
+                                         {"stability_seconds", 120.0}}));
+    EXPECT_EQ(web.at("standby"), (json{{"promote_signal", "SIGUSR2"}}));
+}
 
-    const json& recovery = web.at("recovery");
-    EXPECT_EQ(keysOf(recovery), (std::vector<std::string>{"strategy", "delay_seconds", "max_attempts"}));
-    EXPECT_EQ(recovery.at("strategy"), "restart_with_delay");
-    EXPECT_EQ(recovery.at("delay_seconds"), 0.75);
-    EXPECT_EQ(recovery.at("max_attempts"), 4);
+TEST(ConfigToJson, RecoveryWithEveryFieldSet) {
+    const json recovery = configToJson(customConfig()).at("service").at(0).at("recovery");
+    EXPECT_EQ(keysOf(recovery), (std::vector<std::string>{
+                                    "ladder", "classes", "stability_seconds", "start_seconds",
+                                    "start_limit_burst", "start_limit_interval_seconds", "success_exit_codes",
+                                    "no_restart_exit_codes", "no_restart_signals"}));
+    const json ladder = recovery.at("ladder");
+    ASSERT_EQ(ladder.size(), 2u);
+    EXPECT_EQ(keysOf(ladder[0]), (std::vector<std::string>{"strategy", "attempts", "delay_seconds",
+                                                           "backoff_factor", "max_delay_seconds", "jitter"}));
+    EXPECT_EQ(ladder[0], (json{{"strategy", "restart_with_backoff"},
+                               {"attempts", 4},
+                               {"delay_seconds", 0.75},
+                               {"backoff_factor", 3.0},
+                               {"max_delay_seconds", 30.0},
+                               {"jitter", 0.2}}));
+    // The last step without attempts handles every further failure: the key stays out.
+    EXPECT_EQ(ladder[1], (json{{"strategy", "notify_admin"},
+                               {"delay_seconds", 1.0},
+                               {"backoff_factor", 2.0},
+                               {"max_delay_seconds", 300.0},
+                               {"jitter", 0.1}}));
+    EXPECT_EQ(recovery.at("classes"), (json{{"oom",
+                                             {{{"strategy", "safe_mode"},
+                                               {"attempts", 2},
+                                               {"delay_seconds", 5.0},
+                                               {"backoff_factor", 2.0},
+                                               {"max_delay_seconds", 300.0},
+                                               {"jitter", 0.0}}}}}))
+        << recovery.at("classes").dump();
+    EXPECT_EQ(recovery.at("stability_seconds"), 90.0);
+    EXPECT_EQ(recovery.at("start_seconds"), 2.5);
+    EXPECT_EQ(recovery.at("start_limit_burst"), 3);
+    EXPECT_EQ(recovery.at("start_limit_interval_seconds"), 20.0);
+    EXPECT_EQ(recovery.at("success_exit_codes"), (json{0, 2}));
+    EXPECT_EQ(recovery.at("no_restart_exit_codes"), (json{78}));
+    EXPECT_EQ(recovery.at("no_restart_signals"), (json{"SIGKILL", "SIGSEGV"}));
 }
 
 TEST(ConfigToJson, OptionalServiceFieldsAreLeftOutWhenUnset) {
     const json db = configToJson(customConfig()).at("service").at(1);
     EXPECT_FALSE(db.contains("memory_limit_mb"));
     EXPECT_FALSE(db.contains("cpu_limit_percent"));
-    EXPECT_FALSE(db.at("recovery").contains("max_attempts"));
-    EXPECT_EQ(keysOf(db), (std::vector<std::string>{"name", "exec", "environment", "working_directory",
-                                                    "user", "group", "critical", "priority", "cpu_affinity",
-                                                    "stop_timeout_seconds", "recovery"}));
+    EXPECT_FALSE(db.contains("umask"));
+    EXPECT_FALSE(db.contains("safe_mode"));
+    EXPECT_FALSE(db.contains("standby"));
+    EXPECT_FALSE(db.at("recovery").contains("stability_seconds"));
+    EXPECT_EQ(keysOf(db),
+              (std::vector<std::string>{"name", "exec", "environment", "working_directory", "user", "group",
+                                        "critical", "priority", "cpu_affinity", "stop_timeout_seconds",
+                                        "stop_signal", "type", "start_timeout_seconds", "watchdog_seconds",
+                                        "rlimits", "depends_on", "recovery"}));
     // Unset but not optional: present with their defaults.
     EXPECT_EQ(db.at("working_directory"), "");
     EXPECT_EQ(db.at("user"), "");
     EXPECT_EQ(db.at("group"), "");
     EXPECT_EQ(db.at("priority"), "normal");
     EXPECT_EQ(db.at("stop_timeout_seconds"), 10.0);
+    EXPECT_EQ(db.at("stop_signal"), "SIGTERM");
+    EXPECT_EQ(db.at("type"), "simple");
+    EXPECT_EQ(db.at("start_timeout_seconds"), 90.0);
+    EXPECT_EQ(db.at("watchdog_seconds"), 0.0);
     EXPECT_TRUE(db.at("environment").is_object());
     EXPECT_TRUE(db.at("environment").empty());
     EXPECT_TRUE(db.at("cpu_affinity").is_array());
     EXPECT_TRUE(db.at("cpu_affinity").empty());
-    EXPECT_EQ(db.at("recovery"), (json{{"strategy", "restart"}, {"delay_seconds", 1.0}}));
+    EXPECT_TRUE(db.at("rlimits").is_object());
+    EXPECT_TRUE(db.at("rlimits").empty());
+    EXPECT_TRUE(db.at("depends_on").is_array());
+    EXPECT_TRUE(db.at("depends_on").empty());
+    // Built in code, so its ladder is empty; a parsed service always has a step.
+    EXPECT_EQ(db.at("recovery"), (json{{"ladder", json::array()},
+                                       {"classes", json::object()},
+                                       {"start_seconds", 1.0},
+                                       {"start_limit_burst", 5},
+                                       {"start_limit_interval_seconds", 10.0},
+                                       {"success_exit_codes", {0}},
+                                       {"no_restart_exit_codes", json::array()},
+                                       {"no_restart_signals", json::array()}}))
+        << db.at("recovery").dump();
 }
 
 TEST(ConfigToJson, OptionalFieldsSetToZeroAreStillPresent) {
@@ -245,12 +359,34 @@ TEST(ConfigToJson, OptionalFieldsSetToZeroAreStillPresent) {
     service.exec = {"/bin/true"};
     service.memory_limit_mb = 0;
     service.cpu_limit_percent = 0.0;
-    service.recovery.max_attempts = 0;
+    service.umask = 0;
+    service.recovery.ladder = {LadderStep{RecoveryStrategy::Restart, 0, 1.0, 2.0, 300.0, 0.1}};
     config.services.push_back(service);
     const json entry = configToJson(config).at("service").at(0);
     EXPECT_EQ(entry.at("memory_limit_mb"), 0);
     EXPECT_EQ(entry.at("cpu_limit_percent"), 0.0);
-    EXPECT_EQ(entry.at("recovery").at("max_attempts"), 0);
+    EXPECT_EQ(entry.at("umask"), "0000");
+    EXPECT_EQ(entry.at("recovery").at("ladder").at(0).at("attempts"), 0);
+}
+
+TEST(ConfigToJson, ParsedShortFormShowsAsALadderOfOneStep) {
+    const Config config = parseConfig(R"(
+[crash_recovery]
+max_recovery_attempts = 6
+[[service]]
+name = "web"
+exec = ["/bin/true"]
+recovery = { strategy = "restart_with_delay", delay_seconds = 2 }
+)",
+                                      "/etc/tau-monitor/tau-monitor.toml");
+    const json ladder = configToJson(config).at("service").at(0).at("recovery").at("ladder");
+    EXPECT_EQ(ladder, (json{{{"strategy", "restart_with_delay"},
+                             {"attempts", 6},
+                             {"delay_seconds", 2.0},
+                             {"backoff_factor", 2.0},
+                             {"max_delay_seconds", 300.0},
+                             {"jitter", 0.1}}}))
+        << ladder.dump();
 }
 
 TEST(ConfigToJson, CriticalComesFromEitherSource) {
@@ -280,13 +416,44 @@ TEST(ConfigToJson, EveryPriorityAndStrategyHasItsName) {
         service.priority = priority;
         config.services.push_back(service);
     }
-    config.services[0].recovery.strategy = RecoveryStrategy::None;
+    const std::pair<RecoveryStrategy, const char*> strategies[] = {
+        {RecoveryStrategy::Restart, "restart"},
+        {RecoveryStrategy::RestartWithDelay, "restart_with_delay"},
+        {RecoveryStrategy::RestartWithBackoff, "restart_with_backoff"},
+        {RecoveryStrategy::SafeMode, "safe_mode"},
+        {RecoveryStrategy::NotifyAdmin, "notify_admin"},
+        {RecoveryStrategy::None, "none"}};
+    for (const auto& [strategy, name] : strategies) {
+        LadderStep step;
+        step.strategy = strategy;
+        step.attempts = 1;
+        config.services[0].recovery.ladder.push_back(step);
+    }
+    const std::pair<FailureClass, const char*> classes[] = {
+        {FailureClass::Exit, "exit"},   {FailureClass::Signal, "signal"},
+        {FailureClass::Oom, "oom"},     {FailureClass::Watchdog, "watchdog"},
+        {FailureClass::Probe, "probe"}, {FailureClass::ResourceLimit, "resource_limit"},
+        {FailureClass::Start, "start"}};
+    for (const auto& [failure_class, name] : classes) {
+        config.services[1].recovery.class_ladders[failure_class] = {LadderStep{}};
+    }
+    config.services[2].type = ServiceType::Notify;
+
     const json services = configToJson(config).at("service");
     for (std::size_t i = 0; i < std::size(priorities); ++i) {
         EXPECT_EQ(services[i].at("priority"), priorities[i].second);
     }
-    EXPECT_EQ(services[0].at("recovery").at("strategy"), "none");
-    EXPECT_EQ(services[1].at("recovery").at("strategy"), "restart");
+    const json& ladder = services[0].at("recovery").at("ladder");
+    ASSERT_EQ(ladder.size(), std::size(strategies));
+    for (std::size_t i = 0; i < std::size(strategies); ++i) {
+        EXPECT_EQ(ladder[i].at("strategy"), strategies[i].second);
+    }
+    const json& classLadders = services[1].at("recovery").at("classes");
+    for (const auto& [failure_class, name] : classes) {
+        EXPECT_TRUE(classLadders.contains(name)) << name;
+    }
+    EXPECT_EQ(services[1].at("type"), "simple");
+    EXPECT_EQ(services[2].at("type"), "notify");
 }
 
 TEST(ConfigToJson, DefaultConfigHasDefaultsNoServicesAndNoSource) {

@@ -2,12 +2,14 @@
 #include "temp_dir.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -76,12 +78,37 @@ TEST(ConfigNames, RecoveryStrategiesRoundTrip) {
     EXPECT_EQ(toString(RecoveryStrategy::None), "none");
     EXPECT_EQ(toString(RecoveryStrategy::Restart), "restart");
     EXPECT_EQ(toString(RecoveryStrategy::RestartWithDelay), "restart_with_delay");
+    EXPECT_EQ(toString(RecoveryStrategy::RestartWithBackoff), "restart_with_backoff");
+    EXPECT_EQ(toString(RecoveryStrategy::SafeMode), "safe_mode");
+    EXPECT_EQ(toString(RecoveryStrategy::NotifyAdmin), "notify_admin");
     for (RecoveryStrategy strategy :
-         {RecoveryStrategy::None, RecoveryStrategy::Restart, RecoveryStrategy::RestartWithDelay}) {
+         {RecoveryStrategy::None, RecoveryStrategy::Restart, RecoveryStrategy::RestartWithDelay,
+          RecoveryStrategy::RestartWithBackoff, RecoveryStrategy::SafeMode, RecoveryStrategy::NotifyAdmin}) {
         EXPECT_EQ(recoveryStrategyFromString(toString(strategy)), strategy);
     }
     EXPECT_EQ(recoveryStrategyFromString("restart-with-delay"), std::nullopt);
+    EXPECT_EQ(recoveryStrategyFromString("backoff"), std::nullopt);
     EXPECT_EQ(recoveryStrategyFromString(""), std::nullopt);
+}
+
+TEST(ConfigNames, FailureClassesRoundTrip) {
+    const std::pair<FailureClass, std::string_view> names[] = {
+        {FailureClass::Exit, "exit"},   {FailureClass::Signal, "signal"},
+        {FailureClass::Oom, "oom"},     {FailureClass::Watchdog, "watchdog"},
+        {FailureClass::Probe, "probe"}, {FailureClass::ResourceLimit, "resource_limit"},
+        {FailureClass::Start, "start"}};
+    for (const auto& [failureClass, name] : names) {
+        EXPECT_EQ(toString(failureClass), name);
+        EXPECT_EQ(failureClassFromString(name), failureClass);
+    }
+    EXPECT_EQ(failureClassFromString("resource-limit"), std::nullopt);
+    EXPECT_EQ(failureClassFromString("OOM"), std::nullopt);
+    EXPECT_EQ(failureClassFromString(""), std::nullopt);
+}
+
+TEST(ConfigNames, ServiceTypes) {
+    EXPECT_EQ(toString(ServiceType::Simple), "simple");
+    EXPECT_EQ(toString(ServiceType::Notify), "notify");
 }
 
 TEST(ConfigErrorMessage, NamesFileLineColumnKeyAndProblem) {
@@ -163,6 +190,10 @@ void expectDefaults(const Config& config) {
     EXPECT_TRUE(cr.save_session_state);
     EXPECT_EQ(cr.session_state_path, fs::path("/var/lib/tau-monitor/state"));
     EXPECT_TRUE(cr.critical_processes.empty());
+    EXPECT_EQ(cr.restart_budget_burst, 20U);
+    EXPECT_DOUBLE_EQ(cr.restart_budget_interval_seconds, 10.0);
+    EXPECT_TRUE(cr.notify_command.empty());
+    EXPECT_FALSE(cr.system_safe_mode);
 
     const auto& hc = config.health_checking;
     EXPECT_TRUE(hc.enabled);
@@ -238,6 +269,10 @@ recovery_timeout_seconds = 13
 save_session_state = false
 session_state_path = "/run/tau/state"
 critical_processes = ["second"]
+restart_budget_burst = 21
+restart_budget_interval_seconds = 2.5
+notify_command = ["/bin/echo", "alert"]
+system_safe_mode = true
 
 [health_checking]
 enabled = false
@@ -274,7 +309,30 @@ cpu_affinity = [0]
 memory_limit_mb = 256
 cpu_limit_percent = 150.5
 stop_timeout_seconds = 2.5
-recovery = { strategy = "restart_with_delay", delay_seconds = 0.25, max_attempts = 7 }
+stop_signal = "SIGINT"
+umask = "0027"
+type = "notify"
+start_timeout_seconds = 30
+watchdog_seconds = 5.5
+rlimits = { nofile = { soft = 1024, hard = 4096 }, core = "infinity", nproc = 64 }
+depends_on = ["second"]
+safe_mode = { exec = ["/bin/sh", "-c", "echo safe"], environment = { SAFE = "1" }, stability_seconds = 30 }
+standby = { promote_signal = "SIGUSR2" }
+
+[service.recovery]
+strategy = "restart_with_delay"
+delay_seconds = 0.25
+max_attempts = 7
+backoff_factor = 1.5
+max_delay_seconds = 20
+jitter = 0.25
+stability_seconds = 90
+start_seconds = 2.5
+start_limit_burst = 8
+start_limit_interval_seconds = 30
+success_exit_codes = [0, 3]
+no_restart_exit_codes = [78, 255]
+no_restart_signals = ["SIGKILL", "SIGSEGV"]
 
 [[service]]
 name = "second"
@@ -314,6 +372,10 @@ TEST(ParseConfig, FullConfigRoundTripsEveryField) {
     EXPECT_FALSE(cr.save_session_state);
     EXPECT_EQ(cr.session_state_path, fs::path("/run/tau/state"));
     EXPECT_EQ(cr.critical_processes, std::vector<std::string>{"second"});
+    EXPECT_EQ(cr.restart_budget_burst, 21U);
+    EXPECT_DOUBLE_EQ(cr.restart_budget_interval_seconds, 2.5);
+    EXPECT_EQ(cr.notify_command, (std::vector<std::string>{"/bin/echo", "alert"}));
+    EXPECT_TRUE(cr.system_safe_mode);
 
     const auto& hc = config.health_checking;
     EXPECT_FALSE(hc.enabled);
@@ -351,9 +413,42 @@ TEST(ParseConfig, FullConfigRoundTripsEveryField) {
     ASSERT_TRUE(first.cpu_limit_percent.has_value());
     EXPECT_DOUBLE_EQ(*first.cpu_limit_percent, 150.5);
     EXPECT_DOUBLE_EQ(first.stop_timeout_seconds, 2.5);
-    EXPECT_EQ(first.recovery.strategy, RecoveryStrategy::RestartWithDelay);
-    EXPECT_DOUBLE_EQ(first.recovery.delay_seconds, 0.25);
-    EXPECT_EQ(first.recovery.max_attempts, std::optional<unsigned>(7));
+    EXPECT_EQ(first.stop_signal, SIGINT);
+    EXPECT_EQ(first.umask, std::optional<unsigned>(027));
+    EXPECT_EQ(first.type, ServiceType::Notify);
+    EXPECT_DOUBLE_EQ(first.start_timeout_seconds, 30.0);
+    EXPECT_DOUBLE_EQ(first.watchdog_seconds, 5.5);
+    ASSERT_EQ(first.rlimits.size(), 3U);
+    EXPECT_EQ(first.rlimits.at("nofile").soft, 1024U);
+    EXPECT_EQ(first.rlimits.at("nofile").hard, 4096U);
+    EXPECT_EQ(first.rlimits.at("core").soft, RLIM_INFINITY);
+    EXPECT_EQ(first.rlimits.at("core").hard, RLIM_INFINITY);
+    EXPECT_EQ(first.rlimits.at("nproc").soft, 64U);
+    EXPECT_EQ(first.rlimits.at("nproc").hard, 64U);
+    EXPECT_EQ(first.depends_on, std::vector<std::string>{"second"});
+    ASSERT_TRUE(first.safe_mode.has_value());
+    EXPECT_EQ(first.safe_mode->exec, (std::vector<std::string>{"/bin/sh", "-c", "echo safe"}));
+    EXPECT_EQ(first.safe_mode->environment, (std::map<std::string, std::string>{{"SAFE", "1"}}));
+    EXPECT_DOUBLE_EQ(first.safe_mode->stability_seconds, 30.0);
+    ASSERT_TRUE(first.standby.has_value());
+    EXPECT_EQ(first.standby->promote_signal, SIGUSR2);
+    // The short form is a ladder of one step.
+    ASSERT_EQ(first.recovery.ladder.size(), 1U);
+    const LadderStep& step = first.recovery.ladder[0];
+    EXPECT_EQ(step.strategy, RecoveryStrategy::RestartWithDelay);
+    EXPECT_DOUBLE_EQ(step.delay_seconds, 0.25);
+    EXPECT_EQ(step.attempts, std::optional<unsigned>(7));
+    EXPECT_DOUBLE_EQ(step.backoff_factor, 1.5);
+    EXPECT_DOUBLE_EQ(step.max_delay_seconds, 20.0);
+    EXPECT_DOUBLE_EQ(step.jitter, 0.25);
+    EXPECT_TRUE(first.recovery.class_ladders.empty());
+    EXPECT_EQ(first.recovery.stability_seconds, std::optional<double>(90.0));
+    EXPECT_DOUBLE_EQ(first.recovery.start_seconds, 2.5);
+    EXPECT_EQ(first.recovery.start_limit_burst, 8U);
+    EXPECT_DOUBLE_EQ(first.recovery.start_limit_interval_seconds, 30.0);
+    EXPECT_EQ(first.recovery.success_exit_codes, (std::vector<int>{0, 3}));
+    EXPECT_EQ(first.recovery.no_restart_exit_codes, (std::vector<int>{78, 255}));
+    EXPECT_EQ(first.recovery.no_restart_signals, (std::vector<int>{SIGKILL, SIGSEGV}));
 
     // The second service sets only what is required, so it shows the per-service defaults.
     const ServiceConfig& second = config.services[1];
@@ -369,9 +464,31 @@ TEST(ParseConfig, FullConfigRoundTripsEveryField) {
     EXPECT_EQ(second.memory_limit_mb, std::nullopt);
     EXPECT_EQ(second.cpu_limit_percent, std::nullopt);
     EXPECT_DOUBLE_EQ(second.stop_timeout_seconds, 10.0);
-    EXPECT_EQ(second.recovery.strategy, RecoveryStrategy::Restart);
-    EXPECT_DOUBLE_EQ(second.recovery.delay_seconds, 1.0);
-    EXPECT_EQ(second.recovery.max_attempts, std::nullopt);
+    // Without a recovery table: one restart step bounded by crash_recovery.max_recovery_attempts (0 here).
+    ASSERT_EQ(second.recovery.ladder.size(), 1U);
+    EXPECT_EQ(second.recovery.ladder[0].strategy, RecoveryStrategy::Restart);
+    EXPECT_DOUBLE_EQ(second.recovery.ladder[0].delay_seconds, 1.0);
+    EXPECT_EQ(second.recovery.ladder[0].attempts, std::optional<unsigned>(0));
+    EXPECT_DOUBLE_EQ(second.recovery.ladder[0].backoff_factor, 2.0);
+    EXPECT_DOUBLE_EQ(second.recovery.ladder[0].max_delay_seconds, 300.0);
+    EXPECT_DOUBLE_EQ(second.recovery.ladder[0].jitter, 0.1);
+    EXPECT_TRUE(second.recovery.class_ladders.empty());
+    EXPECT_EQ(second.recovery.stability_seconds, std::nullopt);
+    EXPECT_DOUBLE_EQ(second.recovery.start_seconds, 1.0);
+    EXPECT_EQ(second.recovery.start_limit_burst, 5U);
+    EXPECT_DOUBLE_EQ(second.recovery.start_limit_interval_seconds, 10.0);
+    EXPECT_EQ(second.recovery.success_exit_codes, std::vector<int>{0});
+    EXPECT_TRUE(second.recovery.no_restart_exit_codes.empty());
+    EXPECT_TRUE(second.recovery.no_restart_signals.empty());
+    EXPECT_EQ(second.stop_signal, SIGTERM);
+    EXPECT_EQ(second.umask, std::nullopt);
+    EXPECT_EQ(second.type, ServiceType::Simple);
+    EXPECT_DOUBLE_EQ(second.start_timeout_seconds, 90.0);
+    EXPECT_DOUBLE_EQ(second.watchdog_seconds, 0.0);
+    EXPECT_TRUE(second.rlimits.empty());
+    EXPECT_TRUE(second.depends_on.empty());
+    EXPECT_FALSE(second.safe_mode.has_value());
+    EXPECT_FALSE(second.standby.has_value());
 
     EXPECT_TRUE(config.isCritical("first"));
     EXPECT_TRUE(config.isCritical("second"));
@@ -388,9 +505,10 @@ max_attempts = 0
 )",
                                 kSourcePath);
     ASSERT_EQ(config.services.size(), 1U);
-    EXPECT_EQ(config.services[0].recovery.strategy, RecoveryStrategy::None);
-    EXPECT_EQ(config.services[0].recovery.max_attempts, std::optional<unsigned>(0));
-    EXPECT_DOUBLE_EQ(config.services[0].recovery.delay_seconds, 1.0);
+    ASSERT_EQ(config.services[0].recovery.ladder.size(), 1U);
+    EXPECT_EQ(config.services[0].recovery.ladder[0].strategy, RecoveryStrategy::None);
+    EXPECT_EQ(config.services[0].recovery.ladder[0].attempts, std::optional<unsigned>(0));
+    EXPECT_DOUBLE_EQ(config.services[0].recovery.ladder[0].delay_seconds, 1.0);
 }
 
 TEST(ParseConfig, ServicesMayBeReferencedBeforeTheyAreDeclared) {
@@ -443,7 +561,8 @@ recovery = { delay_seconds = 0 }
     ASSERT_EQ(config.services.size(), 1U);
     EXPECT_EQ(config.services[0].name.size(), 64U);
     EXPECT_EQ(config.services[0].cpu_affinity, std::vector<unsigned>{configuredCpus() - 1});
-    EXPECT_DOUBLE_EQ(config.services[0].recovery.delay_seconds, 0.0);
+    ASSERT_EQ(config.services[0].recovery.ladder.size(), 1U);
+    EXPECT_DOUBLE_EQ(config.services[0].recovery.ladder[0].delay_seconds, 0.0);
 }
 
 TEST(ParseConfig, AcceptsEveryLogLevelAndSystemHealthCheck) {
@@ -701,6 +820,194 @@ const ErrorCase kErrorCases[] = {
      2, 38, "health_checking.system_health_checks[1]", "unknown system health check \"gpu_usage\""},
     {"EmptyAdminGroup", "[security]\nadmin_groups = [\"\"]\n", 2, 17, "security.admin_groups[0]",
      "must not be empty"},
+
+    // Recovery: short form and ladder
+    {"LadderAndStrategy",
+     service("recovery = { strategy = \"restart\", ladder = [{ strategy = \"restart\" }] }\n"), 4, 14,
+     "service[0].recovery.strategy", "cannot be combined with ladder"},
+    {"LadderAndMaxAttempts",
+     service("recovery = { ladder = [{ strategy = \"restart\" }], max_attempts = 2 }\n"), 4, 51,
+     "service[0].recovery.max_attempts", "cannot be combined with ladder"},
+    {"LadderNotAnArray", service("recovery = { ladder = \"restart\" }\n"), 4, 23,
+     "service[0].recovery.ladder", "expected an array"},
+    {"LadderEmpty", service("recovery = { ladder = [] }\n"), 4, 23, "service[0].recovery.ladder",
+     "must not be empty"},
+    {"LadderStepNotATable", service("recovery = { ladder = [\"restart\"] }\n"), 4, 24,
+     "service[0].recovery.ladder[0]", "expected a table"},
+    {"LadderStepWithoutStrategy", service("recovery = { ladder = [{ attempts = 2 }] }\n"), 4, 24,
+     "service[0].recovery.ladder[0].strategy", "missing required key"},
+    {"LadderStepUnknownKey",
+     service("recovery = { ladder = [{ strategy = \"restart\", max_attempts = 2 }] }\n"), 4, 48,
+     "service[0].recovery.ladder[0].max_attempts", "unknown key"},
+    {"LadderStepUnknownStrategy", service("recovery = { ladder = [{ strategy = \"reboot\" }] }\n"), 4, 37,
+     "service[0].recovery.ladder[0].strategy", "unknown recovery strategy \"reboot\""},
+    {"LadderAttemptsZero", service("recovery = { ladder = [{ strategy = \"restart\", attempts = 0 }] }\n"), 4,
+     59, "service[0].recovery.ladder[0].attempts", "at least 1"},
+    {"LadderMiddleStepWithoutAttempts",
+     service("recovery = { ladder = [{ strategy = \"restart\" }, { strategy = \"notify_admin\" }] }\n"), 4,
+     24, "service[0].recovery.ladder[0].attempts", "only the last step may leave it out"},
+    {"NotifyAdminNotLast",
+     service("recovery = { ladder = [{ strategy = \"notify_admin\", attempts = 1 }, { strategy = \"restart\" "
+             "}] }\n"),
+     4, 37, "service[0].recovery.ladder[0].strategy", "notify_admin step must be the last one"},
+    {"NoneNotLast",
+     service("recovery = { ladder = [{ strategy = \"none\", attempts = 1 }, { strategy = \"restart\" }] }\n"),
+     4, 37, "service[0].recovery.ladder[0].strategy", "none step must be the last one"},
+    {"SafeModeStepWithoutSafeModeTable",
+     service("recovery = { ladder = [{ strategy = \"restart\", attempts = 1 }, { strategy = \"safe_mode\" }] "
+             "}\n"),
+     4, 77, "service[0].recovery.ladder[1].strategy", "needs a safe_mode table"},
+    {"SafeModeShortFormWithoutSafeModeTable", service("recovery = { strategy = \"safe_mode\" }\n"), 4, 25,
+     "service[0].recovery.strategy", "needs a safe_mode table"},
+    {"SafeModeClassLadderWithoutSafeModeTable",
+     service("recovery = { classes = { oom = [{ strategy = \"safe_mode\" }] } }\n"), 4, 46,
+     "service[0].recovery.classes.oom[0].strategy", "needs a safe_mode table"},
+    {"BackoffFactorBelowOne", service("recovery = { backoff_factor = 0.5 }\n"), 4, 31,
+     "service[0].recovery.backoff_factor", "must be at least 1"},
+    {"JitterAboveOne", service("recovery = { jitter = 1.5 }\n"), 4, 23, "service[0].recovery.jitter",
+     "between 0 and 1"},
+    {"JitterNegative", service("recovery = { ladder = [{ strategy = \"restart\", jitter = -0.1 }] }\n"), 4,
+     57, "service[0].recovery.ladder[0].jitter", "between 0 and 1"},
+    {"MaxDelayBelowDelay", service("recovery = { delay_seconds = 10, max_delay_seconds = 5 }\n"), 4, 54,
+     "service[0].recovery.max_delay_seconds", "must be at least delay_seconds (10), got 5"},
+    {"BackoffDelayAboveTheDefaultCap",
+     service("recovery = { strategy = \"restart_with_backoff\", delay_seconds = 600 }\n"), 4, 65,
+     "service[0].recovery.delay_seconds", "above max_delay_seconds (300, the default)"},
+    {"MaxAttemptsWithLadderStepKey", service("recovery = { attempts = 3 }\n"), 4, 14,
+     "service[0].recovery.attempts", "unknown key"},
+    {"ClassesNotATable", service("recovery = { classes = [] }\n"), 4, 24, "service[0].recovery.classes",
+     "expected a table"},
+    {"UnknownFailureClass", service("recovery = { classes = { crash = [{ strategy = \"restart\" }] } }\n"), 4,
+     26, "service[0].recovery.classes.crash", "unknown failure class \"crash\""},
+    {"ClassLadderEmpty", service("recovery = { classes = { oom = [] } }\n"), 4, 32,
+     "service[0].recovery.classes.oom", "must not be empty"},
+    {"ClassLadderMiddleStepWithoutAttempts",
+     service("recovery = { classes = { probe = [{ strategy = \"restart\" }, { strategy = \"none\" }] } }\n"),
+     4, 35, "service[0].recovery.classes.probe[0].attempts", "only the last step"},
+    {"StabilityZero", service("recovery = { stability_seconds = 0 }\n"), 4, 34,
+     "service[0].recovery.stability_seconds", "greater than 0"},
+    {"StartSecondsNegative", service("recovery = { start_seconds = -1 }\n"), 4, 30,
+     "service[0].recovery.start_seconds", "at least 0"},
+    {"StartLimitBurstZero", service("recovery = { start_limit_burst = 0 }\n"), 4, 34,
+     "service[0].recovery.start_limit_burst", "at least 1"},
+    {"StartLimitIntervalZero", service("recovery = { start_limit_interval_seconds = 0 }\n"), 4, 45,
+     "service[0].recovery.start_limit_interval_seconds", "greater than 0"},
+    {"ExitCodeAbove255", service("recovery = { success_exit_codes = [0, 256] }\n"), 4, 39,
+     "service[0].recovery.success_exit_codes[1]", "too large (at most 255)"},
+    {"ExitCodeNegative", service("recovery = { no_restart_exit_codes = [-1] }\n"), 4, 39,
+     "service[0].recovery.no_restart_exit_codes[0]", "must not be negative"},
+    {"ExitCodeNotAnInteger", service("recovery = { no_restart_exit_codes = [\"78\"] }\n"), 4, 39,
+     "service[0].recovery.no_restart_exit_codes[0]", "expected an integer"},
+    {"ExitCodeBothSuccessAndNoRestart",
+     service("recovery = { success_exit_codes = [0, 2], no_restart_exit_codes = [78, 2] }\n"), 4, 72,
+     "service[0].recovery.no_restart_exit_codes[1]", "exit code 2 is also in success_exit_codes"},
+    {"ZeroIsASuccessByDefault", service("recovery = { no_restart_exit_codes = [0] }\n"), 4, 39,
+     "service[0].recovery.no_restart_exit_codes[0]", "exit code 0 is also in success_exit_codes"},
+    {"UnknownSignal", service("recovery = { no_restart_signals = [\"SIGKILL\", \"SIGFOO\"] }\n"), 4, 47,
+     "service[0].recovery.no_restart_signals[1]", "unknown signal \"SIGFOO\""},
+    {"SignalWithoutPrefix", service("recovery = { no_restart_signals = [\"KILL\"] }\n"), 4, 36,
+     "service[0].recovery.no_restart_signals[0]", "unknown signal \"KILL\""},
+    {"SignalNumber", service("recovery = { no_restart_signals = [9] }\n"), 4, 36,
+     "service[0].recovery.no_restart_signals[0]", "expected a string"},
+    {"SignalsNotAnArray", service("recovery = { no_restart_signals = \"SIGKILL\" }\n"), 4, 35,
+     "service[0].recovery.no_restart_signals", "expected an array"},
+
+    // Service keys that go with recovery
+    {"StopSignalUnknown", service("stop_signal = \"SIGTERMINATE\"\n"), 4, 15, "service[0].stop_signal",
+     "unknown signal \"SIGTERMINATE\""},
+    {"StopSignalLowercase", service("stop_signal = \"sigterm\"\n"), 4, 15, "service[0].stop_signal",
+     "unknown signal"},
+    {"UmaskIntegerTooLarge", service("umask = 512\n"), 4, 9, "service[0].umask", "too large (at most 511)"},
+    {"UmaskStringNotOctal", service("umask = \"0028\"\n"), 4, 9, "service[0].umask",
+     "expected one to four octal digits"},
+    {"UmaskStringTooLong", service("umask = \"00027\"\n"), 4, 9, "service[0].umask", "octal digits"},
+    {"UmaskStringEmpty", service("umask = \"\"\n"), 4, 9, "service[0].umask", "octal digits"},
+    {"UmaskStringAbove0777", service("umask = \"1000\"\n"), 4, 9, "service[0].umask", "at most 0777"},
+    {"UmaskBoolean", service("umask = true\n"), 4, 9, "service[0].umask",
+     "expected a string of octal digits or an integer, found a boolean"},
+    {"UnknownServiceType", service("type = \"forking\"\n"), 4, 8, "service[0].type",
+     "unknown service type \"forking\""},
+    {"StartTimeoutZero", service("start_timeout_seconds = 0\n"), 4, 25, "service[0].start_timeout_seconds",
+     "greater than 0"},
+    {"WatchdogNegative", service("watchdog_seconds = -1\n"), 4, 20, "service[0].watchdog_seconds",
+     "at least 0"},
+    {"RlimitsNotATable", service("rlimits = 1024\n"), 4, 11, "service[0].rlimits", "expected a table"},
+    {"RlimitUnknown", service("rlimits = { files = 1024 }\n"), 4, 13, "service[0].rlimits.files",
+     "unknown resource limit \"files\""},
+    {"RlimitNegative", service("rlimits = { nofile = -1 }\n"), 4, 22, "service[0].rlimits.nofile",
+     "must not be negative"},
+    {"RlimitUnlimitedWord", service("rlimits = { core = \"unlimited\" }\n"), 4, 20, "service[0].rlimits.core",
+     "expected a non-negative integer or \"infinity\", got \"unlimited\""},
+    {"RlimitFloat", service("rlimits = { cpu = 1.5 }\n"), 4, 19, "service[0].rlimits.cpu",
+     "expected a non-negative integer or \"infinity\""},
+    {"RlimitSoftAboveHard", service("rlimits = { nofile = { soft = 4096, hard = 1024 } }\n"), 4, 31,
+     "service[0].rlimits.nofile.soft", "above the hard limit (1024)"},
+    {"RlimitInfiniteSoftFiniteHard", service("rlimits = { stack = { soft = \"infinity\", hard = 10 } }\n"), 4,
+     30, "service[0].rlimits.stack.soft", "above the hard limit (10)"},
+    {"RlimitMissingHard", service("rlimits = { nofile = { soft = 1024 } }\n"), 4, 22,
+     "service[0].rlimits.nofile.hard", "missing required key"},
+    {"RlimitUnknownPairKey", service("rlimits = { nofile = { soft = 1, hard = 2, max = 3 } }\n"), 4, 44,
+     "service[0].rlimits.nofile.max", "unknown key"},
+    {"SafeModeNotATable", service("safe_mode = true\n"), 4, 13, "service[0].safe_mode", "expected a table"},
+    {"SafeModeUnknownKey", service("safe_mode = { command = [\"/bin/true\"] }\n"), 4, 15,
+     "service[0].safe_mode.command", "unknown key"},
+    {"SafeModeExecEmpty", service("safe_mode = { exec = [] }\n"), 4, 22, "service[0].safe_mode.exec",
+     "must not be empty"},
+    {"SafeModeExecRelative", service("safe_mode = { exec = [\"true\"] }\n"), 4, 23,
+     "service[0].safe_mode.exec", "must be an absolute path"},
+    {"SafeModeStabilityZero", service("safe_mode = { stability_seconds = 0 }\n"), 4, 35,
+     "service[0].safe_mode.stability_seconds", "greater than 0"},
+    {"SafeModeEnvironmentValue", service("safe_mode = { environment = { A = 1 } }\n"), 4, 35,
+     "service[0].safe_mode.environment.A", "expected a string"},
+    {"StandbyNotATable", service("standby = \"SIGUSR1\"\n"), 4, 11, "service[0].standby", "expected a table"},
+    {"StandbyUnknownKey", service("standby = { signal = \"SIGUSR1\" }\n"), 4, 13, "service[0].standby.signal",
+     "unknown key"},
+    {"StandbyUnknownSignal", service("standby = { promote_signal = \"USR1\" }\n"), 4, 30,
+     "service[0].standby.promote_signal", "unknown signal \"USR1\""},
+    {"StandbyUncatchableSignal", service("standby = { promote_signal = \"SIGKILL\" }\n"), 4, 30,
+     "service[0].standby.promote_signal", "a signal the standby can catch"},
+
+    // depends_on
+    {"DependsOnNotAnArray", service("depends_on = \"db\"\n"), 4, 14, "service[0].depends_on",
+     "expected an array"},
+    {"DependsOnItself", service("depends_on = [\"svc\"]\n"), 4, 15, "service[0].depends_on[0]",
+     "cannot depend on itself"},
+    {"DependsOnUnknown", service("depends_on = [\"ghost\"]\n"), 4, 15, "service[0].depends_on[0]",
+     "no service named \"ghost\""},
+    {"DependsOnTwice",
+     service("depends_on = [\"db\", \"db\"]\n") + "[[service]]\nname = \"db\"\nexec = [\"/bin/true\"]\n", 4,
+     21, "service[0].depends_on[1]", "\"db\" is already listed"},
+    {"DependencyCycleOfTwo",
+     service("depends_on = [\"db\"]\n") +
+         "[[service]]\nname = \"db\"\nexec = [\"/bin/true\"]\ndepends_on = [\"svc\"]\n",
+     8, 15, "service[1].depends_on[0]", "dependency cycle: svc -> db -> svc"},
+    {"DependencyCycleOfThree",
+     "[[service]]\nname = \"a\"\nexec = [\"/bin/true\"]\ndepends_on = [\"b\"]\n"
+     "[[service]]\nname = \"b\"\nexec = [\"/bin/true\"]\ndepends_on = [\"c\"]\n"
+     "[[service]]\nname = \"c\"\nexec = [\"/bin/true\"]\ndepends_on = [\"d\", \"a\"]\n"
+     "[[service]]\nname = \"d\"\nexec = [\"/bin/true\"]\n",
+     12, 20, "service[2].depends_on[1]", "dependency cycle: a -> b -> c -> a"},
+    {"DependencyCycleBehindAnAcyclicStart",
+     "[[service]]\nname = \"a\"\nexec = [\"/bin/true\"]\ndepends_on = [\"b\"]\n"
+     "[[service]]\nname = \"b\"\nexec = [\"/bin/true\"]\ndepends_on = [\"c\"]\n"
+     "[[service]]\nname = \"c\"\nexec = [\"/bin/true\"]\ndepends_on = [\"b\"]\n",
+     12, 15, "service[2].depends_on[0]", "dependency cycle: b -> c -> b"},
+
+    // [crash_recovery] additions
+    {"RestartBudgetBurstZero", "[crash_recovery]\nrestart_budget_burst = 0\n", 2, 24,
+     "crash_recovery.restart_budget_burst", "at least 1"},
+    {"RestartBudgetIntervalZero", "[crash_recovery]\nrestart_budget_interval_seconds = 0\n", 2, 35,
+     "crash_recovery.restart_budget_interval_seconds", "greater than 0"},
+    {"NotifyCommandNotAnArray", "[crash_recovery]\nnotify_command = \"/bin/true\"\n", 2, 18,
+     "crash_recovery.notify_command", "expected an array"},
+    {"NotifyCommandRelative", "[crash_recovery]\nnotify_command = [\"mail\", \"root\"]\n", 2, 19,
+     "crash_recovery.notify_command", "program \"mail\" must be an absolute path"},
+    {"NotifyCommandMissing", "[crash_recovery]\nnotify_command = [\"/nonexistent/notify\"]\n", 2, 19,
+     "crash_recovery.notify_command", "does not exist"},
+    {"NotifyCommandElementNotAString", "[crash_recovery]\nnotify_command = [\"/bin/true\", 3]\n", 2, 32,
+     "crash_recovery.notify_command[1]", "expected a string"},
+    {"SystemSafeModeNotABoolean", "[crash_recovery]\nsystem_safe_mode = 1\n", 2, 20,
+     "crash_recovery.system_safe_mode", "expected a boolean"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, InvalidConfig, testing::ValuesIn(kErrorCases),
@@ -741,6 +1048,247 @@ TEST(InvalidConfigExec, ExpansionCannotMakeARelativeWorkingDirectory) {
     // `${config_dir}` is always absolute, so a value starting with it is too.
     Config config = parseConfig(service("working_directory = \"${config_dir}/run\"\n"), "relative/tau.toml");
     EXPECT_TRUE(config.services[0].working_directory.is_absolute());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Recovery in depth: ladders, failure classes, exit codes, and the service keys that go with them
+
+const std::string kSafeModeTable = "safe_mode = { exec = [\"/bin/true\", \"--safe\"] }\n";
+
+TEST(ParseRecovery, ShortFormAttemptsComeFromCrashRecoveryWhereverItIsDeclared) {
+    // [crash_recovery] after the services still supplies the default for max_attempts.
+    Config config =
+        parseConfig(service("recovery = { strategy = \"restart_with_backoff\", delay_seconds = 2 }\n") +
+                        "[crash_recovery]\nmax_recovery_attempts = 9\n",
+                    kSourcePath);
+    ASSERT_EQ(config.services[0].recovery.ladder.size(), 1U);
+    const LadderStep& step = config.services[0].recovery.ladder[0];
+    EXPECT_EQ(step.strategy, RecoveryStrategy::RestartWithBackoff);
+    EXPECT_DOUBLE_EQ(step.delay_seconds, 2.0);
+    EXPECT_EQ(step.attempts, std::optional<unsigned>(9));
+}
+
+TEST(ParseRecovery, ServiceWithoutRecoveryTableGetsOneBoundedRestartStep) {
+    Config config = parseConfig("[crash_recovery]\nmax_recovery_attempts = 4\n" + service(""), kSourcePath);
+    ASSERT_EQ(config.services[0].recovery.ladder.size(), 1U);
+    EXPECT_EQ(config.services[0].recovery.ladder[0].strategy, RecoveryStrategy::Restart);
+    EXPECT_EQ(config.services[0].recovery.ladder[0].attempts, std::optional<unsigned>(4));
+}
+
+TEST(ParseRecovery, EveryStrategyIsAcceptedInTheShortForm) {
+    for (const char* name :
+         {"none", "restart", "restart_with_delay", "restart_with_backoff", "safe_mode", "notify_admin"}) {
+        Config config =
+            parseConfig(service(std::string("recovery = { strategy = \"") + name + "\" }\n" + kSafeModeTable),
+                        kSourcePath);
+        EXPECT_EQ(toString(config.services[0].recovery.ladder.at(0).strategy), name);
+    }
+}
+
+TEST(ParseRecovery, LadderOfInlineTables) {
+    Config config =
+        parseConfig(service(R"(safe_mode = { exec = ["/bin/true", "--safe"], stability_seconds = 45 }
+[service.recovery]
+ladder = [
+  { strategy = "restart", attempts = 3 },
+  { strategy = "restart_with_backoff", attempts = 5, delay_seconds = 1, backoff_factor = 3, max_delay_seconds = 60, jitter = 0 },
+  { strategy = "safe_mode", attempts = 3, delay_seconds = 10 },
+  { strategy = "notify_admin" },
+]
+)"),
+                    kSourcePath);
+    const auto& ladder = config.services[0].recovery.ladder;
+    ASSERT_EQ(ladder.size(), 4U);
+    EXPECT_EQ(ladder[0].strategy, RecoveryStrategy::Restart);
+    EXPECT_EQ(ladder[0].attempts, std::optional<unsigned>(3));
+    EXPECT_EQ(ladder[1].strategy, RecoveryStrategy::RestartWithBackoff);
+    EXPECT_EQ(ladder[1].attempts, std::optional<unsigned>(5));
+    EXPECT_DOUBLE_EQ(ladder[1].delay_seconds, 1.0);
+    EXPECT_DOUBLE_EQ(ladder[1].backoff_factor, 3.0);
+    EXPECT_DOUBLE_EQ(ladder[1].max_delay_seconds, 60.0);
+    EXPECT_DOUBLE_EQ(ladder[1].jitter, 0.0);
+    EXPECT_EQ(ladder[2].strategy, RecoveryStrategy::SafeMode);
+    EXPECT_DOUBLE_EQ(ladder[2].delay_seconds, 10.0);
+    EXPECT_DOUBLE_EQ(ladder[2].jitter, 0.1);
+    EXPECT_EQ(ladder[3].strategy, RecoveryStrategy::NotifyAdmin);
+    EXPECT_EQ(ladder[3].attempts, std::nullopt);
+    ASSERT_TRUE(config.services[0].safe_mode.has_value());
+    EXPECT_EQ(config.services[0].safe_mode->exec, (std::vector<std::string>{"/bin/true", "--safe"}));
+    EXPECT_TRUE(config.services[0].safe_mode->environment.empty());
+    EXPECT_DOUBLE_EQ(config.services[0].safe_mode->stability_seconds, 45.0);
+}
+
+TEST(ParseRecovery, LadderAsAnArrayOfTables) {
+    Config config = parseConfig(service(R"([[service.recovery.ladder]]
+strategy = "restart_with_delay"
+attempts = 2
+delay_seconds = 0.5
+[[service.recovery.ladder]]
+strategy = "restart_with_backoff"
+)"),
+                                kSourcePath);
+    const auto& ladder = config.services[0].recovery.ladder;
+    ASSERT_EQ(ladder.size(), 2U);
+    EXPECT_EQ(ladder[0].strategy, RecoveryStrategy::RestartWithDelay);
+    EXPECT_EQ(ladder[0].attempts, std::optional<unsigned>(2));
+    EXPECT_DOUBLE_EQ(ladder[0].delay_seconds, 0.5);
+    EXPECT_EQ(ladder[1].strategy, RecoveryStrategy::RestartWithBackoff);
+    EXPECT_EQ(ladder[1].attempts, std::nullopt); // the last step: every failure that follows
+}
+
+TEST(ParseRecovery, ClassLaddersPerFailureClass) {
+    Config config = parseConfig(service(R"([service.recovery]
+strategy = "restart"
+[service.recovery.classes]
+oom = [{ strategy = "restart_with_delay", attempts = 1, delay_seconds = 30 }, { strategy = "notify_admin" }]
+start = [{ strategy = "restart_with_backoff", delay_seconds = 0.1 }]
+resource_limit = [{ strategy = "none" }]
+)"),
+                                kSourcePath);
+    const auto& classes = config.services[0].recovery.class_ladders;
+    ASSERT_EQ(classes.size(), 3U);
+    ASSERT_EQ(classes.at(FailureClass::Oom).size(), 2U);
+    EXPECT_EQ(classes.at(FailureClass::Oom)[0].strategy, RecoveryStrategy::RestartWithDelay);
+    EXPECT_DOUBLE_EQ(classes.at(FailureClass::Oom)[0].delay_seconds, 30.0);
+    EXPECT_EQ(classes.at(FailureClass::Oom)[1].strategy, RecoveryStrategy::NotifyAdmin);
+    ASSERT_EQ(classes.at(FailureClass::Start).size(), 1U);
+    EXPECT_EQ(classes.at(FailureClass::Start)[0].strategy, RecoveryStrategy::RestartWithBackoff);
+    EXPECT_EQ(classes.at(FailureClass::ResourceLimit).at(0).strategy, RecoveryStrategy::None);
+    // The default ladder is still the short form.
+    ASSERT_EQ(config.services[0].recovery.ladder.size(), 1U);
+    EXPECT_EQ(config.services[0].recovery.ladder[0].strategy, RecoveryStrategy::Restart);
+}
+
+TEST(ParseRecovery, ClassLadderMayAskForSafeModeWhenTheServiceHasIt) {
+    Config config = parseConfig(
+        service(kSafeModeTable + "recovery = { classes = { watchdog = [{ strategy = \"safe_mode\" }] } }\n"),
+        kSourcePath);
+    EXPECT_EQ(config.services[0].recovery.class_ladders.at(FailureClass::Watchdog).at(0).strategy,
+              RecoveryStrategy::SafeMode);
+}
+
+TEST(ParseRecovery, ExitCodesAndSignals) {
+    Config config = parseConfig(service("recovery = { success_exit_codes = [0, 143], no_restart_exit_codes = "
+                                        "[78, 0x40], no_restart_signals = [\"SIGABRT\", \"SIGUSR1\"] }\n"),
+                                kSourcePath);
+    const auto& recovery = config.services[0].recovery;
+    EXPECT_EQ(recovery.success_exit_codes, (std::vector<int>{0, 143}));
+    EXPECT_EQ(recovery.no_restart_exit_codes, (std::vector<int>{78, 64}));
+    EXPECT_EQ(recovery.no_restart_signals, (std::vector<int>{SIGABRT, SIGUSR1}));
+}
+
+TEST(ParseRecovery, NoSuccessCodesMakesEveryExitAFailure) {
+    Config config = parseConfig(
+        service("recovery = { success_exit_codes = [], no_restart_exit_codes = [0] }\n"), kSourcePath);
+    EXPECT_TRUE(config.services[0].recovery.success_exit_codes.empty());
+    EXPECT_EQ(config.services[0].recovery.no_restart_exit_codes, std::vector<int>{0});
+}
+
+TEST(ParseRecovery, BackoffWithADelayAboveTheDefaultCapNeedsItsOwnCap) {
+    Config config =
+        parseConfig(service("recovery = { strategy = \"restart_with_backoff\", delay_seconds = 600, "
+                            "max_delay_seconds = 3600 }\n"),
+                    kSourcePath);
+    EXPECT_DOUBLE_EQ(config.services[0].recovery.ladder[0].max_delay_seconds, 3600.0);
+    // The cap only limits a backoff; a plain delay may exceed the default.
+    Config plain = parseConfig(
+        service("recovery = { strategy = \"restart_with_delay\", delay_seconds = 600 }\n"), kSourcePath);
+    EXPECT_DOUBLE_EQ(plain.services[0].recovery.ladder[0].delay_seconds, 600.0);
+}
+
+TEST(ParseServiceKeys, UmaskAsOctalStringOrInteger) {
+    EXPECT_EQ(parseConfig(service("umask = \"0027\"\n"), kSourcePath).services[0].umask, 027U);
+    EXPECT_EQ(parseConfig(service("umask = \"77\"\n"), kSourcePath).services[0].umask, 077U);
+    EXPECT_EQ(parseConfig(service("umask = \"0\"\n"), kSourcePath).services[0].umask, 0U);
+    EXPECT_EQ(parseConfig(service("umask = 0o022\n"), kSourcePath).services[0].umask, 022U);
+    EXPECT_EQ(parseConfig(service("umask = 511\n"), kSourcePath).services[0].umask, 0777U);
+}
+
+TEST(ParseServiceKeys, ResourceLimitsInEveryForm) {
+    Config config = parseConfig(service(R"([service.rlimits]
+as = 1073741824
+core = "infinity"
+cpu = { soft = 60, hard = "infinity" }
+data = 0
+fsize = 1
+locks = 2
+memlock = 3
+msgqueue = 4
+nice = 5
+nofile = { soft = 1024, hard = 1024 }
+nproc = 6
+rss = 7
+rtprio = 8
+sigpending = 9
+stack = 10
+)"),
+                                kSourcePath);
+    const auto& limits = config.services[0].rlimits;
+    EXPECT_EQ(limits.size(), 15U);
+    EXPECT_EQ(limits.at("as").soft, 1073741824U);
+    EXPECT_EQ(limits.at("as").hard, 1073741824U);
+    EXPECT_EQ(limits.at("core").soft, RLIM_INFINITY);
+    EXPECT_EQ(limits.at("cpu").soft, 60U);
+    EXPECT_EQ(limits.at("cpu").hard, RLIM_INFINITY);
+    EXPECT_EQ(limits.at("data").hard, 0U);
+    EXPECT_EQ(limits.at("nofile").soft, 1024U);
+    EXPECT_EQ(limits.at("stack").hard, 10U);
+}
+
+TEST(ParseServiceKeys, SignalsByName) {
+    Config config = parseConfig(service("stop_signal = \"SIGQUIT\"\nstandby = {}\n"), kSourcePath);
+    EXPECT_EQ(config.services[0].stop_signal, SIGQUIT);
+    ASSERT_TRUE(config.services[0].standby.has_value());
+    EXPECT_EQ(config.services[0].standby->promote_signal, SIGUSR1); // the default
+    Config kill = parseConfig(service("stop_signal = \"SIGKILL\"\n"), kSourcePath);
+    EXPECT_EQ(kill.services[0].stop_signal, SIGKILL);
+}
+
+TEST(ParseServiceKeys, SafeModeWithoutExecKeepsTheNormalCommand) {
+    Config config =
+        parseConfig(service("safe_mode = { environment = { FEATURES = \"minimal\" } }\n"), kSourcePath);
+    ASSERT_TRUE(config.services[0].safe_mode.has_value());
+    EXPECT_TRUE(config.services[0].safe_mode->exec.empty());
+    EXPECT_EQ(config.services[0].safe_mode->environment.at("FEATURES"), "minimal");
+    EXPECT_DOUBLE_EQ(config.services[0].safe_mode->stability_seconds, 60.0);
+}
+
+TEST(ParseServiceKeys, SafeModeExecAndNotifyCommandExpandConfigDir) {
+    test::TempDir directory;
+    fs::path tool = writeFileIn(directory, "tool", "#!/bin/sh\n", fs::perms::owner_all);
+    std::string text = R"(
+[crash_recovery]
+notify_command = ["${config_dir}/tool", "--to=${config_dir}/admins"]
+[[service]]
+name = "svc"
+exec = ["/bin/true"]
+safe_mode = { exec = ["${config_dir}/tool", "--safe"] }
+)";
+    Config config = parseConfig(text, directory.path() / "tau.toml");
+    const std::string dir = directory.path().string();
+    EXPECT_EQ(config.crash_recovery.notify_command,
+              (std::vector<std::string>{tool.string(), "--to=" + dir + "/admins"}));
+    EXPECT_EQ(config.services[0].safe_mode->exec, (std::vector<std::string>{tool.string(), "--safe"}));
+}
+
+TEST(ParseServiceKeys, DependenciesMayPointForwardAndShareTargets) {
+    // A diamond is not a cycle.
+    Config config = parseConfig(R"(
+[[service]]
+name = "app"
+exec = ["/bin/true"]
+depends_on = ["cache", "db"]
+[[service]]
+name = "cache"
+exec = ["/bin/true"]
+depends_on = ["db"]
+[[service]]
+name = "db"
+exec = ["/bin/true"]
+)",
+                                kSourcePath);
+    EXPECT_EQ(config.services[0].depends_on, (std::vector<std::string>{"cache", "db"}));
+    EXPECT_EQ(config.services[1].depends_on, std::vector<std::string>{"db"});
 }
 
 // Whatever the damage, the parser reports it as a ConfigError and nothing else.
@@ -806,8 +1354,9 @@ TEST(LoadConfig, ReadsAndExpandsAFile) {
     EXPECT_EQ(worker.exec, (std::vector<std::string>{"/bin/sh", "-c", "exec sleep 1000"}));
     EXPECT_EQ(worker.working_directory, dir);
     EXPECT_EQ(worker.priority, Priority::High);
-    EXPECT_EQ(worker.recovery.strategy, RecoveryStrategy::RestartWithDelay);
-    EXPECT_DOUBLE_EQ(worker.recovery.delay_seconds, 0.5);
+    ASSERT_EQ(worker.recovery.ladder.size(), 1U);
+    EXPECT_EQ(worker.recovery.ladder[0].strategy, RecoveryStrategy::RestartWithDelay);
+    EXPECT_DOUBLE_EQ(worker.recovery.ladder[0].delay_seconds, 0.5);
     EXPECT_TRUE(config.isCritical("worker"));
 }
 

@@ -30,6 +30,14 @@ ExitStatus killedBy(int signal) {
     return status;
 }
 
+// The old policy reads the first step of the service's escalation ladder.
+LadderStep& firstStep(ServiceConfig& service) {
+    if (service.recovery.ladder.empty()) {
+        service.recovery.ladder.emplace_back();
+    }
+    return service.recovery.ladder.front();
+}
+
 // Short uptimes stay well inside the default 60 s stability window.
 constexpr auto kShortUptime = std::chrono::steady_clock::duration(2s);
 
@@ -210,8 +218,8 @@ TEST(DecideOnExit, UptimeJustBelowTheWindowKeepsCounting) {
 
 TEST(PolicyFor, TakesStrategyAndDelayFromTheService) {
     ServiceConfig service;
-    service.recovery.strategy = RecoveryStrategy::RestartWithDelay;
-    service.recovery.delay_seconds = 2.5;
+    firstStep(service).strategy = RecoveryStrategy::RestartWithDelay;
+    firstStep(service).delay_seconds = 2.5;
     const auto policy = policyFor(service, CrashRecoveryConfig{});
     EXPECT_EQ(policy.strategy, RecoveryStrategy::RestartWithDelay);
     EXPECT_EQ(policy.delay, 2500ms);
@@ -219,15 +227,15 @@ TEST(PolicyFor, TakesStrategyAndDelayFromTheService) {
 
 TEST(PolicyFor, RoundsFractionalMillisecondsToTheNearest) {
     ServiceConfig service;
-    service.recovery.delay_seconds = 0.0126;
+    firstStep(service).delay_seconds = 0.0126;
     EXPECT_EQ(policyFor(service, CrashRecoveryConfig{}).delay, 13ms);
-    service.recovery.delay_seconds = 0.0124;
+    firstStep(service).delay_seconds = 0.0124;
     EXPECT_EQ(policyFor(service, CrashRecoveryConfig{}).delay, 12ms);
 }
 
 TEST(PolicyFor, ServiceMaxAttemptsOverridesTheGlobalOne) {
     ServiceConfig service;
-    service.recovery.max_attempts = 7;
+    firstStep(service).attempts = 7;
     CrashRecoveryConfig crash_recovery;
     crash_recovery.max_recovery_attempts = 3;
     const auto policy = policyFor(service, crash_recovery);
@@ -237,7 +245,7 @@ TEST(PolicyFor, ServiceMaxAttemptsOverridesTheGlobalOne) {
 
 TEST(PolicyFor, ServiceMaxAttemptsOfZeroStillOverrides) {
     ServiceConfig service;
-    service.recovery.max_attempts = 0;
+    firstStep(service).attempts = 0;
     CrashRecoveryConfig crash_recovery;
     crash_recovery.max_recovery_attempts = 3;
     const auto policy = policyFor(service, crash_recovery);
@@ -283,9 +291,9 @@ TEST(PolicyFor, DefaultsGiveImmediateRestartsWithThreeAttempts) {
 
 TEST(PolicyFor, ResultDrivesDecideOnExit) {
     ServiceConfig service;
-    service.recovery.strategy = RecoveryStrategy::RestartWithDelay;
-    service.recovery.delay_seconds = 0.25;
-    service.recovery.max_attempts = 1;
+    firstStep(service).strategy = RecoveryStrategy::RestartWithDelay;
+    firstStep(service).delay_seconds = 0.25;
+    firstStep(service).attempts = 1;
     const auto policy = policyFor(service, CrashRecoveryConfig{});
 
     const auto first = decideOnExit(policy, exitedWith(2), false, kShortUptime, 0);

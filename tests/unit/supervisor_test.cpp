@@ -134,6 +134,14 @@ class FakeLauncher final : public ProcessLauncher {
     void signalGroup(pid_t process_group, int signal) override {
         signals_.push_back({process_group, signal});
     }
+    void signalProcess(int pidfd, int signal) override { process_signals_.push_back({pidfd, signal}); }
+    int open(pid_t pid) override {
+        const int pidfd = next_pidfd_++;
+        live_[pidfd] = std::nullopt;
+        adopted_[pidfd] = pid;
+        return pidfd;
+    }
+    const std::vector<Signal>& processSignals() const { return process_signals_; }
     void release(int pidfd) override {
         EXPECT_TRUE(live_.contains(pidfd)) << "release of unknown pidfd " << pidfd;
         live_.erase(pidfd);
@@ -157,6 +165,8 @@ class FakeLauncher final : public ProcessLauncher {
 
   private:
     std::vector<std::string> spawned_;
+    std::vector<Signal> process_signals_; // {pidfd, signal}
+    std::map<int, pid_t> adopted_;
     std::map<std::string, std::string> failures_;
     std::map<int, std::optional<ExitStatus>> live_;
     std::vector<Signal> signals_;
@@ -208,6 +218,13 @@ class RecordingListener final : public SupervisorListener {
     void spawnFailed(const ServiceStatus& service, const std::string& reason) override {
         spawn_failures.push_back({service.spec.name, reason, service.state});
         events.push_back("spawn failed " + service.spec.name);
+    }
+    void serviceRunning(const ServiceStatus& service) override {
+        events.push_back("running " + service.spec.name);
+    }
+    void serviceKilled(const ServiceStatus& service, KillReason reason) override {
+        events.push_back(std::string(reason == KillReason::Watchdog ? "watchdog " : "start timeout ") +
+                         service.spec.name);
     }
     void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override {
         events.push_back("deferred " + service.spec.name + " " + std::to_string(wait.count()) + "ms");
@@ -696,7 +713,7 @@ TEST_F(SupervisorTest, RestartOfARunningServiceStopsThenStartsIt) {
     // A requested restart is not an automatic one.
     EXPECT_EQ(status("web").restarts, 1u);
     EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
-    EXPECT_EQ(listener_.events.back(), "started web");
+    EXPECT_EQ(listener_.events.back(), "running web");
     EXPECT_TRUE(reactor_.pendingTimers().empty());
 }
 
@@ -735,7 +752,8 @@ TEST_F(SupervisorTest, SpawnFailureMarksTheServiceFailedAndStartAllGoesOn) {
     EXPECT_EQ(listener_.spawn_failures[0].reason, "exec '/usr/bin/broken': No such file or directory");
     EXPECT_EQ(listener_.spawn_failures[0].state, ServiceState::Failed);
     EXPECT_EQ(listener_.statesOf("broken"), (std::vector<ServiceState>{ServiceState::Failed}));
-    EXPECT_EQ(listener_.events, (std::vector<std::string>{"spawn failed broken", "started web"}));
+    EXPECT_EQ(listener_.events,
+              (std::vector<std::string>{"spawn failed broken", "started web", "running web"}));
 }
 
 TEST_F(SupervisorTest, StartOfAnUnspawnableServiceThrowsSpawnFailed) {
@@ -1076,7 +1094,7 @@ TEST_F(SupervisorTest, ImmediateRestartHappensBeforeTheExitIsReported) {
     EXPECT_EQ(status("web").state, ServiceState::Running);
     EXPECT_NE(status("web").pid, first);
     EXPECT_EQ(status("web").restarts, 1u);
-    EXPECT_EQ(listener_.events, (std::vector<std::string>{"exited web", "started web"}));
+    EXPECT_EQ(listener_.events, (std::vector<std::string>{"exited web", "started web", "running web"}));
     EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Restart);
 }
 
@@ -1098,6 +1116,139 @@ TEST_F(SupervisorTest, ImmediateRestartBeyondTheBudgetWaitsForItsSlot) {
     clock_.advance(10s);
     reactor_.fireTimer(timer);
     EXPECT_EQ(status("b").state, ServiceState::Running);
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+NotifyMessage message(const std::string& payload) {
+    return parseNotifyPayload(payload);
+}
+
+ServiceSpec notifySpec(const std::string& name) {
+    auto spec = makeSpec(name);
+    spec.notify = true;
+    spec.start_timeout = 30s;
+    return spec;
+}
+
+TEST_F(SupervisorTest, NotifyServiceIsStartingUntilReady) {
+    supervisor().add(notifySpec("db"));
+    supervisor().startAll();
+    EXPECT_EQ(status("db").state, ServiceState::Starting);
+    const auto start_timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(start_timer), 30s);
+    EXPECT_EQ(std::count(listener_.events.begin(), listener_.events.end(), "running db"), 0);
+
+    supervisor().notify("db", message("STATUS=loading tables\nREADY=1"));
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+    EXPECT_EQ(status("db").status_text, "loading tables");
+    EXPECT_TRUE(reactor_.wasCancelled(start_timer));
+    EXPECT_EQ(listener_.events.back(), "running db");
+}
+
+TEST_F(SupervisorTest, StartTimeoutStopsTheServiceAndCountsAsAFailure) {
+    supervisor().add(notifySpec("db"));
+    supervisor().startAll();
+    const pid_t pid = status("db").pid;
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(status("db").state, ServiceState::Stopping);
+    EXPECT_EQ(status("db").kill_reason, KillReason::StartTimeout);
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}}));
+    EXPECT_NE(std::find(listener_.events.begin(), listener_.events.end(), "start timeout db"),
+              listener_.events.end());
+
+    exitService("db", killedBy(SIGTERM));
+    // Not a requested stop: the ladder applies.
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(status("db").state, ServiceState::Backoff);
+}
+
+TEST_F(SupervisorTest, ExtendTimeoutPushesTheStartDeadline) {
+    supervisor().add(notifySpec("db"));
+    supervisor().startAll();
+    const auto first = reactor_.onlyTimer();
+    clock_.advance(20s);
+    supervisor().notify("db", message("EXTEND_TIMEOUT_USEC=60000000"));
+    EXPECT_TRUE(reactor_.wasCancelled(first));
+    const auto extended = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(extended), 60s);
+    // A shorter extension than what is left changes nothing.
+    supervisor().notify("db", message("EXTEND_TIMEOUT_USEC=1000000"));
+    EXPECT_TRUE(reactor_.pending(extended));
+}
+
+TEST_F(SupervisorTest, WatchdogPingsKeepTheServiceAliveAndSilenceAbortsIt) {
+    auto spec = makeSpec("web");
+    spec.watchdog = 2s;
+    supervisor().add(spec);
+    supervisor().startAll();
+    const auto first = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(first), 2s);
+    supervisor().notify("web", message("WATCHDOG=1"));
+    EXPECT_TRUE(reactor_.wasCancelled(first));
+    const auto second = reactor_.onlyTimer();
+
+    reactor_.fireTimer(second);
+    const auto& web = status("web");
+    EXPECT_EQ(web.kill_reason, KillReason::Watchdog);
+    EXPECT_EQ(web.state, ServiceState::Stopping);
+    EXPECT_EQ(launcher_.processSignals(), (std::vector<FakeLauncher::Signal>{{web.pidfd, SIGABRT}}));
+    EXPECT_TRUE(launcher_.signals().empty()) << "the group is killed only after the grace period";
+    const auto kill_timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(kill_timer), 5000ms);
+    reactor_.fireTimer(kill_timer);
+    EXPECT_EQ(launcher_.signals().back().signal, SIGKILL);
+
+    exitService("web", killedBy(SIGABRT));
+    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::RestartDelayed);
+}
+
+TEST_F(SupervisorTest, WatchdogIntervalCanBeChangedAndTriggered) {
+    auto spec = makeSpec("web");
+    spec.watchdog = 2s;
+    supervisor().add(spec);
+    supervisor().startAll();
+    supervisor().notify("web", message("WATCHDOG_USEC=500000"));
+    EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 500ms);
+    supervisor().notify("web", message("WATCHDOG=trigger"));
+    EXPECT_EQ(status("web").kill_reason, KillReason::Watchdog);
+}
+
+TEST_F(SupervisorTest, MainPidMovesSupervisionToTheNewProcess) {
+    supervisor().add(makeSpec("forking"));
+    supervisor().startAll();
+    const int old_pidfd = status("forking").pidfd;
+    supervisor().notify("forking", message("MAINPID=4242"));
+    EXPECT_EQ(status("forking").pid, 4242);
+    EXPECT_NE(status("forking").pidfd, old_pidfd);
+
+    // The original process exits as forking daemons do: no failure, nothing restarted.
+    launcher_.scriptExit(old_pidfd, exitedWith(0));
+    reactor_.fireFd(old_pidfd);
+    EXPECT_TRUE(listener_.exited.empty());
+    EXPECT_EQ(status("forking").state, ServiceState::Running);
+
+    // The new main process's exit is the service's exit.
+    exitService("forking", exitedWith(1));
+    EXPECT_EQ(listener_.exited.back().pid, 4242);
+}
+
+TEST_F(SupervisorTest, ServiceOfProcessWalksUpToAMainProcess) {
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    const pid_t main = status("web").pid;
+    const std::map<pid_t, pid_t> parents = {{9001, 9000}, {9000, main}, {main, 1}, {7000, 1}};
+    const auto parent_of = [&](pid_t pid) {
+        const auto it = parents.find(pid);
+        return it == parents.end() ? 0 : it->second;
+    };
+    EXPECT_EQ(supervisor().serviceOfProcess(main, parent_of), "web");
+    EXPECT_EQ(supervisor().serviceOfProcess(9001, parent_of), "web");
+    EXPECT_EQ(supervisor().serviceOfProcess(7000, parent_of), std::nullopt);
 }
 
 } // namespace
