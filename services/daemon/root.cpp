@@ -5,6 +5,7 @@
 #include "orphan_reaper.h"
 #include "process_launcher.h"
 #include "processes_adaptor.h"
+#include "recovery_reporter.h"
 #include "supervisor.h"
 #include "tau/bus/bus_loop.h"
 #include "tau/bus/errors.h"
@@ -12,9 +13,11 @@
 #include "tau/bus/private_bus.h"
 #include "tau/notify_socket.h"
 #include "tau/paths.h"
+#include "tau/service_order.h"
 #include "tau/signals.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -24,6 +27,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -147,9 +151,11 @@ ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, 
         spec.spawn.argv.push_back("--config");
         spec.spawn.argv.push_back(options.config_path.string());
     }
-    spec.policy.strategy = RecoveryStrategy::RestartWithDelay;
-    spec.policy.delay = std::chrono::duration_cast<std::chrono::milliseconds>(kInternalRestartDelay);
-    spec.policy.max_attempts = std::nullopt;
+    LadderStep always;
+    always.strategy = RecoveryStrategy::RestartWithDelay;
+    always.delay_seconds = kInternalRestartDelay.count() / 1000.0;
+    always.jitter = 0;
+    spec.policy.ladder = {always};
     return spec;
 }
 
@@ -171,6 +177,20 @@ std::pair<int, int> schedulingFor(Priority priority) {
     return {0, 0};
 }
 
+std::chrono::milliseconds milliseconds(double seconds) {
+    return std::chrono::milliseconds(std::llround(seconds * 1000.0));
+}
+
+int rlimitResource(const std::string& name) {
+    static const std::map<std::string, int> resources = {
+        {"as", RLIMIT_AS},         {"core", RLIMIT_CORE},     {"cpu", RLIMIT_CPU},
+        {"data", RLIMIT_DATA},     {"fsize", RLIMIT_FSIZE},   {"locks", RLIMIT_LOCKS},
+        {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+        {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},   {"rss", RLIMIT_RSS},
+        {"rtprio", RLIMIT_RTPRIO}, {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK}};
+    return resources.at(name);  // the configuration admits only these names
+}
+
 ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
                            const std::filesystem::path& notify_socket) {
     ServiceSpec spec;
@@ -182,19 +202,69 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
     if (!notify_socket.empty()) {
         spec.spawn.environment["NOTIFY_SOCKET"] = notify_socket.string();
     }
+    if (service.watchdog_seconds > 0) {
+        spec.spawn.environment["WATCHDOG_USEC"] =
+            std::to_string(std::llround(service.watchdog_seconds * 1'000'000.0));
+    }
     spec.spawn.working_directory = service.working_directory;
     spec.spawn.user = service.user;
     spec.spawn.group = service.group;
+    spec.spawn.umask = service.umask;
     if (const auto [nice, oom_score_adj] = schedulingFor(service.priority); nice != 0 || oom_score_adj != 0) {
         spec.spawn.nice = nice;
         spec.spawn.oom_score_adj = oom_score_adj;
     }
     spec.spawn.cpu_affinity = service.cpu_affinity;
-    spec.policy = policyFor(service, config.crash_recovery);
-    spec.stop_timeout =
-        std::chrono::milliseconds(static_cast<long long>(service.stop_timeout_seconds * 1000.0));
+    for (const auto& [name, limit] : service.rlimits) {
+        spec.spawn.rlimits.push_back({rlimitResource(name), limit.soft, limit.hard});
+    }
+    spec.policy = recoveryPolicyFor(service, config.crash_recovery);
+    if (service.safe_mode) {
+        ServiceSpec::SafeMode safe_mode;
+        safe_mode.spawn = spec.spawn;
+        if (!service.safe_mode->exec.empty()) {
+            safe_mode.spawn.argv = service.safe_mode->exec;
+        }
+        for (const auto& [key, value] : service.safe_mode->environment) {
+            safe_mode.spawn.environment[key] = value;
+        }
+        safe_mode.stability = milliseconds(service.safe_mode->stability_seconds);
+        spec.safe_mode = std::move(safe_mode);
+    }
+    spec.stop_timeout = milliseconds(service.stop_timeout_seconds);
+    spec.stop_signal = service.stop_signal;
+    spec.notify = service.type == ServiceType::Notify;
+    spec.start_timeout = milliseconds(service.start_timeout_seconds);
+    spec.watchdog = milliseconds(service.watchdog_seconds);
     return spec;
 }
+
+// The kernel counts its OOM kills in /proc/vmstat; a SIGKILL nobody asked for while that count went up was
+// most likely one of them.
+class OomKillCounter {
+  public:
+    OomKillCounter() : last_(read()) {}
+    std::optional<FailureClass> classify(const ExitStatus& status) {
+        const auto now = read();
+        const bool oom = status.signal == SIGKILL && now > last_;
+        last_ = now;
+        return oom ? std::optional(FailureClass::Oom) : std::nullopt;
+    }
+
+  private:
+    static std::uint64_t read() {
+        std::ifstream vmstat("/proc/vmstat");
+        std::string key;
+        std::uint64_t value = 0;
+        while (vmstat >> key >> value) {
+            if (key == "oom_kill") {
+                return value;
+            }
+        }
+        return 0;
+    }
+    std::uint64_t last_;
+};
 
 struct ResolvedBus {
     std::unique_ptr<bus::PrivateBus> private_bus; // declared first: it outlives the connection
@@ -294,7 +364,8 @@ int runRoot(const DaemonOptions& options) {
             record.message = std::move(line);
             log_queue->push(std::move(record));
         });
-    ProcessesAdaptor adaptor(connection, *config, authorizer, reader);
+    RecoveryReporter recovery_reporter(loop, connection);
+    ProcessesAdaptor adaptor(connection, *config, authorizer, reader, recovery_reporter);
     // Readiness and watchdog pings of the services, in systemd's sd_notify protocol.
     std::optional<NotifySocket> notify_socket;
     try {
@@ -310,11 +381,16 @@ int runRoot(const DaemonOptions& options) {
         supervisor.add(internalSpec(std::string(name), options, resolved.child_option));
     }
     if (config->process_management.enabled) {
-        for (const auto& service : config->services) {
-            supervisor.add(configuredSpec(service, *config, notify_socket ? notify_socket->path() : ""));
+        for (const auto* service : startOrder(*config)) {
+            supervisor.add(configuredSpec(*service, *config, notify_socket ? notify_socket->path() : ""));
         }
     }
     adaptor.attach(supervisor);
+    supervisor.useRestartBudget(config->crash_recovery.restart_budget_burst,
+                                milliseconds(config->crash_recovery.restart_budget_interval_seconds));
+    OomKillCounter oom_kills;
+    supervisor.useCauseClassifier(
+        [&oom_kills](const ServiceStatus&, const ExitStatus& status) { return oom_kills.classify(status); });
 
     try {
         connection.requestName(bus::kProcessesName);

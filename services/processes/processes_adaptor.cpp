@@ -102,9 +102,10 @@ ProcessUsageTracker::Usage ProcessUsageTracker::usage(pid_t pid) {
 }
 
 ProcessesAdaptor::ProcessesAdaptor(sdbus::IConnection& connection, const Config& config,
-                                   bus::Authorizer& authorizer, const SystemReader& reader)
+                                   bus::Authorizer& authorizer, const SystemReader& reader,
+                                   RecoveryReporter& recovery)
     : AdaptorInterfaces(connection, bus::kProcessesPath), config_(config), authorizer_(authorizer),
-      reader_(reader), usage_(reader) {
+      reader_(reader), recovery_(recovery), usage_(reader) {
     registerAdaptor();
 }
 
@@ -143,6 +144,9 @@ void ProcessesAdaptor::serviceRunning(const ServiceStatus& service) {
                       service.spec.name + " is ready" +
                           (service.status_text.empty() ? std::string() : ": " + service.status_text));
     }
+    if (service.last_exit) {
+        recovery_.report(RecoveredReport{toMicros(std::chrono::system_clock::now()), service.spec.name});
+    }
 }
 
 void ProcessesAdaptor::serviceKilled(const ServiceStatus& service, KillReason reason) {
@@ -159,23 +163,48 @@ void ProcessesAdaptor::serviceKilled(const ServiceStatus& service, KillReason re
 }
 
 void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                                     const ExitDecision& decision,
+                                     const RecoveryDecision& decision,
                                      std::chrono::steady_clock::duration uptime) {
     const auto action = std::string(toString(decision.action));
-    const bool failure = decision.action != ExitAction::Stopped && !status.success();
-    bus::logEvent(failure ? spdlog::level::warn : spdlog::level::info, "service.exited",
+    const auto failure_class =
+        decision.failure_class ? std::string(toString(*decision.failure_class)) : std::string();
+    const auto level = decision.escalate                    ? spdlog::level::err
+                       : decision.failure_class.has_value() ? spdlog::level::warn
+                                                            : spdlog::level::info;
+    bus::logEvent(level, "service.exited",
                   {{"service", service.spec.name},
                    {"pid", std::to_string(pid)},
                    {"exit_code", std::to_string(status.exit_code)},
                    {"signal", std::to_string(status.signal)},
+                   {"failure_class", failure_class},
                    {"action", action},
-                   {"attempt", std::to_string(decision.consecutive_failures)}},
-                  service.spec.name + " (pid " + std::to_string(pid) + ") " + status.describe() +
-                      "; action: " + action);
+                   {"delay_ms", std::to_string(decision.delay.count())},
+                   {"attempt", std::to_string(decision.attempt)}},
+                  service.spec.name + " (pid " + std::to_string(pid) + ") " + status.describe() + ": " +
+                      (decision.reason.empty() ? action : decision.reason));
     bus::logged("ServiceExited", [&] {
         emitServiceExited(service.spec.name, pid, status.exit_code, status.signal, toMicros(uptime), action,
-                          decision.consecutive_failures);
+                          decision.attempt);
     });
+    ExitReport report;
+    report.time_usec = toMicros(std::chrono::system_clock::now());
+    report.service = service.spec.name;
+    report.pid = pid;
+    report.exit_code = status.exit_code;
+    report.signal = status.signal;
+    report.failure_class = failure_class;
+    report.uptime_usec = toMicros(uptime);
+    report.attempt = decision.attempt;
+    report.action = action;
+    report.delay_usec = static_cast<uint64_t>(decision.delay.count()) * 1000;
+    report.escalate = decision.escalate;
+    report.reason = decision.reason;
+    recovery_.report(std::move(report));
+}
+
+void ProcessesAdaptor::safeModeLeft(const ServiceStatus& service) {
+    bus::logEvent(spdlog::level::info, "service.safe_mode_left", {{"service", service.spec.name}},
+                  service.spec.name + " ran stably in safe mode: restarting it with its normal command");
 }
 
 void ProcessesAdaptor::serviceChanged(const ServiceStatus& service) {

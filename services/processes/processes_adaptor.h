@@ -1,6 +1,7 @@
 #pragma once
 // The D-Bus face of the supervisor: validates, authorizes, translates errors and forwards.
 
+#include "recovery_reporter.h"
 #include "supervisor.h"
 #include "tau/bus/authorizer.h"
 #include "tau/bus/wire.h"
@@ -70,7 +71,7 @@ class ProcessesAdaptor final
       public SupervisorListener {
   public:
     ProcessesAdaptor(sdbus::IConnection& connection, const Config& config, bus::Authorizer& authorizer,
-                     const SystemReader& reader);
+                     const SystemReader& reader, RecoveryReporter& recovery);
     ~ProcessesAdaptor();
 
     // Must be called once the supervisor holds every service (objects are created per service).
@@ -80,10 +81,11 @@ class ProcessesAdaptor final
     void serviceRunning(const ServiceStatus& service) override;
     void serviceKilled(const ServiceStatus& service, KillReason reason) override;
     void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                       const ExitDecision& decision, std::chrono::steady_clock::duration uptime) override;
+                       const RecoveryDecision& decision, std::chrono::steady_clock::duration uptime) override;
     void serviceChanged(const ServiceStatus& service) override;
     void spawnFailed(const ServiceStatus& service, const std::string& reason) override;
     void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override;
+    void safeModeLeft(const ServiceStatus& service) override;
 
   private:
     std::vector<wire::ServiceEntry> ListServices() override;
@@ -102,6 +104,7 @@ class ProcessesAdaptor final
     const Config& config_;
     bus::Authorizer& authorizer_;
     const SystemReader& reader_;
+    RecoveryReporter& recovery_;
     ProcessUsageTracker usage_;
     Supervisor* supervisor_ = nullptr;
     std::map<std::string, std::unique_ptr<ServiceObject>> objects_;

@@ -41,7 +41,7 @@ Supervisor::~Supervisor() {
     for (const auto& [name, id] : restart_timers_) {
         reactor_.cancelTimer(id);
     }
-    for (const auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_}) {
+    for (const auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_, &safe_mode_timers_}) {
         for (const auto& [name, id] : *timers) {
             reactor_.cancelTimer(id);
         }
@@ -58,11 +58,7 @@ Supervisor::~Supervisor() {
     }
 }
 
-void Supervisor::add(ServiceSpec spec) {
-    ServiceStatus status;
-    status.spec = std::move(spec);
-    services_.push_back(std::move(status));
-}
+void Supervisor::add(ServiceSpec spec) { services_.emplace_back(std::move(spec)); }
 
 const ServiceStatus* Supervisor::find(std::string_view name) const {
     auto it =
@@ -122,7 +118,10 @@ void Supervisor::launch(ServiceStatus& service) {
     }
     SpawnedProcess process;
     try {
-        process = launcher_.spawn(service.spec.name, service.spec.spawn, service.spec.capture_output);
+        const bool safe_mode = service.recovery.inSafeMode() && service.spec.safe_mode;
+        process = launcher_.spawn(service.spec.name, safe_mode ? service.spec.safe_mode->spawn : service.spec.spawn,
+                                  service.spec.capture_output);
+        service.running_safe_mode = safe_mode;
     } catch (const SpawnError& e) {
         service.state = ServiceState::Failed;
         service.pid = 0;
@@ -130,6 +129,7 @@ void Supervisor::launch(ServiceStatus& service) {
         listener_.serviceChanged(service);
         throw ServiceError(ErrorCode::SpawnFailed, "cannot start '" + service.spec.name + "': " + e.what());
     }
+    service.recovery.onStarted(clock_.now());
     service.pid = process.pid;
     service.pidfd = process.pidfd;
     service.started_at = clock_.wallNow();
@@ -152,7 +152,28 @@ void Supervisor::launch(ServiceStatus& service) {
     } else {
         service.state = ServiceState::Running;
         armWatchdog(service);
+        armSafeModeExit(service);
     }
+}
+
+void Supervisor::armSafeModeExit(ServiceStatus& service) {
+    if (!service.running_safe_mode) {
+        return;
+    }
+    const std::string name = service.spec.name;
+    const pid_t pid = service.pid;
+    safe_mode_timers_[name] = reactor_.addTimer(service.spec.safe_mode->stability, [this, name, pid] {
+        safe_mode_timers_.erase(name);
+        auto& s = get(name);
+        if (s.pid != pid || s.state != ServiceState::Running) {
+            return;
+        }
+        // Stable in safe mode: give the normal command another chance, with the incident's count kept.
+        s.recovery.leaveSafeMode();
+        listener_.safeModeLeft(s);
+        s.restart_after_stop = true;
+        beginStop(s);
+    });
 }
 
 void Supervisor::armWatchdog(ServiceStatus& service) {
@@ -174,7 +195,7 @@ void Supervisor::armWatchdog(ServiceStatus& service) {
 }
 
 void Supervisor::disarmTimers(const std::string& name) {
-    for (auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_}) {
+    for (auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_, &safe_mode_timers_}) {
         if (auto it = timers->find(name); it != timers->end()) {
             reactor_.cancelTimer(it->second);
             timers->erase(it);
@@ -201,6 +222,7 @@ void Supervisor::enterRunning(ServiceStatus& service) {
         start_timers_.erase(it);
     }
     armWatchdog(service);
+    armSafeModeExit(service);
     listener_.serviceRunning(service);
     listener_.serviceChanged(service);
 }
@@ -301,7 +323,7 @@ void Supervisor::start(const std::string& name) {
         reactor_.cancelTimer(it->second);
         restart_timers_.erase(it);
     }
-    service.consecutive_failures = 0;
+    service.recovery.reset();
     spawn(service);
 }
 
@@ -331,7 +353,7 @@ void Supervisor::restart(const std::string& name) {
                                "cannot restart '" + name + "': the supervisor is shutting down");
         }
         service.restart_after_stop = true;
-        service.consecutive_failures = 0;
+        service.recovery.reset();
         beginStop(service);
         return;
     }
@@ -381,36 +403,40 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     const auto uptime = clock_.now() - service.started_steady;
     const bool stop_requested = service.state == ServiceState::Stopping && !service.kill_reason;
     const bool restart_requested = stop_requested && service.restart_after_stop && !shutting_down_;
-    ExitDecision decision =
-        decideOnExit(service.spec.policy, *status, stop_requested, uptime, service.consecutive_failures);
-    if (shutting_down_ && !stop_requested) {
-        decision = {ExitAction::Stopped, {}, 0};
+    ExitEvent event{*status, uptime, stop_requested || shutting_down_, std::nullopt};
+    if (service.kill_reason) {
+        event.cause = *service.kill_reason == KillReason::Watchdog ? FailureClass::Watchdog : FailureClass::Start;
+    } else if (causes_) {
+        event.cause = causes_(service, *status);
     }
+    RecoveryDecision decision = service.recovery.onExit(event, clock_.now(), *random_);
     service.pid = 0;
     service.pidfd = -1;
     service.last_exit = status;
-    service.consecutive_failures = decision.consecutive_failures;
     service.restart_after_stop = false;
 
+    const bool restart =
+        decision.action == RecoveryAction::Restart || decision.action == RecoveryAction::RestartInSafeMode;
     switch (decision.action) {
-    case ExitAction::Restart:
-    case ExitAction::RestartDelayed:
+    case RecoveryAction::Restart:
+    case RecoveryAction::RestartInSafeMode:
         service.state = ServiceState::Backoff;
         break;
-    case ExitAction::GiveUp:
+    case RecoveryAction::GiveUp:
+    case RecoveryAction::NotifyAndStop:
         service.state = ServiceState::Failed;
         break;
-    case ExitAction::None:
-        service.state = status->success() ? ServiceState::Stopped : ServiceState::Failed;
+    case RecoveryAction::None:
+        service.state = decision.failure_class ? ServiceState::Failed : ServiceState::Stopped;
         break;
-    case ExitAction::Stopped:
+    case RecoveryAction::Stopped:
         service.state = ServiceState::Stopped;
         break;
     }
     // An immediate restart goes first and the reports after it: the service is down for as short a time as
     // the kernel allows, not for as long as the bookkeeping takes.
     bool restarted = false;
-    if (decision.action == ExitAction::Restart && decision.delay.count() == 0) {
+    if (restart && decision.delay.count() == 0) {
         const auto wait = budgetWait(service);
         if (wait.count() == 0) {
             ++service.restarts;
@@ -425,7 +451,7 @@ void Supervisor::onPidfdReadable(const std::string& name) {
             decision.delay = wait;
             scheduleRestart(service, wait, true);
         }
-    } else if (decision.action == ExitAction::Restart || decision.action == ExitAction::RestartDelayed) {
+    } else if (restart) {
         scheduleRestart(service, decision.delay);
     }
     listener_.serviceExited(service, pid, *status, decision, uptime);

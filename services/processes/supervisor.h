@@ -6,7 +6,7 @@
 #include "tau/event_loop.h"
 #include "tau/notify_socket.h"
 #include "tau/restart_budget.h"
-#include "tau/restart_policy.h"
+#include "tau/recovery_policy.h"
 #include "tau/spawner.h"
 
 #include <chrono>
@@ -35,7 +35,14 @@ struct ServiceSpec {
     bool critical = false;
     bool capture_output = true; // false for the suite's own services, which log to Log1 themselves
     SpawnRequest spawn;
-    RestartPolicy policy;
+    RecoveryPolicy policy;
+    // What runs while the ladder holds the service in safe mode, and how long a safe-mode run must last
+    // before the normal command gets another chance.
+    struct SafeMode {
+        SpawnRequest spawn;
+        std::chrono::milliseconds stability{60000};
+    };
+    std::optional<SafeMode> safe_mode;
     std::chrono::milliseconds stop_timeout{10000};
     int stop_signal = SIGTERM;
     bool notify = false; // type notify: starting until it sends READY=1
@@ -44,12 +51,16 @@ struct ServiceSpec {
 };
 
 struct ServiceStatus {
+    explicit ServiceStatus(ServiceSpec service_spec)
+        : spec(std::move(service_spec)), recovery(spec.policy) {}
+
     ServiceSpec spec;
+    RecoveryTracker recovery;
+    bool running_safe_mode = false;  // the current process is the safe-mode command
     ServiceState state = ServiceState::Stopped;
     pid_t pid = 0;
     int pidfd = -1;
     unsigned restarts = 0;             // automatic restarts
-    unsigned consecutive_failures = 0; // reset by a stable run, a clean exit or a manual start
     std::chrono::system_clock::time_point started_at{};
     std::chrono::steady_clock::time_point started_steady{};
     std::optional<ExitStatus> last_exit;
@@ -89,12 +100,14 @@ class SupervisorListener {
     virtual void serviceKilled(const ServiceStatus& service, KillReason reason) = 0;
     // `pid` is the process that exited; `service` already shows the state after the decision.
     virtual void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                               const ExitDecision& decision, std::chrono::steady_clock::duration uptime) = 0;
+                               const RecoveryDecision& decision, std::chrono::steady_clock::duration uptime) = 0;
     // Any change of state, pid or counters.
     virtual void serviceChanged(const ServiceStatus& service) = 0;
     virtual void spawnFailed(const ServiceStatus& service, const std::string& reason) = 0;
     // A due restart waits this much longer for a slot of the host-wide restart budget.
     virtual void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) = 0;
+    // A safe-mode run lasted its stability window: the service goes back to its normal command.
+    virtual void safeModeLeft(const ServiceStatus& service) = 0;
 };
 
 class Supervisor {
@@ -106,6 +119,14 @@ class Supervisor {
     Supervisor& operator=(const Supervisor&) = delete;
 
     void add(ServiceSpec spec);
+
+    // Jitter of backoff delays; tests script it.
+    void useRandomSource(RandomSource& random) { random_ = &random; }
+
+    // Classifies an exit the supervisor did not cause itself, e.g. a SIGKILL from the OOM killer; nullopt
+    // leaves it to the exit status.
+    using CauseClassifier = std::function<std::optional<FailureClass>(const ServiceStatus&, const ExitStatus&)>;
+    void useCauseClassifier(CauseClassifier classify) { causes_ = std::move(classify); }
 
     // Rate-limits the automatic restarts of configured services across the host (the suite's own services
     // are exempt: the supervisor must be able to bring its own parts back).
@@ -149,6 +170,7 @@ class Supervisor {
     void beginStop(ServiceStatus& service, bool send_stop_signal = true);
     void onPidfdReadable(const std::string& name);
     void armWatchdog(ServiceStatus& service);
+    void armSafeModeExit(ServiceStatus& service);
     void disarmTimers(const std::string& name);
     void killFor(ServiceStatus& service, KillReason reason);
     void enterRunning(ServiceStatus& service);
@@ -169,6 +191,10 @@ class Supervisor {
     // Main processes replaced through MAINPID=, still to be reaped quietly.
     std::map<int, pid_t> retired_;
     std::optional<RestartBudget> restart_budget_;
+    SystemRandom system_random_;
+    RandomSource* random_ = &system_random_;
+    CauseClassifier causes_;
+    std::map<std::string, Reactor::TimerId> safe_mode_timers_;
     bool shutting_down_ = false;
     std::function<void()> shutdown_done_;
 };

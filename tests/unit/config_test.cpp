@@ -1,4 +1,5 @@
 #include "tau/config.h"
+#include "tau/service_order.h"
 #include "temp_dir.h"
 
 #include <cerrno>
@@ -1406,6 +1407,37 @@ TEST(ShippedConfig, ParsesCleanlyAndMatchesTheDefaults) {
     // The shipped file documents the defaults, so it must not change them.
     expectDefaults(config);
     EXPECT_EQ(config.source, path);
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+TEST(StartOrder, DependenciesStartFirstAndConfigurationOrderIsKeptOtherwise) {
+    const std::string text = R"(
+[[service]]
+name = "web"
+exec = ["/bin/sh"]
+depends_on = ["db", "cache"]
+[[service]]
+name = "tool"
+exec = ["/bin/sh"]
+[[service]]
+name = "cache"
+exec = ["/bin/sh"]
+depends_on = ["db"]
+[[service]]
+name = "db"
+exec = ["/bin/sh"]
+)";
+    const auto config = parseConfig(text, "/etc/tau/t.toml");
+    std::vector<std::string> names;
+    for (const auto* service : startOrder(config)) {
+        names.push_back(service->name);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"db", "cache", "web", "tool"}));
 }
 
 } // namespace

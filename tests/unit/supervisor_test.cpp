@@ -19,7 +19,7 @@
 namespace tau {
 
 // Readable names in failure messages; found by argument-dependent lookup, so they live in namespace tau.
-[[maybe_unused]] static void PrintTo(ExitAction action, std::ostream* os) {
+[[maybe_unused]] static void PrintTo(RecoveryAction action, std::ostream* os) {
     *os << toString(action);
 }
 [[maybe_unused]] static void PrintTo(ServiceState state, std::ostream* os) {
@@ -187,7 +187,7 @@ class RecordingListener final : public SupervisorListener {
         std::string name;
         pid_t pid;
         ExitStatus status;
-        ExitDecision decision;
+        RecoveryDecision decision;
         std::chrono::steady_clock::duration uptime;
         ServiceState state_after;
     };
@@ -208,7 +208,7 @@ class RecordingListener final : public SupervisorListener {
         events.push_back("started " + service.spec.name);
     }
     void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                       const ExitDecision& decision, std::chrono::steady_clock::duration uptime) override {
+                       const RecoveryDecision& decision, std::chrono::steady_clock::duration uptime) override {
         exited.push_back({service.spec.name, pid, status, decision, uptime, service.state});
         events.push_back("exited " + service.spec.name);
     }
@@ -226,6 +226,7 @@ class RecordingListener final : public SupervisorListener {
         events.push_back(std::string(reason == KillReason::Watchdog ? "watchdog " : "start timeout ") +
                          service.spec.name);
     }
+    void safeModeLeft(const ServiceStatus& service) override { events.push_back("safe mode left " + service.spec.name); }
     void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override {
         events.push_back("deferred " + service.spec.name + " " + std::to_string(wait.count()) + "ms");
     }
@@ -270,10 +271,14 @@ ServiceSpec makeSpec(const std::string& name) {
     spec.spawn.argv = {executableOf(name), "--flag"};
     // Restarts through a timer, so that tests see the service in backoff; immediate restarts have tests of
     // their own.
-    spec.policy.strategy = RecoveryStrategy::RestartWithDelay;
-    spec.policy.delay = 100ms;
-    spec.policy.max_attempts = 3;
+    LadderStep step;
+    step.strategy = RecoveryStrategy::RestartWithDelay;
+    step.delay_seconds = 0.1;
+    step.attempts = 3;
+    step.jitter = 0;
+    spec.policy.ladder = {step};
     spec.policy.stability_window = 60s;
+    spec.policy.start_limit_burst = 0; // tests restart faster than any start limit allows
     spec.stop_timeout = 5000ms;
     return spec;
 }
@@ -409,7 +414,7 @@ TEST_F(SupervisorTest, FailedExitIsRestartedThroughATimer) {
     EXPECT_EQ(web.state, ServiceState::Backoff);
     EXPECT_EQ(web.pid, 0);
     EXPECT_EQ(web.pidfd, -1);
-    EXPECT_EQ(web.consecutive_failures, 1u);
+    EXPECT_EQ(web.recovery.failures(), 1u);
     EXPECT_EQ(web.restarts, 0u);
     ASSERT_TRUE(web.last_exit.has_value());
     EXPECT_EQ(web.last_exit->exit_code, 1);
@@ -419,8 +424,8 @@ TEST_F(SupervisorTest, FailedExitIsRestartedThroughATimer) {
     EXPECT_EQ(exit.name, "web");
     EXPECT_EQ(exit.pid, first_pid);
     EXPECT_EQ(exit.status.exit_code, 1);
-    EXPECT_EQ(exit.decision.action, ExitAction::RestartDelayed);
-    EXPECT_EQ(exit.decision.consecutive_failures, 1u);
+    EXPECT_EQ(exit.decision.action, RecoveryAction::Restart);
+    EXPECT_EQ(exit.decision.attempt, 1u);
     EXPECT_EQ(exit.uptime, 3s);
     EXPECT_EQ(exit.state_after, ServiceState::Backoff);
 
@@ -448,19 +453,19 @@ TEST_F(SupervisorTest, SignalDeathIsAFailureToo) {
     EXPECT_EQ(status("web").state, ServiceState::Backoff);
     ASSERT_EQ(listener_.exited.size(), 1u);
     EXPECT_EQ(listener_.exited[0].status.signal, SIGSEGV);
-    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::Restart);
 }
 
 TEST_F(SupervisorTest, RestartWithDelayWaitsForTheDelay) {
     auto spec = makeSpec("web");
-    spec.policy.strategy = RecoveryStrategy::RestartWithDelay;
-    spec.policy.delay = 2500ms;
+    spec.policy.ladder.front().strategy = RecoveryStrategy::RestartWithDelay;
+    spec.policy.ladder.front().delay_seconds = 2.5;
     supervisor().add(spec);
     supervisor().start("web");
 
     exitService("web", exitedWith(2));
     ASSERT_EQ(listener_.exited.size(), 1u);
-    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::Restart);
     EXPECT_EQ(listener_.exited[0].decision.delay, 2500ms);
     const auto timer = reactor_.onlyTimer();
     EXPECT_EQ(reactor_.delayOf(timer), 2500ms);
@@ -473,7 +478,7 @@ TEST_F(SupervisorTest, RestartWithDelayWaitsForTheDelay) {
 
 TEST_F(SupervisorTest, GivesUpAfterMaxAttempts) {
     auto spec = makeSpec("web");
-    spec.policy.max_attempts = 2;
+    spec.policy.ladder.front().attempts = 2;
     supervisor().add(spec);
     supervisor().start("web");
 
@@ -487,38 +492,38 @@ TEST_F(SupervisorTest, GivesUpAfterMaxAttempts) {
 
     EXPECT_EQ(status("web").state, ServiceState::Failed);
     EXPECT_EQ(status("web").restarts, 2u);
-    EXPECT_EQ(status("web").consecutive_failures, 3u);
+    EXPECT_EQ(status("web").recovery.failures(), 3u);
     EXPECT_TRUE(reactor_.pendingTimers().empty());
     ASSERT_EQ(listener_.exited.size(), 3u);
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::GiveUp);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::GiveUp);
     EXPECT_EQ(listener_.exited.back().state_after, ServiceState::Failed);
     EXPECT_EQ(launcher_.spawned().size(), 3u);
 }
 
 TEST_F(SupervisorTest, StableRunForgivesEarlierFailures) {
     auto spec = makeSpec("web");
-    spec.policy.max_attempts = 1;
+    spec.policy.ladder.front().attempts = 1;
     spec.policy.stability_window = 60s;
     supervisor().add(spec);
     supervisor().start("web");
 
     clock_.advance(1s);
     exitService("web", exitedWith(1));
-    EXPECT_EQ(status("web").consecutive_failures, 1u);
+    EXPECT_EQ(status("web").recovery.failures(), 1u);
     reactor_.fireTimer(reactor_.onlyTimer());
 
     // Up for longer than the window: this failure counts as the first again.
     clock_.advance(61s);
     exitService("web", exitedWith(1));
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Restart);
     EXPECT_EQ(listener_.exited.back().uptime, 61s);
-    EXPECT_EQ(status("web").consecutive_failures, 1u);
+    EXPECT_EQ(status("web").recovery.failures(), 1u);
     reactor_.fireTimer(reactor_.onlyTimer());
 
     // A quick failure right after is the second in a row, one too many.
     clock_.advance(1s);
     exitService("web", exitedWith(1));
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::GiveUp);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::GiveUp);
     EXPECT_EQ(status("web").state, ServiceState::Failed);
 }
 
@@ -528,24 +533,24 @@ TEST_F(SupervisorTest, CleanExitStopsWithoutRestart) {
     exitService("web", exitedWith(0));
 
     EXPECT_EQ(status("web").state, ServiceState::Stopped);
-    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
     EXPECT_TRUE(reactor_.pendingTimers().empty());
     ASSERT_EQ(listener_.exited.size(), 1u);
-    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::None);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::None);
     EXPECT_EQ(listener_.exited[0].state_after, ServiceState::Stopped);
     EXPECT_EQ(launcher_.spawned().size(), 1u);
 }
 
 TEST_F(SupervisorTest, FailureWithoutRecoveryIsFailed) {
     auto spec = makeSpec("web");
-    spec.policy.strategy = RecoveryStrategy::None;
+    spec.policy.ladder.front().strategy = RecoveryStrategy::None;
     supervisor().add(spec);
     supervisor().start("web");
     exitService("web", exitedWith(1));
 
     EXPECT_EQ(status("web").state, ServiceState::Failed);
     EXPECT_TRUE(reactor_.pendingTimers().empty());
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::None);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::None);
 }
 
 TEST_F(SupervisorTest, SpuriousWakeupChangesNothing) {
@@ -564,12 +569,12 @@ TEST_F(SupervisorTest, ManualStartResetsTheFailureCountAndCancelsThePendingResta
     supervisor().start("web");
     exitService("web", exitedWith(1));
     const auto restart_timer = reactor_.onlyTimer();
-    ASSERT_EQ(status("web").consecutive_failures, 1u);
+    ASSERT_EQ(status("web").recovery.failures(), 1u);
 
     supervisor().start("web");
     EXPECT_TRUE(reactor_.wasCancelled(restart_timer));
     EXPECT_EQ(status("web").state, ServiceState::Running);
-    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
     EXPECT_EQ(status("web").restarts, 0u);
     EXPECT_EQ(launcher_.spawned().size(), 2u);
 }
@@ -598,7 +603,7 @@ TEST_F(SupervisorTest, StopSendsSigtermToTheGroupAndArmsAKillTimer) {
 
     exitService("web", killedBy(SIGKILL));
     EXPECT_EQ(status("web").state, ServiceState::Stopped);
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Stopped);
     EXPECT_TRUE(reactor_.pendingTimers().empty());
     EXPECT_EQ(launcher_.spawned().size(), 1u);
 }
@@ -617,9 +622,9 @@ TEST_F(SupervisorTest, ExitBeforeTheKillTimerCancelsItAndKillsStragglers) {
     // SIGTERM to stop it; SIGKILL afterwards for anything of its group still around.
     EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}, {pid, SIGKILL}}));
     EXPECT_EQ(status("web").state, ServiceState::Stopped);
-    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
     ASSERT_EQ(listener_.exited.size(), 1u);
-    EXPECT_EQ(listener_.exited[0].decision.action, ExitAction::Stopped);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::Stopped);
     EXPECT_EQ(listener_.exited[0].state_after, ServiceState::Stopped);
 }
 
@@ -644,7 +649,7 @@ TEST_F(SupervisorTest, StopOfAStoppedServiceIsBusy) {
 
 TEST_F(SupervisorTest, StopOfAFailedServiceIsBusy) {
     auto spec = makeSpec("web");
-    spec.policy.strategy = RecoveryStrategy::None;
+    spec.policy.ladder.front().strategy = RecoveryStrategy::None;
     supervisor().add(spec);
     supervisor().start("web");
     exitService("web", exitedWith(1));
@@ -693,13 +698,13 @@ TEST_F(SupervisorTest, RestartOfARunningServiceStopsThenStartsIt) {
     exitService("web", exitedWith(1));
     reactor_.fireTimer(reactor_.onlyTimer());
     ASSERT_EQ(status("web").restarts, 1u);
-    ASSERT_EQ(status("web").consecutive_failures, 1u);
+    ASSERT_EQ(status("web").recovery.failures(), 1u);
     const pid_t old_pid = status("web").pid;
     launcher_.clearSignals();
 
     supervisor().restart("web");
     EXPECT_EQ(status("web").state, ServiceState::Stopping);
-    EXPECT_EQ(status("web").consecutive_failures, 0u);
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
     EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{old_pid, SIGTERM}}));
     EXPECT_EQ(launcher_.spawned().size(), 2u) << "started again before the old process ended";
     const auto kill_timer = reactor_.onlyTimer();
@@ -712,7 +717,7 @@ TEST_F(SupervisorTest, RestartOfARunningServiceStopsThenStartsIt) {
     EXPECT_TRUE(reactor_.watching(status("web").pidfd));
     // A requested restart is not an automatic one.
     EXPECT_EQ(status("web").restarts, 1u);
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Stopped);
     EXPECT_EQ(listener_.events.back(), "running web");
     EXPECT_TRUE(reactor_.pendingTimers().empty());
 }
@@ -973,7 +978,7 @@ TEST_F(SupervisorTest, ExitsDuringShutdownAreNotRestarted) {
     exitService("a", exitedWith(1));
     EXPECT_EQ(status("a").state, ServiceState::Stopped);
     EXPECT_EQ(listener_.exited.back().name, "a");
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Stopped);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Stopped);
     EXPECT_EQ(reactor_.pendingTimers().size(), 1u) << "only the kill timer of c";
     EXPECT_EQ(status("b").state, ServiceState::Running) << "b waits until c is gone";
 
@@ -1080,7 +1085,7 @@ namespace {
 
 TEST_F(SupervisorTest, ImmediateRestartHappensBeforeTheExitIsReported) {
     auto spec = makeSpec("web");
-    spec.policy.strategy = RecoveryStrategy::Restart;
+    spec.policy.ladder.front().strategy = RecoveryStrategy::Restart;
     supervisor().add(spec);
     supervisor().startAll();
     const pid_t first = status("web").pid;
@@ -1095,14 +1100,14 @@ TEST_F(SupervisorTest, ImmediateRestartHappensBeforeTheExitIsReported) {
     EXPECT_NE(status("web").pid, first);
     EXPECT_EQ(status("web").restarts, 1u);
     EXPECT_EQ(listener_.events, (std::vector<std::string>{"exited web", "started web", "running web"}));
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::Restart);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Restart);
 }
 
 TEST_F(SupervisorTest, ImmediateRestartBeyondTheBudgetWaitsForItsSlot) {
     supervisor().useRestartBudget(1, 10s);
     for (const char* name : {"a", "b"}) {
         auto spec = makeSpec(name);
-        spec.policy.strategy = RecoveryStrategy::Restart;
+        spec.policy.ladder.front().strategy = RecoveryStrategy::Restart;
         supervisor().add(spec);
     }
     supervisor().startAll();
@@ -1163,7 +1168,7 @@ TEST_F(SupervisorTest, StartTimeoutStopsTheServiceAndCountsAsAFailure) {
 
     exitService("db", killedBy(SIGTERM));
     // Not a requested stop: the ladder applies.
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Restart);
     EXPECT_EQ(status("db").state, ServiceState::Backoff);
 }
 
@@ -1204,7 +1209,7 @@ TEST_F(SupervisorTest, WatchdogPingsKeepTheServiceAliveAndSilenceAbortsIt) {
     EXPECT_EQ(launcher_.signals().back().signal, SIGKILL);
 
     exitService("web", killedBy(SIGABRT));
-    EXPECT_EQ(listener_.exited.back().decision.action, ExitAction::RestartDelayed);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Restart);
 }
 
 TEST_F(SupervisorTest, WatchdogIntervalCanBeChangedAndTriggered) {
