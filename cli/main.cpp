@@ -3,11 +3,13 @@
 #include "table.h"
 #include "tau/bus/connection.h"
 #include "tau/bus/wire.h"
+#include "tau/spawner.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sdbus-c++/sdbus-c++.h>
 
 namespace {
@@ -24,6 +26,7 @@ constexpr int kExitNoPermission = 77; // EX_NOPERM
 
 using tau::wire::Check;
 using tau::wire::Disk;
+using tau::wire::ExplainStep;
 using tau::wire::HistoryEntry;
 using tau::wire::Load;
 using tau::wire::LogEntry;
@@ -31,6 +34,7 @@ using tau::wire::Memory;
 using tau::wire::Network;
 using tau::wire::ProcessEntry;
 using tau::wire::ServiceEntry;
+using tau::wire::SummaryEntry;
 using tau::wire::Swap;
 
 struct Options {
@@ -230,7 +234,8 @@ void printTree(const std::vector<ProcessEntry>& entries) {
     for (const auto& p : entries) {
         children[p.get<1>()].push_back(&p);
     }
-    std::function<void(const ProcessEntry&, std::size_t)> print = [&](const ProcessEntry& p, std::size_t depth) {
+    std::function<void(const ProcessEntry&, std::size_t)> print = [&](const ProcessEntry& p,
+                                                                      std::size_t depth) {
         std::cout << fmt::format("  {}{} {} ({})\n", std::string(depth * 2, ' '), p.get<0>(), p.get<2>(),
                                  formatBytes(p.get<3>()));
         for (const auto* child : children[p.get<0>()]) {
@@ -299,88 +304,211 @@ int showProcesses(Client& client, bool critical_only, bool tree) {
     return 0;
 }
 
-int showRecovery(Client& client, bool session, const std::string& service, unsigned count) {
+std::vector<HistoryEntry> getHistory(Client& client, const std::string& service,
+                                     const std::string& failure_class, uint64_t since_usec, uint32_t limit) {
     std::vector<HistoryEntry> history;
     client.proxy(names::kRecoveryName, names::kRecoveryPath)
         ->callMethod("GetHistory")
         .onInterface(names::kRecoveryName)
-        .withArguments(service, count)
+        .withArguments(service, failure_class, since_usec, limit)
         .storeResultsTo(history);
+    return history;
+}
 
-    if (session) {
-        // Per critical service: where it stands in its recovery, from the supervisor and the crash history.
-        auto services = listServices(client);
-        std::erase_if(services, [](const ServiceEntry& s) { return !s.get<7>(); });
-        if (client.json()) {
-            json out = json::array();
-            for (const auto& s : services) {
-                json entry = {{"name", s.get<0>()},
-                              {"state", s.get<1>()},
-                              {"pid", s.get<2>()},
-                              {"restarts", s.get<3>()},
-                              {"uptime_usec", s.get<4>()}};
-                for (const auto& h : history) {
-                    if (h.get<1>() == s.get<0>()) {
-                        entry["last_exit"] = {{"time_usec", h.get<0>()},
-                                              {"exit_code", h.get<3>()},
-                                              {"signal", h.get<4>()},
-                                              {"action", h.get<6>()},
-                                              {"attempt", h.get<7>()}};
-                        break;
-                    }
-                }
-                out.push_back(std::move(entry));
+// Per critical service: where it stands in its recovery, from the supervisor and the crash history.
+int showRecoverySession(Client& client, const std::string& service) {
+    const auto history = getHistory(client, service, "", 0, 0);
+    auto services = listServices(client);
+    std::erase_if(services, [](const ServiceEntry& s) { return !s.get<7>(); });
+    auto lastExitOf = [&](const std::string& name) -> const HistoryEntry* {
+        for (const auto& h : history) {
+            if (h.get<1>() == name) {
+                return &h; // newest first
             }
-            printJson(out);
-            return 0;
         }
-        Table table({"SERVICE", "STATE", "PID", "RESTARTS", "UPTIME", "LAST EXIT", "ACTION"});
+        return nullptr;
+    };
+    if (client.json()) {
+        json out = json::array();
         for (const auto& s : services) {
-            std::string last = "-", action = "-";
-            for (const auto& h : history) {
-                if (h.get<1>() == s.get<0>()) {
-                    last =
-                        formatTime(h.get<0>()) + (h.get<4>() != 0 ? " signal " + std::to_string(h.get<4>())
-                                                                  : " status " + std::to_string(h.get<3>()));
-                    action = h.get<6>();
-                    break;
-                }
+            json entry = {{"name", s.get<0>()},
+                          {"state", s.get<1>()},
+                          {"pid", s.get<2>()},
+                          {"restarts", s.get<3>()},
+                          {"uptime_usec", s.get<4>()}};
+            if (const auto* last = lastExitOf(s.get<0>())) {
+                const auto exit = tau::wire::crashEntryFromWire(*last);
+                entry["last_exit"] = {{"time_usec", last->get<0>()},
+                                      {"exit_code", exit.exit_code},
+                                      {"signal", exit.signal},
+                                      {"action", exit.action},
+                                      {"attempt", exit.attempt}};
             }
-            table.add({s.get<0>(), s.get<1>(), s.get<2>() != 0 ? std::to_string(s.get<2>()) : "-",
-                       std::to_string(s.get<3>()), s.get<2>() != 0 ? formatDuration(s.get<4>()) : "-", last,
-                       action});
+            out.push_back(std::move(entry));
         }
-        table.print(std::cout);
+        printJson(out);
         return 0;
     }
+    Table table({"SERVICE", "STATE", "PID", "RESTARTS", "UPTIME", "LAST EXIT", "ACTION"});
+    for (const auto& s : services) {
+        std::string last_exit = "-", action = "-";
+        if (const auto* last = lastExitOf(s.get<0>())) {
+            const auto exit = tau::wire::crashEntryFromWire(*last);
+            last_exit =
+                formatTime(last->get<0>()) + (exit.signal != 0 ? " signal " + std::to_string(exit.signal)
+                                                               : " status " + std::to_string(exit.exit_code));
+            action = exit.action;
+        }
+        table.add({s.get<0>(), s.get<1>(), s.get<2>() != 0 ? std::to_string(s.get<2>()) : "-",
+                   std::to_string(s.get<3>()), s.get<2>() != 0 ? formatDuration(s.get<4>()) : "-", last_exit,
+                   action});
+    }
+    table.print(std::cout);
+    return 0;
+}
 
+std::string orDash(const std::string& text) {
+    return text.empty() ? "-" : text;
+}
+
+unsigned long long micros(std::chrono::microseconds duration) {
+    return duration.count() > 0 ? static_cast<unsigned long long>(duration.count()) : 0;
+}
+
+// A delay the way an operator reads it: "0s", "1.5s", "2m 30s".
+std::string formatDelay(uint64_t micros) {
+    if (micros < 60'000'000) {
+        return fmt::format("{:g}s", static_cast<double>(micros / 1000) / 1000.0);
+    }
+    return formatDuration(micros);
+}
+
+int showRecoveryHistory(Client& client, const std::string& service, const std::string& failure_class,
+                        std::optional<double> since_seconds_ago, unsigned count) {
+    uint64_t since_usec = 0;
+    if (since_seconds_ago) {
+        const auto now = tau::wire::toMicros(std::chrono::system_clock::now());
+        const auto ago = static_cast<uint64_t>(*since_seconds_ago * 1e6);
+        since_usec = ago < now ? now - ago : 0;
+    }
+    const auto history = getHistory(client, service, failure_class, since_usec, count);
     if (client.json()) {
         json out = json::array();
         for (const auto& h : history) {
+            const auto e = tau::wire::crashEntryFromWire(h);
             out.push_back({{"time_usec", h.get<0>()},
-                           {"service", h.get<1>()},
-                           {"pid", h.get<2>()},
-                           {"exit_code", h.get<3>()},
-                           {"signal", h.get<4>()},
-                           {"uptime_usec", h.get<5>()},
-                           {"action", h.get<6>()},
-                           {"attempt", h.get<7>()}});
+                           {"service", e.service},
+                           {"pid", e.pid},
+                           {"exit_code", e.exit_code},
+                           {"signal", e.signal},
+                           {"failure_class", e.failure_class},
+                           {"uptime_usec", micros(e.uptime)},
+                           {"attempt", e.attempt},
+                           {"action", e.action},
+                           {"delay_usec", micros(e.delay)},
+                           {"outcome", e.outcome},
+                           {"time_to_running_usec", micros(e.time_to_running)},
+                           {"reason", e.reason}});
         }
-        printJson(out);
+        std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
         return 0;
     }
     if (history.empty()) {
         std::cout << "No exits recorded.\n";
         return 0;
     }
-    Table table({"TIME", "SERVICE", "PID", "EXIT", "SIGNAL", "UPTIME", "ACTION", "ATTEMPT"});
+    Table table({"TIME", "SERVICE", "PID", "EXIT", "SIGNAL", "CLASS", "UPTIME", "ATTEMPT", "ACTION", "DELAY",
+                 "OUTCOME", "BACK AFTER"});
     for (const auto& h : history) {
-        table.add({formatTime(h.get<0>()), h.get<1>(), std::to_string(h.get<2>()),
-                   h.get<3>() >= 0 ? std::to_string(h.get<3>()) : "-",
-                   h.get<4>() != 0 ? std::to_string(h.get<4>()) : "-", formatDuration(h.get<5>()), h.get<6>(),
-                   std::to_string(h.get<7>())});
+        const auto e = tau::wire::crashEntryFromWire(h);
+        const bool restarting = e.action == "restart" || e.action == "restart_safe_mode";
+        table.add({formatTime(h.get<0>()), e.service, std::to_string(e.pid),
+                   e.exit_code >= 0 ? std::to_string(e.exit_code) : "-",
+                   e.signal != 0 ? tau::signalName(e.signal) : "-", orDash(e.failure_class),
+                   formatDuration(micros(e.uptime)), e.attempt != 0 ? std::to_string(e.attempt) : "-",
+                   e.action, restarting ? formatDelay(micros(e.delay)) : "-", e.outcome,
+                   e.outcome == "running" ? formatDelay(micros(e.time_to_running)) : "-"});
     }
     table.print(std::cout);
+    return 0;
+}
+
+int showRecoverySummary(Client& client) {
+    std::vector<SummaryEntry> summaries;
+    client.proxy(names::kRecoveryName, names::kRecoveryPath)
+        ->callMethod("GetSummary")
+        .onInterface(names::kRecoveryName)
+        .storeResultsTo(summaries);
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& s : summaries) {
+            out.push_back({{"service", s.get<0>()},
+                           {"failures", s.get<1>()},
+                           {"recovered", s.get<2>()},
+                           {"success_rate", s.get<3>()},
+                           {"mttr_usec", s.get<4>()},
+                           {"last_failure_usec", s.get<5>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    if (summaries.empty()) {
+        std::cout << "No failures recorded.\n";
+        return 0;
+    }
+    Table table({"SERVICE", "FAILURES", "RECOVERED", "SUCCESS", "MTTR", "LAST FAILURE"});
+    for (const auto& s : summaries) {
+        table.add({s.get<0>(), std::to_string(s.get<1>()), std::to_string(s.get<2>()),
+                   percent(100.0 * s.get<3>()), s.get<2>() > 0 ? formatDuration(s.get<4>()) : "-",
+                   formatTime(s.get<5>())});
+    }
+    table.print(std::cout);
+    return 0;
+}
+
+int showRecoveryExplanation(Client& client, const std::string& service, const std::string& failure_class,
+                            unsigned failures) {
+    std::vector<ExplainStep> steps;
+    std::vector<std::string> warnings;
+    client.proxy(names::kRecoveryName, names::kRecoveryPath)
+        ->callMethod("Explain")
+        .onInterface(names::kRecoveryName)
+        .withArguments(service, failure_class, failures)
+        .storeResultsTo(steps, warnings);
+    if (client.json()) {
+        json out = {{"service", service},
+                    {"failure_class", failure_class.empty() ? "exit" : failure_class},
+                    {"steps", json::array()},
+                    {"warnings", warnings}};
+        for (const auto& step : steps) {
+            out["steps"].push_back({{"attempt", step.get<0>()},
+                                    {"action", step.get<1>()},
+                                    {"strategy", step.get<2>()},
+                                    {"delay_usec", step.get<3>()},
+                                    {"min_delay_usec", step.get<4>()},
+                                    {"max_delay_usec", step.get<5>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    std::cout << fmt::format("Recovery of {} for {} failures:\n\n", service,
+                             failure_class.empty() ? "exit" : failure_class);
+    Table table({"ATTEMPT", "ACTION", "STRATEGY", "DELAY", "RANGE"});
+    for (const auto& step : steps) {
+        const bool restarts = step.get<1>() == "restart" || step.get<1>() == "restart_safe_mode";
+        const bool jittered = step.get<4>() != step.get<5>();
+        table.add(
+            {std::to_string(step.get<0>()), step.get<1>(), step.get<2>(),
+             restarts ? formatDelay(step.get<3>()) : "-",
+             restarts && jittered ? formatDelay(step.get<4>()) + " - " + formatDelay(step.get<5>()) : "-"});
+    }
+    table.print(std::cout);
+    if (!warnings.empty()) {
+        std::cout << "\nWarnings:\n";
+        for (const auto& warning : warnings) {
+            std::cout << "  - " << warning << '\n';
+        }
+    }
     return 0;
 }
 
@@ -534,21 +662,52 @@ int main(int argc, char** argv) {
     processes->add_flag("--tree", tree, "Each service's process tree");
     processes->callback([&] { action = [&](Client& c) { return showProcesses(c, critical, tree); }; });
 
-    auto* recovery =
-        app.add_subcommand("recovery", "Crash history and the recovery state of critical services");
-    bool history = false, session = false;
-    std::string history_service;
-    unsigned history_count = 50;
+    auto* recovery = app.add_subcommand(
+        "recovery", "Crash history, failure summary, recovery policies and the state of critical services");
+    bool history = false, session = false, summary = false;
+    std::string explain_service, history_service, failure_class;
+    std::optional<double> since_seconds_ago;
+    unsigned history_count = 50, explain_failures = 0;
     auto* history_flag =
         recovery->add_flag("--history", history, "Recorded exits, newest first (the default)");
-    recovery->add_flag("--session", session, "Recovery state of each critical service")
-        ->excludes(history_flag);
-    recovery->add_option("--service", history_service, "Only this service");
-    recovery->add_option("--count", history_count, "At most this many entries (0 for all)")
-        ->capture_default_str();
+    auto* session_flag = recovery->add_flag("--session", session, "Recovery state of each critical service");
+    auto* summary_flag =
+        recovery->add_flag("--summary", summary, "Per service: failures, recoveries, success rate, MTTR");
+    auto* explain_option = recovery->add_option(
+        "--explain", explain_service, "What the recovery policy of this service does, failure after failure");
+    history_flag->excludes(session_flag, summary_flag, explain_option);
+    session_flag->excludes(summary_flag, explain_option);
+    summary_flag->excludes(explain_option);
+    auto* service_option = recovery->add_option("--service", history_service, "Only this service");
+    auto* class_option =
+        recovery->add_option("--class", failure_class, "Only this failure class")
+            ->check(CLI::IsMember({"exit", "signal", "oom", "watchdog", "probe", "resource_limit", "start"}));
+    auto* since_option =
+        recovery->add_option("--since", since_seconds_ago, "Only exits this many seconds ago or later")
+            ->check(CLI::NonNegativeNumber);
+    auto* count_option =
+        recovery->add_option("--count", history_count, "At most this many entries (0 for all)")
+            ->capture_default_str();
+    auto* failures_option = recovery
+                                ->add_option("--failures", explain_failures,
+                                             "With --explain: how many failures in a row (default 10)")
+                                ->check(CLI::Range(0u, 1000u));
+    failures_option->needs(explain_option);
+    summary_flag->excludes(service_option, class_option, since_option, count_option);
+    explain_option->excludes(service_option, since_option, count_option);
+    session_flag->excludes(class_option, since_option, count_option);
     recovery->callback([&] {
         action = [&](Client& c) {
-            return showRecovery(c, session, history_service, session ? 0 : history_count);
+            if (session) {
+                return showRecoverySession(c, history_service);
+            }
+            if (summary) {
+                return showRecoverySummary(c);
+            }
+            if (explain_option->count() > 0) {
+                return showRecoveryExplanation(c, explain_service, failure_class, explain_failures);
+            }
+            return showRecoveryHistory(c, history_service, failure_class, since_seconds_ago, history_count);
         };
     });
 

@@ -6,7 +6,9 @@
 
 namespace tau {
 
-// Records every ServiceExited of org.tauos.Processes1 in the crash history and serves org.tauos.Recovery1.
+// Serves org.tauos.Recovery1: keeps the crash history the supervisor reports with RecordExit and
+// RecordRecovered, announces recovery actions and escalations (running crash_recovery.notify_command for
+// the latter), summarises the history and explains the configured recovery policies.
 std::unique_ptr<SuiteService> makeRecoveryService(ServiceContext& context);
 
 } // namespace tau

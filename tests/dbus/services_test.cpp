@@ -9,6 +9,8 @@
 #include "tau/bus/wire.h"
 #include "tau/log_record.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -110,26 +112,17 @@ TEST_F(LogServiceTest, EmptyServiceIsInvalid) {
     EXPECT_NE(error.find("org.tauos.Error.InvalidArgument"), std::string::npos) << error;
 }
 
-// ---- Recovery, with a fake Processes1 that emits ServiceExited ----
+// ---- Processes1 stand-in for the services that ask it ----
 
 class FakeProcesses {
   public:
     explicit FakeProcesses(sdbus::IConnection& connection)
         : object_(sdbus::createObject(connection, "/org/tauos/Processes1")) {
-        object_->registerSignal("ServiceExited")
-            .onInterface("org.tauos.Processes1")
-            .withParameters<std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>();
         object_->registerMethod("ListServices").onInterface("org.tauos.Processes1").implementedAs([this] {
             return services;
         });
         object_->finishRegistration();
         connection.requestName("org.tauos.Processes1");
-    }
-    void exited(const std::string& name, int32_t pid, int32_t code, int32_t signal, const std::string& action,
-                uint32_t attempt) {
-        object_->emitSignal("ServiceExited")
-            .onInterface("org.tauos.Processes1")
-            .withArguments(name, pid, code, signal, uint64_t{1'500'000}, action, attempt);
     }
     std::vector<ServiceWire> services;
 
@@ -137,13 +130,114 @@ class FakeProcesses {
     std::unique_ptr<sdbus::IObject> object_;
 };
 
-std::vector<HistoryWire> history(sdbus::IProxy& recovery, const std::string& service = "") {
-    std::vector<HistoryWire> entries;
-    recovery.callMethod("GetHistory")
-        .onInterface("org.tauos.Recovery1")
-        .withArguments(service, 0u)
-        .storeResultsTo(entries);
-    return entries;
+// ---- Recovery, fed by RecordExit and RecordRecovered as the root feeds it ----
+
+constexpr uint64_t kExitTime = 1'700'000'000'000'000ull; // 2023-11-14T22:13:20Z
+constexpr uint64_t kSecond = 1'000'000ull;
+
+struct ExitReport {
+    uint64_t time = kExitTime;
+    std::string service = "web";
+    int32_t pid = 100;
+    int32_t exit_code = -1;
+    int32_t signal = 9;
+    std::string failure_class = "signal";
+    uint64_t uptime = 1'500'000;
+    uint32_t attempt = 1;
+    std::string action = "restart";
+    uint64_t delay = 0;
+    bool escalate = false;
+    std::string reason = "killed by SIGKILL";
+};
+
+class RecoveryClient {
+  public:
+    explicit RecoveryClient(ServiceHarness& harness)
+        : harness_(harness),
+          proxy_(sdbus::createProxy(harness.client(), "org.tauos.Recovery1", "/org/tauos/Recovery1")) {
+        proxy_->uponSignal("RecoveryAction")
+            .onInterface("org.tauos.Recovery1")
+            .call([this](const std::string& service, const std::string& action, uint32_t attempt,
+                         const std::string& reason) {
+                actions.push_back(service + " " + action + " " + std::to_string(attempt) + " " + reason);
+            });
+        proxy_->uponSignal("RecoveryEscalated")
+            .onInterface("org.tauos.Recovery1")
+            .call([this](const std::string& service, const std::string& action, uint32_t attempt,
+                         const std::string& failure_class, const std::string& reason) {
+                escalations.push_back(service + " " + action + " " + std::to_string(attempt) + " " +
+                                      failure_class + " " + reason);
+            });
+        proxy_->uponSignal("PropertiesChanged")
+            .onInterface("org.freedesktop.DBus.Properties")
+            .call([this](const std::string& interface, const std::map<std::string, sdbus::Variant>& changed,
+                         const std::vector<std::string>& invalidated) {
+                if (interface == "org.tauos.Recovery1" &&
+                    (changed.count("HistorySize") > 0 ||
+                     std::find(invalidated.begin(), invalidated.end(), "HistorySize") != invalidated.end())) {
+                    ++size_changes;
+                }
+            });
+        proxy_->finishRegistration();
+    }
+
+    void recordExit(const ExitReport& r) {
+        proxy_->callMethod("RecordExit")
+            .onInterface("org.tauos.Recovery1")
+            .withArguments(r.time, r.service, r.pid, r.exit_code, r.signal, r.failure_class, r.uptime,
+                           r.attempt, r.action, r.delay, r.escalate, r.reason);
+    }
+    void recordRecovered(uint64_t time, const std::string& service) {
+        proxy_->callMethod("RecordRecovered").onInterface("org.tauos.Recovery1").withArguments(time, service);
+    }
+    std::vector<HistoryWire> history(const std::string& service = "", const std::string& failure_class = "",
+                                     uint64_t since = 0, uint32_t limit = 0) {
+        std::vector<HistoryWire> entries;
+        proxy_->callMethod("GetHistory")
+            .onInterface("org.tauos.Recovery1")
+            .withArguments(service, failure_class, since, limit)
+            .storeResultsTo(entries);
+        return entries;
+    }
+    std::vector<wire::SummaryEntry> summary() {
+        std::vector<wire::SummaryEntry> entries;
+        proxy_->callMethod("GetSummary").onInterface("org.tauos.Recovery1").storeResultsTo(entries);
+        return entries;
+    }
+    std::pair<std::vector<wire::ExplainStep>, std::vector<std::string>>
+    explain(const std::string& service, const std::string& failure_class = "", uint32_t failures = 0) {
+        std::vector<wire::ExplainStep> steps;
+        std::vector<std::string> warnings;
+        proxy_->callMethod("Explain")
+            .onInterface("org.tauos.Recovery1")
+            .withArguments(service, failure_class, failures)
+            .storeResultsTo(steps, warnings);
+        return {steps, warnings};
+    }
+    uint32_t historySize() {
+        return proxy_->getProperty("HistorySize").onInterface("org.tauos.Recovery1").get<uint32_t>();
+    }
+    // Delivers the signals that have arrived to the handlers above.
+    void dispatch() {
+        while (harness_.client().processPendingRequest()) {
+        }
+    }
+
+    std::vector<std::string> actions;
+    std::vector<std::string> escalations;
+    int size_changes = 0;
+
+  private:
+    ServiceHarness& harness_;
+    std::unique_ptr<sdbus::IProxy> proxy_;
+};
+
+std::vector<int32_t> pidsOf(const std::vector<HistoryWire>& entries) {
+    std::vector<int32_t> pids;
+    for (const auto& entry : entries) {
+        pids.push_back(entry.get<2>());
+    }
+    return pids;
 }
 
 TEST(RecoveryServiceTest, RecordsExitsAnnouncesActionsAndKeepsHistoryAcrossRestarts) {
@@ -151,42 +245,355 @@ TEST(RecoveryServiceTest, RecordsExitsAnnouncesActionsAndKeepsHistoryAcrossResta
     const auto config = configIn(dir);
     {
         ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
-        auto peers = harness.connect();
-        FakeProcesses processes(*peers);
-        auto recovery = sdbus::createProxy(harness.client(), "org.tauos.Recovery1", "/org/tauos/Recovery1");
-        std::vector<std::string> actions;
-        recovery->uponSignal("RecoveryAction")
-            .onInterface("org.tauos.Recovery1")
-            .call([&](const std::string& service, const std::string& action, uint32_t attempt,
-                      const std::string& reason) {
-                actions.push_back(service + " " + action + " " + std::to_string(attempt) + " " + reason);
-            });
-        recovery->finishRegistration();
-
-        processes.exited("web", 100, -1, 9, "restart", 1);
-        processes.exited("db", 200, 3, 0, "give_up", 4);
-        processes.exited("web", 101, 0, 0, "stopped", 0);
+        RecoveryClient recovery(harness);
+        recovery.recordExit({.time = kExitTime, .pid = 100, .delay = 2 * kSecond});
+        recovery.recordExit({.time = kExitTime + kSecond,
+                             .service = "db",
+                             .pid = 200,
+                             .exit_code = 3,
+                             .signal = 0,
+                             .failure_class = "exit",
+                             .attempt = 4,
+                             .action = "give_up",
+                             .reason = "exited with status 3"});
+        recovery.recordExit({.time = kExitTime + 2 * kSecond,
+                             .pid = 101,
+                             .exit_code = 0,
+                             .signal = 0,
+                             .failure_class = "",
+                             .attempt = 0,
+                             .action = "stopped",
+                             .reason = "exited with status 0 after a requested stop"});
         ASSERT_TRUE(waitUntil([&] {
-            while (harness.client().processPendingRequest()) {
-            }
-            return history(*recovery).size() == 3 && actions.size() == 2;
-        }));
-        const auto entries = history(*recovery);
-        EXPECT_EQ(entries[0].get<1>(), "web"); // newest first
-        EXPECT_EQ(entries[0].get<6>(), "stopped");
-        EXPECT_EQ(entries[2].get<2>(), 100);
-        EXPECT_EQ(entries[2].get<4>(), 9);
-        EXPECT_EQ(history(*recovery, "db").size(), 1u);
+            recovery.dispatch();
+            return recovery.actions.size() == 2 && recovery.size_changes == 3;
+        })) << recovery.actions.size()
+            << " actions, " << recovery.size_changes << " size changes";
         // A stop on request is history, not a recovery action.
-        EXPECT_EQ(actions, (std::vector<std::string>{"web restart 1 killed by SIGKILL",
-                                                     "db give_up 4 exited with status 3"}));
-        const auto error = errorNameOf([&] { history(*recovery, "no/such name"); });
-        EXPECT_NE(error.find("org.tauos.Error.InvalidArgument"), std::string::npos) << error;
+        EXPECT_EQ(recovery.actions, (std::vector<std::string>{"web restart 1 killed by SIGKILL",
+                                                              "db give_up 4 exited with status 3"}));
+        EXPECT_TRUE(recovery.escalations.empty());
+        EXPECT_EQ(recovery.historySize(), 3u);
+
+        const auto entries = recovery.history();
+        ASSERT_EQ(entries.size(), 3u);
+        EXPECT_EQ(pidsOf(entries), (std::vector<int32_t>{101, 200, 100})); // newest first
+        const auto web = wire::crashEntryFromWire(entries[2]);
+        EXPECT_EQ(web.time, wire::fromMicros(kExitTime));
+        EXPECT_EQ(web.service, "web");
+        EXPECT_EQ(web.exit_code, -1);
+        EXPECT_EQ(web.signal, 9);
+        EXPECT_EQ(web.failure_class, "signal");
+        EXPECT_EQ(web.uptime, std::chrono::microseconds(1'500'000));
+        EXPECT_EQ(web.attempt, 1u);
+        EXPECT_EQ(web.action, "restart");
+        EXPECT_EQ(web.delay, std::chrono::seconds(2));
+        EXPECT_EQ(web.reason, "killed by SIGKILL");
+        // The next exit of web came before it ran again: that restart failed.
+        EXPECT_EQ(web.outcome, "failed");
+        EXPECT_EQ(entries[1].get<10>(), "none"); // db was given up: no restart meant to follow
     }
     ServiceHarness restarted(config, makeRecoveryService, "org.tauos.Recovery1");
-    auto recovery = sdbus::createProxy(restarted.client(), "org.tauos.Recovery1", "/org/tauos/Recovery1");
-    recovery->finishRegistration();
-    EXPECT_EQ(history(*recovery).size(), 3u);
+    RecoveryClient recovery(restarted);
+    EXPECT_EQ(recovery.historySize(), 3u);
+    EXPECT_EQ(pidsOf(recovery.history()), (std::vector<int32_t>{101, 200, 100}));
+    EXPECT_TRUE(std::filesystem::exists(config.crash_recovery.session_state_path / "crash-history.db"));
+}
+
+TEST(RecoveryServiceTest, ReportsWithInvalidArgumentsAreRefusedAndNotRecorded) {
+    TempDir dir;
+    ServiceHarness harness(configIn(dir), makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+    struct Case {
+        ExitReport report;
+        std::string argument;
+    };
+    const std::vector<Case> cases = {
+        {{.service = "no/such name"}, "service"},
+        {{.service = ""}, "service"},
+        {{.service = std::string(65, 'a')}, "service"},
+        {{.action = "reboot"}, "action"},
+        {{.action = ""}, "action"},
+        {{.failure_class = "meteor"}, "failure_class"},
+    };
+    for (const auto& c : cases) {
+        const auto error = errorNameOf([&] { recovery.recordExit(c.report); });
+        EXPECT_EQ(error.rfind("org.tauos.Error.InvalidArgument: RecordExit: " + c.argument + ":", 0), 0u)
+            << error;
+    }
+    const auto recovered = errorNameOf([&] { recovery.recordRecovered(kExitTime, "bad name"); });
+    EXPECT_EQ(recovered.rfind("org.tauos.Error.InvalidArgument: RecordRecovered: service:", 0), 0u)
+        << recovered;
+    const auto history = errorNameOf([&] { recovery.history("", "meteor"); });
+    EXPECT_EQ(history.rfind("org.tauos.Error.InvalidArgument: GetHistory: failure_class:", 0), 0u) << history;
+    const auto bad_service = errorNameOf([&] { recovery.history("no/such name"); });
+    EXPECT_EQ(bad_service.rfind("org.tauos.Error.InvalidArgument: GetHistory: service:", 0), 0u)
+        << bad_service;
+
+    EXPECT_EQ(recovery.historySize(), 0u);
+    EXPECT_TRUE(recovery.history().empty());
+    // The longest valid name is fine.
+    recovery.recordExit({.service = std::string(64, 'a')});
+    EXPECT_EQ(recovery.historySize(), 1u);
+}
+
+// Appends the TAU_* variables of each run to `output`, one block per run, in a single write.
+std::filesystem::path writeNotifyHook(const TempDir& dir, const std::filesystem::path& output) {
+    const auto script = dir.path() / "notify.sh";
+    std::string text = "#!/bin/sh\nblock=\"\"\n";
+    for (const char* name : {"TAU_ACTION", "TAU_ATTEMPT", "TAU_EXIT_CODE", "TAU_FAILURE_CLASS", "TAU_REASON",
+                             "TAU_SERVICE", "TAU_SIGNAL", "TAU_TIME"}) {
+        text += std::string("block=\"${block}") + name + "=${" + name + "-(unset)}\n\"\n";
+    }
+    text += "printf '%send\\n' \"$block\" >> '" + output.string() + "'\n";
+    writeFile(script, text);
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    return script;
+}
+
+int runsIn(const std::filesystem::path& output) {
+    if (!std::filesystem::exists(output)) {
+        return 0;
+    }
+    const auto text = readFile(output);
+    int runs = 0;
+    for (std::size_t at = text.find("end\n"); at != std::string::npos; at = text.find("end\n", at + 1)) {
+        ++runs;
+    }
+    return runs;
+}
+
+TEST(RecoveryServiceTest, EscalationIsSignalledAndRunsTheNotifyCommandOnceWithTheDetails) {
+    TempDir dir;
+    auto config = configIn(dir);
+    const auto output = dir.path() / "notified";
+    config.crash_recovery.notify_command = {writeNotifyHook(dir, output).string()};
+    ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+
+    // Only the report that escalates notifies: not a give-up that is not the first escalation of its
+    // incident.
+    recovery.recordExit({.service = "db",
+                         .exit_code = 3,
+                         .signal = 0,
+                         .failure_class = "exit",
+                         .attempt = 4,
+                         .action = "give_up",
+                         .escalate = true,
+                         .reason = "exited with status 3; giving up \"for good\""});
+    recovery.recordExit(
+        {.time = kExitTime + kSecond, .service = "db", .action = "give_up", .escalate = false});
+    recovery.recordExit({.time = kExitTime + 2 * kSecond, .service = "web", .attempt = 2});
+
+    ASSERT_TRUE(waitUntil([&] {
+        recovery.dispatch();
+        return recovery.escalations.size() == 1 && recovery.actions.size() == 3 && runsIn(output) == 1;
+    })) << runsIn(output)
+        << " runs";
+    EXPECT_EQ(recovery.escalations.front(), "db give_up 4 exit exited with status 3; giving up \"for good\"");
+    EXPECT_EQ(readFile(output), "TAU_ACTION=give_up\n"
+                                "TAU_ATTEMPT=4\n"
+                                "TAU_EXIT_CODE=3\n"
+                                "TAU_FAILURE_CLASS=exit\n"
+                                "TAU_REASON=exited with status 3; giving up \"for good\"\n"
+                                "TAU_SERVICE=db\n"
+                                "TAU_SIGNAL=0\n"
+                                "TAU_TIME=2023-11-14T22:13:20Z\n"
+                                "end\n");
+    // Every report is answered after its hook was started, so a second run would show up at once.
+    EXPECT_FALSE(waitUntil([&] { return runsIn(output) > 1; }, std::chrono::milliseconds(500)));
+
+    // A second escalation, a second run.
+    recovery.recordExit({.time = kExitTime + 3 * kSecond,
+                         .service = "web",
+                         .failure_class = "oom",
+                         .attempt = 3,
+                         .action = "notify_and_stop",
+                         .escalate = true,
+                         .reason = "killed by the OOM killer"});
+    ASSERT_TRUE(waitUntil([&] {
+        recovery.dispatch();
+        return recovery.escalations.size() == 2 && runsIn(output) == 2;
+    }));
+    EXPECT_EQ(recovery.escalations.back(), "web notify_and_stop 3 oom killed by the OOM killer");
+    EXPECT_NE(readFile(output).find("TAU_SERVICE=web\nTAU_SIGNAL=9\nTAU_TIME=2023-11-14T22:13:23Z\nend\n"),
+              std::string::npos)
+        << readFile(output);
+}
+
+TEST(RecoveryServiceTest, HistoryFiltersAndOutcomes) {
+    TempDir dir;
+    ServiceHarness harness(configIn(dir), makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+    recovery.recordExit({.time = kExitTime, .service = "web", .pid = 1, .failure_class = "signal"});
+    recovery.recordExit(
+        {.time = kExitTime + 10 * kSecond, .service = "db", .pid = 2, .failure_class = "oom"});
+    recovery.recordExit(
+        {.time = kExitTime + 20 * kSecond, .service = "web", .pid = 3, .failure_class = "oom"});
+    recovery.recordExit({.time = kExitTime + 30 * kSecond,
+                         .service = "db",
+                         .pid = 4,
+                         .failure_class = "",
+                         .action = "stopped"});
+    recovery.recordRecovered(kExitTime + 22 * kSecond, "web");
+
+    EXPECT_EQ(pidsOf(recovery.history()), (std::vector<int32_t>{4, 3, 2, 1}));
+    EXPECT_EQ(pidsOf(recovery.history("web")), (std::vector<int32_t>{3, 1}));
+    EXPECT_EQ(pidsOf(recovery.history("", "oom")), (std::vector<int32_t>{3, 2}));
+    EXPECT_EQ(pidsOf(recovery.history("web", "oom")), (std::vector<int32_t>{3}));
+    EXPECT_EQ(pidsOf(recovery.history("", "", kExitTime + 10 * kSecond)), (std::vector<int32_t>{4, 3, 2}));
+    EXPECT_EQ(pidsOf(recovery.history("", "", 0, 1)), (std::vector<int32_t>{4}));
+    EXPECT_TRUE(recovery.history("nobody").empty());
+
+    const auto entries = recovery.history();
+    EXPECT_EQ(entries[0].get<10>(), "none");    // stopped
+    EXPECT_EQ(entries[1].get<10>(), "running"); // web came back 2 s after its exit
+    EXPECT_EQ(entries[1].get<12>(), 2 * kSecond);
+    EXPECT_EQ(entries[2].get<10>(), "failed"); // db exited again before it ran
+    EXPECT_EQ(entries[3].get<10>(), "failed");
+    EXPECT_EQ(entries[3].get<12>(), 0u);
+    // Nothing pending any more: ignored.
+    EXPECT_NO_THROW(recovery.recordRecovered(kExitTime + 40 * kSecond, "web"));
+}
+
+TEST(RecoveryServiceTest, SummaryCountsFailuresRecoveriesAndMeanTimeToRecovery) {
+    TempDir dir;
+    ServiceHarness harness(configIn(dir), makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+    EXPECT_TRUE(recovery.summary().empty());
+    recovery.recordExit({.time = kExitTime, .service = "web"});
+    recovery.recordRecovered(kExitTime + 1 * kSecond, "web");
+    recovery.recordExit({.time = kExitTime + 100 * kSecond, .service = "web"});
+    recovery.recordRecovered(kExitTime + 103 * kSecond, "web");
+    recovery.recordExit({.time = kExitTime + 200 * kSecond, .service = "web", .action = "give_up"});
+    recovery.recordExit(
+        {.time = kExitTime + 300 * kSecond, .service = "web", .failure_class = "", .action = "none"});
+    recovery.recordExit({.time = kExitTime + 50 * kSecond, .service = "db", .action = "notify_and_stop"});
+    recovery.recordExit({.time = kExitTime, .service = "calm", .failure_class = "", .action = "stopped"});
+
+    const auto summary = recovery.summary();
+    ASSERT_EQ(summary.size(), 2u); // calm never failed
+    const auto db = wire::summaryFromWire(summary[0]);
+    EXPECT_EQ(db.service, "db");
+    EXPECT_EQ(db.failures, 1u);
+    EXPECT_EQ(db.recovered, 0u);
+    EXPECT_EQ(db.success_rate, 0.0);
+    EXPECT_EQ(db.mean_time_to_recovery, std::chrono::microseconds(0));
+    const auto web = wire::summaryFromWire(summary[1]);
+    EXPECT_EQ(web.service, "web");
+    EXPECT_EQ(web.failures, 3u);
+    EXPECT_EQ(web.recovered, 2u);
+    EXPECT_DOUBLE_EQ(web.success_rate, 2.0 / 3.0);
+    EXPECT_EQ(web.mean_time_to_recovery, std::chrono::seconds(2));
+    EXPECT_EQ(web.last_failure, wire::fromMicros(kExitTime + 200 * kSecond));
+}
+
+ServiceConfig serviceWithLadder(const std::string& name, std::vector<LadderStep> ladder) {
+    ServiceConfig service;
+    service.name = name;
+    service.exec = {"/bin/true"};
+    service.recovery.ladder = std::move(ladder);
+    return service;
+}
+
+TEST(RecoveryServiceTest, ExplainWalksTheConfiguredLadderAndWarnsAboutTheRestartBudget) {
+    TempDir dir;
+    auto config = configIn(dir);
+    LadderStep backoff;
+    backoff.strategy = RecoveryStrategy::RestartWithBackoff;
+    backoff.attempts = 3;
+    backoff.delay_seconds = 1.0;
+    backoff.backoff_factor = 2.0;
+    backoff.max_delay_seconds = 3.0;
+    backoff.jitter = 0.1;
+    LadderStep notify;
+    notify.strategy = RecoveryStrategy::NotifyAdmin;
+    notify.attempts = std::nullopt;
+    LadderStep storm;
+    storm.strategy = RecoveryStrategy::Restart;
+    storm.attempts = std::nullopt;
+    storm.jitter = 0.0;
+    config.services.push_back(serviceWithLadder("web", {backoff, notify}));
+    config.services.push_back(serviceWithLadder("storm", {storm}));
+    config.services.back().recovery.start_limit_burst = 100;
+    config.services.back().recovery.start_limit_interval_seconds = 1.0;
+    config.crash_recovery.restart_budget_burst = 20;
+    config.crash_recovery.restart_budget_interval_seconds = 10.0;
+    ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+
+    const auto [steps, warnings] = recovery.explain("web", "", 5);
+    ASSERT_EQ(steps.size(), 5u);
+    using Step = wire::ExplainStep;
+    EXPECT_EQ(steps[0], (Step{1, "restart", "restart_with_backoff", kSecond, 900'000, 1'100'000}));
+    EXPECT_EQ(steps[1], (Step{2, "restart", "restart_with_backoff", 2 * kSecond, 1'800'000, 2'200'000}));
+    EXPECT_EQ(steps[2], (Step{3, "restart", "restart_with_backoff", 3 * kSecond, 2'700'000, 3'300'000}));
+    EXPECT_EQ(steps[3], (Step{4, "notify_and_stop", "notify_admin", 0, 0, 0}));
+    EXPECT_EQ(steps[4], (Step{5, "notify_and_stop", "notify_admin", 0, 0, 0}));
+    for (const auto& warning : warnings) {
+        EXPECT_EQ(warning.find("restart budget"), std::string::npos) << warning;
+    }
+    // 0 failures means 10; a class without its own ladder uses the main one.
+    EXPECT_EQ(std::get<0>(recovery.explain("web", "oom", 0)).size(), 10u);
+
+    // Restarting at once without end, paced only by a loose start limit: far more than 20 per 10 s.
+    const auto storm_warnings = recovery.explain("storm").second;
+    const auto budget =
+        std::find_if(storm_warnings.begin(), storm_warnings.end(), [](const std::string& warning) {
+            return warning.find("host-wide restart budget") != std::string::npos;
+        });
+    ASSERT_NE(budget, storm_warnings.end()) << ::testing::PrintToString(storm_warnings);
+    EXPECT_NE(budget->find("budget of 20 per 10 s"), std::string::npos) << *budget;
+
+    const auto unknown = errorNameOf([&] { recovery.explain("nosuch"); });
+    EXPECT_EQ(unknown.rfind("org.tauos.Error.NotFound:", 0), 0u) << unknown;
+    const auto too_many = errorNameOf([&] { recovery.explain("web", "", 1001); });
+    EXPECT_EQ(too_many.rfind("org.tauos.Error.InvalidArgument: Explain: failures:", 0), 0u) << too_many;
+    const auto bad_class = errorNameOf([&] { recovery.explain("web", "meteor"); });
+    EXPECT_EQ(bad_class.rfind("org.tauos.Error.InvalidArgument: Explain: failure_class:", 0), 0u)
+        << bad_class;
+}
+
+TEST(RecoveryServiceTest, CorruptDatabaseIsSetAsideAndTheServiceStartsEmpty) {
+    TempDir dir;
+    const auto config = configIn(dir);
+    const auto& state = config.crash_recovery.session_state_path;
+    std::filesystem::create_directories(state);
+    writeFile(state / "crash-history.db", std::string(4096, '#'));
+    ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+    EXPECT_EQ(recovery.historySize(), 0u);
+    recovery.recordExit({});
+    EXPECT_EQ(recovery.historySize(), 1u);
+    int set_aside = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(state)) {
+        if (entry.path().filename().string().rfind("crash-history.db.corrupt-", 0) == 0) {
+            ++set_aside;
+            EXPECT_EQ(readFile(entry.path()), std::string(4096, '#'));
+        }
+    }
+    EXPECT_EQ(set_aside, 1);
+}
+
+TEST(RecoveryServiceTest, WithoutItsDatabaseTheServiceStillAnnouncesAndAnswersUnavailable) {
+    TempDir dir;
+    auto config = configIn(dir);
+    // A regular file where the state directory should be: nothing can be created under it, even by root.
+    writeFile(dir.path() / "occupied", "x");
+    config.crash_recovery.session_state_path = dir.path() / "occupied" / "state";
+    ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+
+    const auto error = errorNameOf([&] { recovery.recordExit({.action = "give_up", .escalate = true}); });
+    EXPECT_EQ(error.rfind("org.tauos.Error.Unavailable:", 0), 0u) << error;
+    ASSERT_TRUE(waitUntil([&] {
+        recovery.dispatch();
+        return recovery.actions.size() == 1 && recovery.escalations.size() == 1;
+    }));
+    const auto history = errorNameOf([&] { recovery.history(); });
+    EXPECT_EQ(history.rfind("org.tauos.Error.Unavailable:", 0), 0u) << history;
+    EXPECT_NE(history.find("occupied"), std::string::npos) << history;
+    EXPECT_EQ(recovery.historySize(), 0u);
 }
 
 // ---- Resources ----

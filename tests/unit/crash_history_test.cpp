@@ -1,13 +1,12 @@
 #include "tau/crash_history.h"
 #include "temp_dir.h"
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
-#include <stdexcept>
+#include <iterator>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,31 +17,27 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using std::chrono::system_clock;
 
-// Times carry microseconds on purpose: that is the precision the file keeps.
-CrashEntry makeEntry(const std::string& service, int sequence) {
+const system_clock::time_point kEpoch{};
+const system_clock::time_point kStart{1'700'000'000s};
+
+// Times carry microseconds on purpose: that is the precision the database keeps.
+CrashEntry exitOf(const std::string& service, int second, const std::string& action = "restart",
+                  const std::string& failure_class = "signal") {
     CrashEntry entry;
-    entry.time =
-        std::chrono::system_clock::time_point(1'700'000'000s + std::chrono::seconds(sequence) + 123456us);
+    entry.time = kStart + std::chrono::seconds(second) + 123456us;
     entry.service = service;
-    entry.pid = 1000 + sequence;
-    entry.exit_code = sequence % 2 == 0 ? 1 : -1;
-    entry.signal = sequence % 2 == 0 ? 0 : 9;
-    entry.uptime = std::chrono::microseconds(2'500'000 + sequence);
-    entry.action = sequence % 3 == 0 ? "give_up" : "restart";
-    entry.attempt = static_cast<unsigned>(sequence);
+    entry.pid = 1000 + second;
+    entry.exit_code = failure_class == "signal" ? -1 : 1;
+    entry.signal = failure_class == "signal" ? 9 : 0;
+    entry.failure_class = failure_class;
+    entry.uptime = std::chrono::microseconds(2'500'000 + second);
+    entry.attempt = 1;
+    entry.action = action;
+    entry.delay = 1500ms;
+    entry.reason = "killed by SIGKILL; restarting in 1.5 s";
     return entry;
-}
-
-void expectSameEntry(const CrashEntry& actual, const CrashEntry& expected) {
-    EXPECT_EQ(actual.time, expected.time);
-    EXPECT_EQ(actual.service, expected.service);
-    EXPECT_EQ(actual.pid, expected.pid);
-    EXPECT_EQ(actual.exit_code, expected.exit_code);
-    EXPECT_EQ(actual.signal, expected.signal);
-    EXPECT_EQ(actual.uptime, expected.uptime);
-    EXPECT_EQ(actual.action, expected.action);
-    EXPECT_EQ(actual.attempt, expected.attempt);
 }
 
 std::vector<int> pidsOf(const std::vector<CrashEntry>& entries) {
@@ -53,271 +48,349 @@ std::vector<int> pidsOf(const std::vector<CrashEntry>& entries) {
     return pids;
 }
 
-std::vector<std::string> linesOf(const fs::path& file) {
-    std::ifstream in(file);
-    std::vector<std::string> lines;
-    std::string line;
-    while (std::getline(in, line)) {
-        lines.push_back(line);
-    }
-    return lines;
+std::vector<CrashEntry> all(const CrashHistory& history) {
+    return history.query("", "", kEpoch, 0);
 }
+
+std::string outcomeOf(const CrashHistory& history, pid_t pid) {
+    for (const auto& entry : all(history)) {
+        if (entry.pid == pid) {
+            return entry.outcome;
+        }
+    }
+    return "not found";
+}
+
+std::string bytesOf(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class CrashHistoryTest : public ::testing::Test {
+  protected:
+    test::TempDir dir_;
+    fs::path file_ = dir_.path() / "crash-history.db";
+};
 
 // ---------------------------------------------------------------------------------------------------------
-// Memory
+// Recording and querying
 
-TEST(CrashHistory, MemoryOnlyWithEmptyPath) {
-    CrashHistory history("", 10);
-    EXPECT_EQ(history.size(), 0u);
-    EXPECT_TRUE(history.query("", 0).empty());
-    history.record(makeEntry("web", 1));
-    history.record(makeEntry("web", 2));
-    EXPECT_EQ(history.size(), 2u);
-    EXPECT_EQ(history.skippedLines(), 0u);
-}
+TEST_F(CrashHistoryTest, AnExitComesBackWithEveryField) {
+    CrashHistory history(file_);
+    auto exit = exitOf("web", 1, "give_up", "exit");
+    exit.escalate = true;
+    exit.attempt = 4;
+    exit.reason = "exited with status 1; \"quoted\", and a newline\nin the reason";
+    history.recordExit(exit);
 
-TEST(CrashHistory, QueryIsNewestFirst) {
-    CrashHistory history("", 10);
-    for (int i = 1; i <= 4; ++i) {
-        history.record(makeEntry("web", i));
-    }
-    EXPECT_EQ(pidsOf(history.query("", 0)), (std::vector<int>{1004, 1003, 1002, 1001}));
-}
-
-TEST(CrashHistory, QueryFiltersByService) {
-    CrashHistory history("", 10);
-    history.record(makeEntry("web", 1));
-    history.record(makeEntry("db", 2));
-    history.record(makeEntry("web", 3));
-    history.record(makeEntry("cache", 4));
-    EXPECT_EQ(pidsOf(history.query("web", 0)), (std::vector<int>{1003, 1001}));
-    EXPECT_EQ(pidsOf(history.query("db", 0)), (std::vector<int>{1002}));
-    EXPECT_TRUE(history.query("unknown", 0).empty());
-}
-
-TEST(CrashHistory, QueryLimitKeepsTheNewest) {
-    CrashHistory history("", 10);
-    for (int i = 1; i <= 5; ++i) {
-        history.record(makeEntry(i % 2 == 0 ? "db" : "web", i));
-    }
-    EXPECT_EQ(pidsOf(history.query("", 2)), (std::vector<int>{1005, 1004}));
-    // The limit counts matching entries, not entries looked at.
-    EXPECT_EQ(pidsOf(history.query("web", 2)), (std::vector<int>{1005, 1003}));
-    EXPECT_EQ(pidsOf(history.query("db", 10)), (std::vector<int>{1004, 1002}));
-}
-
-TEST(CrashHistory, CapacityDropsTheOldest) {
-    CrashHistory history("", 3);
-    for (int i = 1; i <= 5; ++i) {
-        history.record(makeEntry("web", i));
-    }
-    EXPECT_EQ(history.size(), 3u);
-    EXPECT_EQ(pidsOf(history.query("", 0)), (std::vector<int>{1005, 1004, 1003}));
-}
-
-TEST(CrashHistory, QueryReturnsEveryField) {
-    CrashHistory history("", 10);
-    const auto entry = makeEntry("web", 7);
-    history.record(entry);
-    const auto result = history.query("web", 1);
-    ASSERT_EQ(result.size(), 1u);
-    expectSameEntry(result[0], entry);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// File
-
-TEST(CrashHistory, MissingFileStartsEmpty) {
-    test::TempDir directory;
-    CrashHistory history(directory.path() / "history.jsonl", 10);
-    EXPECT_EQ(history.size(), 0u);
-    EXPECT_EQ(history.skippedLines(), 0u);
-    EXPECT_FALSE(fs::exists(directory.path() / "history.jsonl"));
-}
-
-TEST(CrashHistory, EntriesSurviveANewInstance) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    std::vector<CrashEntry> recorded;
-    {
-        CrashHistory history(file, 10);
-        for (int i = 1; i <= 3; ++i) {
-            recorded.push_back(makeEntry(i == 2 ? "db" : "web", i));
-            history.record(recorded.back());
-        }
-    }
-    EXPECT_EQ(linesOf(file).size(), 3u);
-
-    CrashHistory reloaded(file, 10);
-    EXPECT_EQ(reloaded.size(), 3u);
-    EXPECT_EQ(reloaded.skippedLines(), 0u);
-    const auto entries = reloaded.query("", 0);
-    ASSERT_EQ(entries.size(), 3u);
-    expectSameEntry(entries[0], recorded[2]);
-    expectSameEntry(entries[1], recorded[1]);
-    expectSameEntry(entries[2], recorded[0]);
-    EXPECT_EQ(pidsOf(reloaded.query("db", 0)), (std::vector<int>{1002}));
-}
-
-TEST(CrashHistory, NewInstanceAppendsToWhatTheFileHolds) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    {
-        CrashHistory history(file, 10);
-        history.record(makeEntry("web", 1));
-    }
-    {
-        CrashHistory history(file, 10);
-        history.record(makeEntry("web", 2));
-        EXPECT_EQ(history.size(), 2u);
-    }
-    CrashHistory reloaded(file, 10);
-    EXPECT_EQ(pidsOf(reloaded.query("", 0)), (std::vector<int>{1002, 1001}));
-}
-
-TEST(CrashHistory, LoadingKeepsOnlyTheNewestUpToCapacity) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    {
-        CrashHistory history(file, 10);
-        for (int i = 1; i <= 5; ++i) {
-            history.record(makeEntry("web", i));
-        }
-    }
-    CrashHistory smaller(file, 2);
-    EXPECT_EQ(smaller.size(), 2u);
-    EXPECT_EQ(pidsOf(smaller.query("", 0)), (std::vector<int>{1005, 1004}));
-}
-
-TEST(CrashHistory, UnreadableLinesAreSkippedAndCounted) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    {
-        CrashHistory history(file, 10);
-        history.record(makeEntry("web", 1));
-    }
-    {
-        std::ofstream out(file, std::ios::app);
-        out << "this is not json\n";
-        out << "[1, 2, 3]\n";
-        out << "{\"service\": \"web\"}\n"; // fields missing
-        out << "{\"time_usec\": \"soon\", \"service\": \"web\", \"pid\": 1, \"exit_code\": 1, \"signal\": 0, "
-               "\"uptime_usec\": 1, \"action\": \"restart\", \"attempt\": 1}\n"; // a field of the wrong type
-        out << "{\"time_usec\": 1\n";                                            // cut off mid-line
-    }
-    {
-        CrashHistory history(file, 10);
-        history.record(makeEntry("web", 2));
-    }
-
-    CrashHistory reloaded(file, 10);
-    EXPECT_EQ(reloaded.skippedLines(), 5u);
-    EXPECT_EQ(pidsOf(reloaded.query("", 0)), (std::vector<int>{1002, 1001}));
-}
-
-TEST(CrashHistory, CompactionKeepsTheNewestEntriesAndTheFileReadable) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    constexpr std::size_t kCapacity = 3;
-    CrashHistory history(file, kCapacity);
-    // The file may grow to twice the capacity before it is rewritten.
-    for (int i = 1; i <= 6; ++i) {
-        history.record(makeEntry("web", i));
-    }
-    EXPECT_EQ(linesOf(file).size(), 2 * kCapacity);
-
-    history.record(makeEntry("web", 7));
-    EXPECT_EQ(linesOf(file).size(), kCapacity);
-    EXPECT_FALSE(fs::exists(file.string() + ".tmp"));
-
-    CrashHistory reloaded(file, kCapacity);
-    EXPECT_EQ(reloaded.skippedLines(), 0u);
-    EXPECT_EQ(pidsOf(reloaded.query("", 0)), (std::vector<int>{1007, 1006, 1005}));
-    expectSameEntry(reloaded.query("", 1).at(0), makeEntry("web", 7));
-
-    // Appending goes on normally after a compaction.
-    history.record(makeEntry("web", 8));
-    EXPECT_EQ(linesOf(file).size(), kCapacity + 1);
-    EXPECT_EQ(pidsOf(CrashHistory(file, kCapacity).query("", 0)), (std::vector<int>{1008, 1007, 1006}));
-}
-
-TEST(CrashHistory, CompactionDropsUnreadableLines) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    {
-        std::ofstream out(file);
-        for (int i = 0; i < 5; ++i) {
-            out << "garbage " << i << "\n";
-        }
-    }
-    CrashHistory history(file, 3);
-    EXPECT_EQ(history.skippedLines(), 5u);
-    history.record(makeEntry("web", 1)); // 6 lines: not more than twice the capacity yet
-    EXPECT_EQ(linesOf(file).size(), 6u);
-    history.record(makeEntry("web", 2)); // 7 lines: rewritten
-    EXPECT_EQ(linesOf(file).size(), 2u);
-
-    CrashHistory reloaded(file, 3);
-    EXPECT_EQ(reloaded.skippedLines(), 0u);
-    EXPECT_EQ(pidsOf(reloaded.query("", 0)), (std::vector<int>{1002, 1001}));
-}
-
-TEST(CrashHistory, FileIsCreatedWithoutWorldAccess) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    const mode_t mask = ::umask(022);
-    ::umask(mask);
-    CrashHistory history(file, 10);
-    history.record(makeEntry("web", 1));
-    struct stat info {};
-    ASSERT_EQ(::stat(file.c_str(), &info), 0);
-    EXPECT_EQ(info.st_mode & 0777, 0640 & ~mask);
-}
-
-TEST(CrashHistory, WriteFailureThrowsButKeepsTheEntryInMemory) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "no-such-directory" / "history.jsonl";
-    CrashHistory history(file, 10);
-    try {
-        history.record(makeEntry("web", 1));
-        ADD_FAILURE() << "record() did not throw";
-    } catch (const std::runtime_error& error) {
-        EXPECT_NE(std::string(error.what()).find(file.string()), std::string::npos) << error.what();
-        EXPECT_NE(std::string(error.what()).find(std::strerror(ENOENT)), std::string::npos) << error.what();
-    }
+    const auto entries = all(history);
+    ASSERT_EQ(entries.size(), 1u);
+    const auto& back = entries.front();
+    EXPECT_EQ(back.time, exit.time);
+    EXPECT_EQ(back.service, "web");
+    EXPECT_EQ(back.pid, exit.pid);
+    EXPECT_EQ(back.exit_code, 1);
+    EXPECT_EQ(back.signal, 0);
+    EXPECT_EQ(back.failure_class, "exit");
+    EXPECT_EQ(back.uptime, exit.uptime);
+    EXPECT_EQ(back.attempt, 4u);
+    EXPECT_EQ(back.action, "give_up");
+    EXPECT_EQ(back.delay, 1500ms);
+    EXPECT_TRUE(back.escalate);
+    EXPECT_EQ(back.reason, exit.reason);
+    EXPECT_EQ(back.outcome, kOutcomeNone);
+    EXPECT_EQ(back.time_to_running, 0us);
     EXPECT_EQ(history.size(), 1u);
-    EXPECT_EQ(pidsOf(history.query("web", 0)), (std::vector<int>{1001}));
-    EXPECT_FALSE(fs::exists(file));
 }
 
-TEST(CrashHistory, ServiceNamesWithSpecialCharactersRoundTrip) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    CrashEntry entry = makeEntry("we\"b\n\\säge", 1);
-    {
-        CrashHistory history(file, 10);
-        history.record(entry);
-    }
-    EXPECT_EQ(linesOf(file).size(), 1u);
-    CrashHistory reloaded(file, 10);
-    ASSERT_EQ(reloaded.size(), 1u);
-    expectSameEntry(reloaded.query("", 0).at(0), entry);
+TEST_F(CrashHistoryTest, QueryIsNewestFirstByTheTimeOfTheExit) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("a", 2));
+    history.recordExit(exitOf("b", 1)); // reported late: its exit came earlier
+    history.recordExit(exitOf("c", 3));
+    EXPECT_EQ(pidsOf(all(history)), (std::vector<int>{1003, 1002, 1001}));
 }
 
-TEST(CrashHistory, InvalidUtf8InAServiceNameIsWrittenNotThrown) {
-    test::TempDir directory;
-    const fs::path file = directory.path() / "history.jsonl";
-    {
-        CrashHistory history(file, 10);
-        EXPECT_NO_THROW(history.record(makeEntry(std::string("bad\xff") + "name", 1)));
+TEST_F(CrashHistoryTest, QueryFiltersByServiceClassSinceAndLimit) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("web", 1, "restart", "signal"));
+    history.recordExit(exitOf("db", 2, "restart", "oom"));
+    history.recordExit(exitOf("web", 3, "restart", "oom"));
+    history.recordExit(exitOf("web", 4, "stopped", ""));
+    history.recordExit(exitOf("db", 5, "restart", "signal"));
+
+    EXPECT_EQ(pidsOf(history.query("web", "", kEpoch, 0)), (std::vector<int>{1004, 1003, 1001}));
+    EXPECT_EQ(pidsOf(history.query("", "oom", kEpoch, 0)), (std::vector<int>{1003, 1002}));
+    EXPECT_EQ(pidsOf(history.query("web", "oom", kEpoch, 0)), (std::vector<int>{1003}));
+    // `since` includes an exit at exactly that time.
+    EXPECT_EQ(pidsOf(history.query("", "", exitOf("x", 3).time, 0)), (std::vector<int>{1005, 1004, 1003}));
+    EXPECT_EQ(pidsOf(history.query("", "", kEpoch, 2)), (std::vector<int>{1005, 1004}));
+    EXPECT_EQ(pidsOf(history.query("db", "signal", exitOf("x", 2).time, 1)), (std::vector<int>{1005}));
+    EXPECT_TRUE(history.query("nobody", "", kEpoch, 0).empty());
+    // The same filters again: the prepared statements are reused from a clean state.
+    EXPECT_EQ(pidsOf(history.query("web", "", kEpoch, 0)), (std::vector<int>{1004, 1003, 1001}));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Outcomes
+
+TEST_F(CrashHistoryTest, OnlyARestartIsPendingOnInsert) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("a", 1, "restart"));
+    history.recordExit(exitOf("b", 2, "restart_safe_mode"));
+    history.recordExit(exitOf("c", 3, "give_up"));
+    history.recordExit(exitOf("d", 4, "notify_and_stop"));
+    history.recordExit(exitOf("e", 5, "none", ""));
+    history.recordExit(exitOf("f", 6, "stopped", ""));
+    EXPECT_EQ(outcomeOf(history, 1001), kOutcomePending);
+    EXPECT_EQ(outcomeOf(history, 1002), kOutcomePending);
+    EXPECT_EQ(outcomeOf(history, 1003), kOutcomeNone);
+    EXPECT_EQ(outcomeOf(history, 1004), kOutcomeNone);
+    EXPECT_EQ(outcomeOf(history, 1005), kOutcomeNone);
+    EXPECT_EQ(outcomeOf(history, 1006), kOutcomeNone);
+}
+
+TEST_F(CrashHistoryTest, RecoveredClosesTheNewestPendingExitOfThatServiceOnly) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("web", 1));
+    history.recordExit(exitOf("db", 2));
+    ASSERT_TRUE(history.recordRecovered("web", exitOf("web", 1).time + 2500ms));
+
+    const auto web = history.query("web", "", kEpoch, 0).front();
+    EXPECT_EQ(web.outcome, kOutcomeRunning);
+    EXPECT_EQ(web.time_to_running, 2500ms);
+    EXPECT_EQ(outcomeOf(history, 1002), kOutcomePending);
+    // Nothing is pending for web any more, and nothing ever was for an unknown service.
+    EXPECT_FALSE(history.recordRecovered("web", kStart + 10s));
+    EXPECT_FALSE(history.recordRecovered("nobody", kStart + 10s));
+    EXPECT_EQ(history.query("web", "", kEpoch, 0).front().time_to_running, 2500ms);
+}
+
+TEST_F(CrashHistoryTest, RecoveredBeforeTheExitTimeCountsAsAtOnce) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("web", 5));
+    ASSERT_TRUE(history.recordRecovered("web", kStart)); // the clock stepped back in between
+    EXPECT_EQ(all(history).front().time_to_running, 0us);
+    EXPECT_EQ(all(history).front().outcome, kOutcomeRunning);
+}
+
+TEST_F(CrashHistoryTest, ANewExitWhileARestartIsPendingMeansTheRestartFailed) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("web", 1));
+    history.recordExit(exitOf("db", 2));
+    history.recordExit(exitOf("web", 3, "give_up", "start"));
+    EXPECT_EQ(outcomeOf(history, 1001), kOutcomeFailed);
+    EXPECT_EQ(outcomeOf(history, 1002), kOutcomePending); // another service's restart is not affected
+    EXPECT_EQ(outcomeOf(history, 1003), kOutcomeNone);
+    // A closed exit stays closed.
+    history.recordExit(exitOf("db", 4));
+    EXPECT_TRUE(history.recordRecovered("db", kStart + 5s));
+    EXPECT_EQ(outcomeOf(history, 1002), kOutcomeFailed);
+    EXPECT_EQ(outcomeOf(history, 1004), kOutcomeRunning);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Summary
+
+TEST_F(CrashHistoryTest, SummaryCountsFailuresRecoveriesAndMeanTimeToRecovery) {
+    CrashHistory history(file_);
+    history.recordExit(exitOf("web", 10));
+    history.recordRecovered("web", exitOf("web", 10).time + 1s);
+    history.recordExit(exitOf("web", 20));
+    history.recordRecovered("web", exitOf("web", 20).time + 3s);
+    history.recordExit(exitOf("web", 30));                // pending
+    history.recordExit(exitOf("web", 40, "stopped", "")); // the pending restart failed; a stop is no failure
+    history.recordExit(exitOf("db", 5, "give_up", "exit"));
+    history.recordExit(exitOf("quiet", 6, "none", "")); // only clean exits: not in the summary
+
+    const auto summary = history.summary();
+    ASSERT_EQ(summary.size(), 2u);
+    EXPECT_EQ(summary[0].service, "db"); // sorted by name
+    EXPECT_EQ(summary[0].failures, 1u);
+    EXPECT_EQ(summary[0].recovered, 0u);
+    EXPECT_EQ(summary[0].success_rate, 0.0);
+    EXPECT_EQ(summary[0].mean_time_to_recovery, 0us);
+    EXPECT_EQ(summary[0].last_failure, exitOf("db", 5).time);
+
+    EXPECT_EQ(summary[1].service, "web");
+    EXPECT_EQ(summary[1].failures, 3u);
+    EXPECT_EQ(summary[1].recovered, 2u);
+    EXPECT_DOUBLE_EQ(summary[1].success_rate, 2.0 / 3.0);
+    EXPECT_EQ(summary[1].mean_time_to_recovery, 2s);
+    EXPECT_EQ(summary[1].last_failure, exitOf("web", 30).time); // the stop at 40 is no failure
+}
+
+TEST_F(CrashHistoryTest, EmptyHistoryHasAnEmptySummary) {
+    CrashHistory history(file_);
+    EXPECT_TRUE(history.summary().empty());
+    EXPECT_EQ(history.size(), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Capacity and persistence
+
+TEST_F(CrashHistoryTest, PruningKeepsTheNewestRows) {
+    CrashHistory history(file_, 3);
+    for (int second = 1; second <= 8; ++second) {
+        history.recordExit(exitOf("web", second, "give_up"));
+        EXPECT_EQ(history.size(), std::min(second, 3));
     }
-    CrashHistory reloaded(file, 10);
-    EXPECT_EQ(reloaded.skippedLines(), 0u);
-    ASSERT_EQ(reloaded.size(), 1u);
-    const std::string service = reloaded.query("", 0).at(0).service;
-    EXPECT_EQ(service.rfind("bad", 0), 0u);
-    EXPECT_NE(service.find("name"), std::string::npos);
-    EXPECT_EQ(service.find('\xff'), std::string::npos);
+    EXPECT_EQ(pidsOf(all(history)), (std::vector<int>{1008, 1007, 1006}));
+}
+
+TEST_F(CrashHistoryTest, ReopeningWithASmallerCapacityPrunesAtOnce) {
+    {
+        CrashHistory history(file_, 10);
+        for (int second = 1; second <= 6; ++second) {
+            history.recordExit(exitOf("web", second, "give_up"));
+        }
+    }
+    CrashHistory smaller(file_, 2);
+    EXPECT_EQ(smaller.size(), 2u);
+    EXPECT_EQ(pidsOf(all(smaller)), (std::vector<int>{1006, 1005}));
+}
+
+TEST_F(CrashHistoryTest, DefaultCapacityIsTheContractsHundredThousand) {
+    CrashHistory history(file_);
+    EXPECT_EQ(history.capacity(), 100000u);
+}
+
+TEST_F(CrashHistoryTest, EverythingSurvivesANewInstance) {
+    {
+        CrashHistory history(file_);
+        history.recordExit(exitOf("web", 1));
+        history.recordExit(exitOf("web", 2));
+        history.recordRecovered("web", exitOf("web", 2).time + 750ms);
+        history.recordExit(exitOf("db", 3, "notify_and_stop", "watchdog"));
+    }
+    CrashHistory reopened(file_);
+    EXPECT_FALSE(reopened.setAside());
+    EXPECT_EQ(reopened.size(), 3u);
+    const auto entries = all(reopened);
+    ASSERT_EQ(entries.size(), 3u);
+    EXPECT_EQ(entries[0].service, "db");
+    EXPECT_EQ(entries[0].failure_class, "watchdog");
+    EXPECT_EQ(entries[0].time, exitOf("db", 3).time);
+    EXPECT_EQ(entries[1].outcome, kOutcomeRunning);
+    EXPECT_EQ(entries[1].time_to_running, 750ms);
+    EXPECT_EQ(entries[2].outcome, kOutcomeFailed);
+    // Pending state survives as well: a report after the restart still closes the right exit.
+    reopened.recordExit(exitOf("web", 4));
+    {
+        CrashHistory again(file_);
+        EXPECT_TRUE(again.recordRecovered("web", exitOf("web", 4).time + 1s));
+        EXPECT_EQ(again.size(), 4u);
+    }
+}
+
+TEST_F(CrashHistoryTest, FileIsAWalDatabaseWithASchemaVersion) {
+    {
+        CrashHistory history(file_);
+        history.recordExit(exitOf("web", 1));
+    }
+    const auto header = bytesOf(file_);
+    ASSERT_GE(header.size(), 100u);
+    EXPECT_EQ(header.substr(0, 16), std::string("SQLite format 3\0", 16));
+    // File format read and write versions: 2 means WAL.
+    EXPECT_EQ(header[18], 2);
+    EXPECT_EQ(header[19], 2);
+    // user_version, big-endian at offset 60.
+    EXPECT_EQ(header.substr(60, 4), std::string("\0\0\0\1", 4));
+}
+
+TEST_F(CrashHistoryTest, DatabaseFromANewerSchemaIsRefused) {
+    {
+        CrashHistory history(file_);
+        history.recordExit(exitOf("web", 1));
+    }
+    // user_version lives in the header, outside any checksum: raise it as a newer program would.
+    {
+        std::fstream file(file_, std::ios::in | std::ios::out | std::ios::binary);
+        file.seekp(60);
+        file.write("\0\0\0\7", 4);
+    }
+    try {
+        CrashHistory history(file_);
+        FAIL() << "a database of schema 7 was accepted";
+    } catch (const CrashHistoryError& e) {
+        EXPECT_NE(std::string(e.what()).find(file_.string()), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("schema version 7"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(fs::exists(file_)); // a newer database is not corrupt: it stays where it is
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Damage and errors
+
+TEST_F(CrashHistoryTest, FileThatIsNotADatabaseIsSetAsideAndAnEmptyHistoryStarts) {
+    const std::string garbage(8192, 'x');
+    {
+        std::ofstream out(file_, std::ios::binary);
+        out << garbage;
+    }
+    CrashHistory history(file_);
+    ASSERT_TRUE(history.setAside());
+    const auto moved_to = history.setAside()->moved_to;
+    EXPECT_EQ(moved_to.parent_path(), file_.parent_path());
+    EXPECT_EQ(moved_to.filename().string().rfind("crash-history.db.corrupt-", 0), 0u) << moved_to;
+    EXPECT_EQ(bytesOf(moved_to), garbage); // kept as it was, for whoever wants to look
+    EXPECT_NE(history.setAside()->reason.find("not a database"), std::string::npos)
+        << history.setAside()->reason;
+
+    EXPECT_EQ(history.size(), 0u);
+    history.recordExit(exitOf("web", 1));
+    EXPECT_EQ(history.size(), 1u);
+
+    CrashHistory reopened(file_);
+    EXPECT_FALSE(reopened.setAside());
+    EXPECT_EQ(reopened.size(), 1u);
+}
+
+TEST_F(CrashHistoryTest, SecondCorruptFileInTheSameSecondGetsItsOwnName) {
+    for (int round = 0; round < 2; ++round) {
+        std::ofstream(file_, std::ios::binary) << std::string(4096, static_cast<char>('a' + round));
+        CrashHistory history(file_);
+        ASSERT_TRUE(history.setAside());
+    }
+    int set_aside = 0;
+    for (const auto& entry : fs::directory_iterator(dir_.path())) {
+        set_aside += entry.path().filename().string().find(".corrupt-") != std::string::npos ? 1 : 0;
+    }
+    EXPECT_EQ(set_aside, 2);
+}
+
+TEST_F(CrashHistoryTest, DirectoryThatCannotHoldTheFileIsAClearError) {
+    // A regular file where the directory should be: fails for root as well.
+    const auto not_a_directory = dir_.path() / "plain-file";
+    std::ofstream(not_a_directory) << "x";
+    const auto file = not_a_directory / "crash-history.db";
+    try {
+        CrashHistory history(file);
+        FAIL() << "opened " << file;
+    } catch (const CrashHistoryError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find(file.string()), std::string::npos) << message;
+        EXPECT_NE(message.find("unable to open database file"), std::string::npos) << message; // SQLite's
+        EXPECT_NE(message.find(not_a_directory.string() + " is not a directory"), std::string::npos)
+            << message;
+    }
+}
+
+TEST_F(CrashHistoryTest, UnwritableDirectoryIsAClearError) {
+    if (geteuid() == 0) {
+        GTEST_SKIP() << "root writes into any directory";
+    }
+    const auto locked = dir_.path() / "locked";
+    fs::create_directory(locked);
+    ::chmod(locked.c_str(), 0555);
+    try {
+        CrashHistory history(locked / "crash-history.db");
+        ADD_FAILURE() << "opened a database in a read-only directory";
+    } catch (const CrashHistoryError& e) {
+        EXPECT_NE(std::string(e.what()).find((locked / "crash-history.db").string()), std::string::npos)
+            << e.what();
+    }
+    ::chmod(locked.c_str(), 0755);
 }
 
 } // namespace

@@ -1,6 +1,25 @@
 #include "tau/bus/wire.h"
 
+#include <algorithm>
+
 namespace tau::wire {
+namespace {
+
+// Durations travel unsigned; a negative one (a clock that stepped back) travels as 0.
+uint64_t unsignedMicros(std::chrono::microseconds duration) {
+    return duration.count() > 0 ? static_cast<uint64_t>(duration.count()) : 0;
+}
+
+uint64_t unsignedMicros(std::chrono::milliseconds duration) {
+    return unsignedMicros(std::chrono::duration_cast<std::chrono::microseconds>(duration));
+}
+
+std::chrono::microseconds signedMicros(uint64_t micros) {
+    constexpr auto kLongest = static_cast<uint64_t>(std::chrono::microseconds::max().count());
+    return std::chrono::microseconds(static_cast<std::chrono::microseconds::rep>(std::min(micros, kLongest)));
+}
+
+} // namespace
 
 uint64_t toMicros(std::chrono::system_clock::time_point time) {
     return static_cast<uint64_t>(
@@ -66,6 +85,69 @@ LogEntry toWire(const LogRecord& record) {
             record.event,
             record.message,
             record.fields};
+}
+
+HistoryEntry toWire(const CrashEntry& entry) {
+    return {toMicros(entry.time),
+            entry.service,
+            entry.pid,
+            entry.exit_code,
+            entry.signal,
+            entry.failure_class,
+            unsignedMicros(entry.uptime),
+            entry.attempt,
+            entry.action,
+            unsignedMicros(entry.delay),
+            entry.outcome,
+            entry.reason,
+            unsignedMicros(entry.time_to_running)};
+}
+
+CrashEntry crashEntryFromWire(const HistoryEntry& wire) {
+    CrashEntry entry;
+    entry.time = fromMicros(wire.get<0>());
+    entry.service = wire.get<1>();
+    entry.pid = wire.get<2>();
+    entry.exit_code = wire.get<3>();
+    entry.signal = wire.get<4>();
+    entry.failure_class = wire.get<5>();
+    entry.uptime = signedMicros(wire.get<6>());
+    entry.attempt = wire.get<7>();
+    entry.action = wire.get<8>();
+    entry.delay = signedMicros(wire.get<9>());
+    entry.outcome = wire.get<10>();
+    entry.reason = wire.get<11>();
+    entry.time_to_running = signedMicros(wire.get<12>());
+    return entry;
+}
+
+SummaryEntry toWire(const ServiceCrashSummary& summary) {
+    return {summary.service,
+            summary.failures,
+            summary.recovered,
+            summary.success_rate,
+            unsignedMicros(summary.mean_time_to_recovery),
+            toMicros(summary.last_failure)};
+}
+
+ServiceCrashSummary summaryFromWire(const SummaryEntry& wire) {
+    ServiceCrashSummary summary;
+    summary.service = wire.get<0>();
+    summary.failures = wire.get<1>();
+    summary.recovered = wire.get<2>();
+    summary.success_rate = wire.get<3>();
+    summary.mean_time_to_recovery = signedMicros(wire.get<4>());
+    summary.last_failure = fromMicros(wire.get<5>());
+    return summary;
+}
+
+ExplainStep toWire(const ExplainedFailure& failure) {
+    return {failure.attempt,
+            std::string(toString(failure.action)),
+            std::string(toString(failure.strategy)),
+            unsignedMicros(failure.delay),
+            unsignedMicros(failure.min_delay),
+            unsignedMicros(failure.max_delay)};
 }
 
 } // namespace tau::wire

@@ -2,7 +2,9 @@
 // The D-Bus shapes of the suite's data, as the XML in dbus/ declares them, and their conversions from and to
 // the domain types. Services, the CLI and the tests share them so a signature is written down once.
 
+#include "tau/crash_history.h"
 #include "tau/log_record.h"
+#include "tau/recovery_policy.h"
 #include "tau/resources.h"
 
 #include <cstdint>
@@ -29,9 +31,15 @@ using ServiceEntry =
     sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>;
 // org.tauos.Processes1.GetProcessTree: pid, ppid, comm, rss
 using ProcessEntry = sdbus::Struct<int32_t, int32_t, std::string, uint64_t>;
-// org.tauos.Recovery1.GetHistory: time, service, pid, exit code, signal, uptime, action, attempt
-using HistoryEntry =
-    sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, uint64_t, std::string, uint32_t>;
+// org.tauos.Recovery1.GetHistory: time, service, pid, exit code, signal, failure class, uptime, attempt,
+// action, delay, outcome, reason, time until running again (times in microseconds)
+using HistoryEntry = sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int32_t, std::string, uint64_t,
+                                   uint32_t, std::string, uint64_t, std::string, std::string, uint64_t>;
+// org.tauos.Recovery1.GetSummary: service, failures, recovered, success rate, mean time to recovery, time of
+// the last failure (microseconds)
+using SummaryEntry = sdbus::Struct<std::string, uint32_t, uint32_t, double, uint64_t, uint64_t>;
+// org.tauos.Recovery1.Explain: attempt, action, strategy, delay, shortest delay, longest delay (microseconds)
+using ExplainStep = sdbus::Struct<uint32_t, std::string, std::string, uint64_t, uint64_t, uint64_t>;
 // org.tauos.Health1.GetHealth: name, status, value, score, weight, contribution, message
 using Check = sdbus::Struct<std::string, std::string, double, double, double, double, std::string>;
 // org.tauos.Log1 records: timestamp, level, service, pid, event, message, fields
@@ -45,5 +53,11 @@ Snapshot toWire(const ResourceSnapshot& snapshot);
 ResourceSnapshot snapshotFromWire(const Snapshot& wire);
 
 LogEntry toWire(const LogRecord& record);
+
+HistoryEntry toWire(const CrashEntry& entry);
+CrashEntry crashEntryFromWire(const HistoryEntry& wire);
+SummaryEntry toWire(const ServiceCrashSummary& summary);
+ServiceCrashSummary summaryFromWire(const SummaryEntry& wire);
+ExplainStep toWire(const ExplainedFailure& failure);
 
 } // namespace tau::wire
