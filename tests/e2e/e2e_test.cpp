@@ -354,12 +354,25 @@ TEST_F(EndToEnd, CheckAsksTheRunningDaemon) {
     EXPECT_NE(result.out.find("service:worker"), std::string::npos) << result.out;
 }
 
+// A configuration that keeps every file of the daemon inside `dir`.
+std::filesystem::path writeMinimalConfig(const TempDir& dir) {
+    const auto config = dir.path() / "tau.toml";
+    writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
+                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() +
+                          "\"\n");
+    return config;
+}
+
+// The runtime directory inside `dir`, and no way to the machine's own buses.
+std::map<std::string, std::string> isolatedEnvironment(const TempDir& dir) {
+    return {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
+            {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
+            {"DBUS_SESSION_BUS_ADDRESS", ""}};
+}
+
 TEST(EndToEndWithoutDaemon, CliSaysNotRunningQuickly) {
     TempDir dir;
-    const std::map<std::string, std::string> env = {
-        {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
-        {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
-        {"DBUS_SESSION_BUS_ADDRESS", ""}};
+    const auto env = isolatedEnvironment(dir);
     const auto started = std::chrono::steady_clock::now();
     const auto result = runCommand({cliBinary(), "health"}, env);
     EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
@@ -370,12 +383,9 @@ TEST(EndToEndWithoutDaemon, CliSaysNotRunningQuickly) {
 
 TEST(EndToEndWithoutDaemon, CheckMeasuresLocally) {
     TempDir dir;
-    const auto result =
-        runCommand({daemonBinary(), "--check"},
-                   {{"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
-                    {"TAU_MONITOR_CONFIG", (dir.path() / "absent.toml").string()},
-                    {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
-                    {"DBUS_SESSION_BUS_ADDRESS", ""}});
+    auto env = isolatedEnvironment(dir);
+    env["TAU_MONITOR_CONFIG"] = (dir.path() / "absent.toml").string();
+    const auto result = runCommand({daemonBinary(), "--check"}, env);
     EXPECT_GE(result.exit_code, 0);
     EXPECT_LE(result.exit_code, 2) << result.out << result.err;
     EXPECT_NE(result.out.find("local measurement"), std::string::npos) << result.out;
@@ -443,16 +453,10 @@ class NotifySocket {
 TEST(EndToEndUnderServiceManager, NotifiesReadyWatchdogAndStopping) {
     TempDir dir;
     NotifySocket notify(dir.path() / "notify");
-    const auto config = dir.path() / "tau.toml";
-    writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
-                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() +
-                          "\"\n");
-    const std::map<std::string, std::string> env = {
-        {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
-        {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
-        {"DBUS_SESSION_BUS_ADDRESS", ""},
-        {"NOTIFY_SOCKET", (dir.path() / "notify").string()},
-        {"WATCHDOG_USEC", "200000"}};
+    const auto config = writeMinimalConfig(dir);
+    auto env = isolatedEnvironment(dir);
+    env["NOTIFY_SOCKET"] = (dir.path() / "notify").string();
+    env["WATCHDOG_USEC"] = "200000";
     const auto first =
         runCommand({daemonBinary(), "--daemon", "--bus", "private", "--config", config.string()}, env);
     ASSERT_EQ(first.exit_code, 0) << first.err;
@@ -466,14 +470,8 @@ TEST(EndToEndUnderServiceManager, NotifiesReadyWatchdogAndStopping) {
 
 TEST(EndToEndDaemonMode, DetachesWritesPidFileAndRefusesASecondInstance) {
     TempDir dir;
-    const auto config = dir.path() / "tau.toml";
-    writeFile(config, "[logging]\nlog_file_path = \"" + (dir.path() / "tau.log").string() +
-                          "\"\n[crash_recovery]\nsession_state_path = \"" + (dir.path() / "state").string() +
-                          "\"\n");
-    const std::map<std::string, std::string> env = {
-        {"TAU_MONITOR_RUNTIME_DIR", (dir.path() / "rt").string()},
-        {"DBUS_SYSTEM_BUS_ADDRESS", "unix:path=" + (dir.path() / "none").string()},
-        {"DBUS_SESSION_BUS_ADDRESS", ""}};
+    const auto config = writeMinimalConfig(dir);
+    const auto env = isolatedEnvironment(dir);
     const std::vector<std::string> argv = {daemonBinary(), "--daemon", "--bus",
                                            "private",      "--config", config.string()};
     const auto first = runCommand(argv, env);

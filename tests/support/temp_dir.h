@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 
@@ -20,6 +21,9 @@ class TempDir {
 };
 
 std::string readFile(const std::filesystem::path& path);
+
+// Waits until `fd` is readable, at most `timeout`; false when it is not by then.
+bool waitReadable(int fd, std::chrono::milliseconds timeout);
 void writeFile(const std::filesystem::path& path, const std::string& text);
 
 } // namespace tau::test

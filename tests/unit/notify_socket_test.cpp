@@ -37,21 +37,7 @@ using test::TempDir;
 // Generous: every wait below ends as soon as its event happens, and only a broken test waits this long.
 constexpr auto kEventTimeout = 10s;
 
-bool waitReadable(int fd, std::chrono::milliseconds timeout) {
-    pollfd entry{fd, POLLIN, 0};
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        const int ready = ::poll(&entry, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
-        if (ready > 0) {
-            return true;
-        }
-        if (ready == 0 || errno != EINTR) {
-            return false;
-        }
-    }
-}
+using test::waitReadable;
 
 // Gathers messages until `enough` is satisfied with what has arrived, or the timeout passes; the caller
 // asserts on the result either way.

@@ -33,21 +33,7 @@ using namespace std::chrono_literals;
 // Generous: a child that has been told to exit does so in far less, and only a broken test waits this long.
 constexpr auto kExitTimeout = 10s;
 
-bool waitReadable(int fd, std::chrono::milliseconds timeout) {
-    pollfd entry{fd, POLLIN, 0};
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        const int ready = ::poll(&entry, 1, static_cast<int>(std::max(left.count(), 0L)));
-        if (ready > 0) {
-            return true;
-        }
-        if (ready == 0 || errno != EINTR) {
-            return false;
-        }
-    }
-}
+using test::waitReadable;
 
 using test::readFile;
 
