@@ -58,7 +58,9 @@ Supervisor::~Supervisor() {
     }
 }
 
-void Supervisor::add(ServiceSpec spec) { services_.emplace_back(std::move(spec)); }
+void Supervisor::add(ServiceSpec spec) {
+    services_.emplace_back(std::move(spec));
+}
 
 const ServiceStatus* Supervisor::find(std::string_view name) const {
     auto it =
@@ -92,8 +94,8 @@ void Supervisor::startAll() {
         }
         try {
             spawn(service);
-        } catch (const ServiceError&) {
-            // spawn() has marked it failed and told the listener.
+        } catch (const ServiceError& e) {
+            recoverFromSpawnFailure(service, e);
         }
     }
 }
@@ -119,8 +121,9 @@ void Supervisor::launch(ServiceStatus& service) {
     SpawnedProcess process;
     try {
         const bool safe_mode = service.recovery.inSafeMode() && service.spec.safe_mode;
-        process = launcher_.spawn(service.spec.name, safe_mode ? service.spec.safe_mode->spawn : service.spec.spawn,
-                                  service.spec.capture_output);
+        process =
+            launcher_.spawn(service.spec.name, safe_mode ? service.spec.safe_mode->spawn : service.spec.spawn,
+                            service.spec.capture_output);
         service.running_safe_mode = safe_mode;
     } catch (const SpawnError& e) {
         service.state = ServiceState::Failed;
@@ -405,7 +408,8 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     const bool restart_requested = stop_requested && service.restart_after_stop && !shutting_down_;
     ExitEvent event{*status, uptime, stop_requested || shutting_down_, std::nullopt};
     if (service.kill_reason) {
-        event.cause = *service.kill_reason == KillReason::Watchdog ? FailureClass::Watchdog : FailureClass::Start;
+        event.cause =
+            *service.kill_reason == KillReason::Watchdog ? FailureClass::Watchdog : FailureClass::Start;
     } else if (causes_) {
         event.cause = causes_(service, *status);
     }
@@ -436,6 +440,7 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     // An immediate restart goes first and the reports after it: the service is down for as short a time as
     // the kernel allows, not for as long as the bookkeeping takes.
     bool restarted = false;
+    std::optional<ServiceError> spawn_failure;
     if (restart && decision.delay.count() == 0) {
         const auto wait = budgetWait(service);
         if (wait.count() == 0) {
@@ -443,8 +448,8 @@ void Supervisor::onPidfdReadable(const std::string& name) {
             try {
                 launch(service);
                 restarted = true;
-            } catch (const ServiceError&) {
-                // launch() has reported it; the service is failed.
+            } catch (const ServiceError& e) {
+                spawn_failure = e;
             }
         } else {
             listener_.restartDeferred(service, wait);
@@ -462,6 +467,9 @@ void Supervisor::onPidfdReadable(const std::string& name) {
         }
     }
     listener_.serviceChanged(service);
+    if (spawn_failure) {
+        recoverFromSpawnFailure(service, *spawn_failure);
+    }
     if (restart_requested) {
         try {
             spawn(service);
@@ -492,9 +500,33 @@ void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::millisecon
         ++s.restarts;
         try {
             spawn(s);
-        } catch (const ServiceError&) {
+        } catch (const ServiceError& e) {
+            recoverFromSpawnFailure(s, e);
         }
     });
+}
+
+void Supervisor::recoverFromSpawnFailure(ServiceStatus& service, const ServiceError& error) {
+    if (error.code() != ErrorCode::SpawnFailed || shutting_down_) {
+        return; // a configured limit, not a failure of the service: it stays failed until started again
+    }
+    // A command that cannot even be spawned is a failed start: the ladder applies, at a pace a missing
+    // executable cannot turn into a tight loop.
+    constexpr auto kMinimumRetry = std::chrono::milliseconds(1000);
+    const ExitStatus nothing_ran{};
+    RecoveryDecision decision = service.recovery.onExit(
+        ExitEvent{nothing_ran, std::chrono::steady_clock::duration::zero(), false, FailureClass::Start},
+        clock_.now(), *random_);
+    decision.reason = std::string(error.what()) + "; " + decision.reason;
+    if (decision.action == RecoveryAction::Restart || decision.action == RecoveryAction::RestartInSafeMode) {
+        decision.delay = std::max(decision.delay, kMinimumRetry);
+        service.state = ServiceState::Backoff;
+        scheduleRestart(service, decision.delay);
+    } else {
+        service.state = ServiceState::Failed;
+    }
+    listener_.serviceExited(service, 0, nothing_ran, decision, std::chrono::steady_clock::duration::zero());
+    listener_.serviceChanged(service);
 }
 
 std::chrono::milliseconds Supervisor::budgetWait(const ServiceStatus& service) {

@@ -3,10 +3,11 @@
 // It knows nothing of D-Bus; the adaptor turns its events into signals and properties.
 
 #include "tau/clock.h"
+#include "tau/errors.h"
 #include "tau/event_loop.h"
 #include "tau/notify_socket.h"
-#include "tau/restart_budget.h"
 #include "tau/recovery_policy.h"
+#include "tau/restart_budget.h"
 #include "tau/spawner.h"
 
 #include <chrono>
@@ -51,16 +52,15 @@ struct ServiceSpec {
 };
 
 struct ServiceStatus {
-    explicit ServiceStatus(ServiceSpec service_spec)
-        : spec(std::move(service_spec)), recovery(spec.policy) {}
+    explicit ServiceStatus(ServiceSpec service_spec) : spec(std::move(service_spec)), recovery(spec.policy) {}
 
     ServiceSpec spec;
     RecoveryTracker recovery;
-    bool running_safe_mode = false;  // the current process is the safe-mode command
+    bool running_safe_mode = false; // the current process is the safe-mode command
     ServiceState state = ServiceState::Stopped;
     pid_t pid = 0;
     int pidfd = -1;
-    unsigned restarts = 0;             // automatic restarts
+    unsigned restarts = 0; // automatic restarts
     std::chrono::system_clock::time_point started_at{};
     std::chrono::steady_clock::time_point started_steady{};
     std::optional<ExitStatus> last_exit;
@@ -100,7 +100,8 @@ class SupervisorListener {
     virtual void serviceKilled(const ServiceStatus& service, KillReason reason) = 0;
     // `pid` is the process that exited; `service` already shows the state after the decision.
     virtual void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                               const RecoveryDecision& decision, std::chrono::steady_clock::duration uptime) = 0;
+                               const RecoveryDecision& decision,
+                               std::chrono::steady_clock::duration uptime) = 0;
     // Any change of state, pid or counters.
     virtual void serviceChanged(const ServiceStatus& service) = 0;
     virtual void spawnFailed(const ServiceStatus& service, const std::string& reason) = 0;
@@ -125,7 +126,8 @@ class Supervisor {
 
     // Classifies an exit the supervisor did not cause itself, e.g. a SIGKILL from the OOM killer; nullopt
     // leaves it to the exit status.
-    using CauseClassifier = std::function<std::optional<FailureClass>(const ServiceStatus&, const ExitStatus&)>;
+    using CauseClassifier =
+        std::function<std::optional<FailureClass>(const ServiceStatus&, const ExitStatus&)>;
     void useCauseClassifier(CauseClassifier classify) { causes_ = std::move(classify); }
 
     // Rate-limits the automatic restarts of configured services across the host (the suite's own services
@@ -169,6 +171,7 @@ class Supervisor {
     // its own), SIGKILL once the grace period is over.
     void beginStop(ServiceStatus& service, bool send_stop_signal = true);
     void onPidfdReadable(const std::string& name);
+    void recoverFromSpawnFailure(ServiceStatus& service, const ServiceError& error);
     void armWatchdog(ServiceStatus& service);
     void armSafeModeExit(ServiceStatus& service);
     void disarmTimers(const std::string& name);

@@ -22,6 +22,9 @@ namespace tau {
 [[maybe_unused]] static void PrintTo(RecoveryAction action, std::ostream* os) {
     *os << toString(action);
 }
+[[maybe_unused]] static void PrintTo(FailureClass failure_class, std::ostream* os) {
+    *os << toString(failure_class);
+}
 [[maybe_unused]] static void PrintTo(ServiceState state, std::ostream* os) {
     *os << toString(state);
 }
@@ -208,7 +211,8 @@ class RecordingListener final : public SupervisorListener {
         events.push_back("started " + service.spec.name);
     }
     void serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
-                       const RecoveryDecision& decision, std::chrono::steady_clock::duration uptime) override {
+                       const RecoveryDecision& decision,
+                       std::chrono::steady_clock::duration uptime) override {
         exited.push_back({service.spec.name, pid, status, decision, uptime, service.state});
         events.push_back("exited " + service.spec.name);
     }
@@ -226,7 +230,9 @@ class RecordingListener final : public SupervisorListener {
         events.push_back(std::string(reason == KillReason::Watchdog ? "watchdog " : "start timeout ") +
                          service.spec.name);
     }
-    void safeModeLeft(const ServiceStatus& service) override { events.push_back("safe mode left " + service.spec.name); }
+    void safeModeLeft(const ServiceStatus& service) override {
+        events.push_back("safe mode left " + service.spec.name);
+    }
     void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override {
         events.push_back("deferred " + service.spec.name + " " + std::to_string(wait.count()) + "ms");
     }
@@ -743,22 +749,31 @@ TEST_F(SupervisorTest, StopAfterRestartCancelsTheRestart) {
 // ---------------------------------------------------------------------------------------------------------
 // Spawn failures and limits
 
-TEST_F(SupervisorTest, SpawnFailureMarksTheServiceFailedAndStartAllGoesOn) {
+TEST_F(SupervisorTest, SpawnFailureAtStartupIsAFailedStartAndTheLadderApplies) {
     supervisor().add(makeSpec("broken"));
     supervisor().add(makeSpec("web"));
     launcher_.failSpawnOf(executableOf("broken"), "exec '/usr/bin/broken': No such file or directory");
 
     supervisor().startAll();
-    EXPECT_EQ(status("broken").state, ServiceState::Failed);
+    EXPECT_EQ(status("broken").state, ServiceState::Backoff);
     EXPECT_EQ(status("broken").pid, 0);
     EXPECT_EQ(status("web").state, ServiceState::Running);
     ASSERT_EQ(listener_.spawn_failures.size(), 1u);
-    EXPECT_EQ(listener_.spawn_failures[0].name, "broken");
     EXPECT_EQ(listener_.spawn_failures[0].reason, "exec '/usr/bin/broken': No such file or directory");
-    EXPECT_EQ(listener_.spawn_failures[0].state, ServiceState::Failed);
-    EXPECT_EQ(listener_.statesOf("broken"), (std::vector<ServiceState>{ServiceState::Failed}));
-    EXPECT_EQ(listener_.events,
-              (std::vector<std::string>{"spawn failed broken", "started web", "running web"}));
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].decision.failure_class, FailureClass::Start);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::Restart);
+    EXPECT_NE(listener_.exited[0].decision.reason.find("No such file or directory"), std::string::npos);
+    // Never a tight loop: at least a second between attempts, whatever the ladder says.
+    EXPECT_GE(reactor_.delayOf(reactor_.onlyTimer()), 1s);
+
+    // Every retry fails the same way until the ladder gives up.
+    for (int retry = 0; retry < 3; ++retry) {
+        reactor_.fireTimer(reactor_.onlyTimer());
+    }
+    EXPECT_EQ(status("broken").state, ServiceState::Failed);
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::GiveUp);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
 }
 
 TEST_F(SupervisorTest, StartOfAnUnspawnableServiceThrowsSpawnFailed) {
@@ -782,16 +797,22 @@ TEST_F(SupervisorTest, StartOfAnUnspawnableServiceThrowsSpawnFailed) {
     EXPECT_EQ(status("broken").state, ServiceState::Running);
 }
 
-TEST_F(SupervisorTest, SpawnFailureOnAnAutomaticRestartLeavesTheServiceFailed) {
+TEST_F(SupervisorTest, SpawnFailureOnAnAutomaticRestartIsRetriedNoFasterThanOncePerSecond) {
     supervisor().add(makeSpec("web"));
     supervisor().start("web");
     exitService("web", exitedWith(1));
     launcher_.failSpawnOf(executableOf("web"), "exec '/usr/bin/web': Permission denied");
 
     EXPECT_NO_THROW(reactor_.fireTimer(reactor_.onlyTimer()));
-    EXPECT_EQ(status("web").state, ServiceState::Failed);
+    EXPECT_EQ(status("web").state, ServiceState::Backoff);
     EXPECT_EQ(listener_.spawn_failures.size(), 1u);
-    EXPECT_TRUE(reactor_.pendingTimers().empty());
+    EXPECT_EQ(listener_.exited.back().decision.failure_class, FailureClass::Start);
+    EXPECT_EQ(listener_.exited.back().decision.attempt, 2u);
+    EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 1s);
+
+    launcher_.allowSpawnOf(executableOf("web"));
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(status("web").state, ServiceState::Running);
 }
 
 TEST_F(SupervisorTest, ConfiguredServicesAreLimitedButInternalOnesAreExempt) {
