@@ -818,12 +818,16 @@ std::string tauConfiguration(const Options& options, const std::filesystem::path
            << "[crash_recovery]\n"
            << "# A child killed within this many seconds of its start counts as a consecutive failure.\n"
            << "recovery_timeout_seconds = 1\n"
+           << "# The benchmark kills far faster than any sane restart budget allows: measure the bare path.\n"
+           << "restart_budget_burst = 1000000\n"
            << "session_state_path = " << tomlString((directory / "state").string()) << "\n\n"
            << "[logging]\nlog_file_path = " << tomlString((directory / "tau-monitor.log").string()) << "\n\n"
            << "[[service]]\nname = \"stamp\"\n"
            << "exec = [" << tomlString(options.stamp_child.string()) << ", " << tomlString(fifo.string())
            << "]\n"
-           << "recovery = { strategy = \"restart\", max_attempts = 1000000 }\n";
+           << "[service.recovery]\nstrategy = \"restart\"\nmax_attempts = 1000000\n"
+           << "# Nor does the start limit: it would stretch the delays the benchmark measures.\n"
+           << "start_limit_burst = 1000000\n";
     return config.str();
 }
 
