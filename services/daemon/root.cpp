@@ -4,7 +4,7 @@
 #include "daemon.h"
 #include "orphan_reaper.h"
 #include "process_launcher.h"
-#include "processes_adaptor.h"
+#include "processes_dbus.h"
 #include "recovery_reporter.h"
 #include "supervisor.h"
 #include "tau/bus/bus_loop.h"

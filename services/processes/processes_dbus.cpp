@@ -1,4 +1,4 @@
-#include "processes_adaptor.h"
+#include "processes_dbus.h"
 
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
