@@ -34,8 +34,9 @@ void RecoveryReporter::report(RecoveredReport report) {
 
 void RecoveryReporter::enqueue(Report report) {
     if (queue_.size() >= capacity_) {
-        // The oldest report goes: a history with a gap at its start beats a supervisor without memory.
-        queue_.pop_front();
+        // The oldest report goes: a history with a gap at its start beats a supervisor without memory. The
+        // one on its way to Recovery stays, so that its answer is matched with it.
+        queue_.erase(in_flight_ && queue_.size() > 1 ? queue_.begin() + 1 : queue_.begin());
         ++dropped_;
     }
     queue_.push_back(std::move(report));
