@@ -144,14 +144,7 @@ void Supervisor::launch(ServiceStatus& service) {
     reactor_.watchFd(process.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
     if (service.spec.notify) {
         service.state = ServiceState::Starting;
-        service.start_deadline = clock_.now() + service.spec.start_timeout;
-        start_timers_[name] = reactor_.addTimer(service.spec.start_timeout, [this, name] {
-            start_timers_.erase(name);
-            auto& s = get(name);
-            if (s.state == ServiceState::Starting) {
-                killFor(s, KillReason::StartTimeout);
-            }
-        });
+        armStartTimeout(service, service.spec.start_timeout);
     } else {
         service.state = ServiceState::Running;
         armWatchdog(service);
@@ -179,12 +172,32 @@ void Supervisor::armSafeModeExit(ServiceStatus& service) {
     });
 }
 
+void Supervisor::armStartTimeout(ServiceStatus& service, std::chrono::milliseconds timeout) {
+    const std::string name = service.spec.name;
+    cancelTimer(start_timers_, name);
+    service.start_deadline = clock_.now() + timeout;
+    start_timers_[name] = reactor_.addTimer(timeout, [this, name] {
+        start_timers_.erase(name);
+        auto& s = get(name);
+        if (s.state == ServiceState::Starting) {
+            killFor(s, KillReason::StartTimeout);
+        }
+    });
+}
+
+bool Supervisor::cancelTimer(std::map<std::string, Reactor::TimerId>& timers, const std::string& name) {
+    const auto it = timers.find(name);
+    if (it == timers.end()) {
+        return false;
+    }
+    reactor_.cancelTimer(it->second);
+    timers.erase(it);
+    return true;
+}
+
 void Supervisor::armWatchdog(ServiceStatus& service) {
     const std::string name = service.spec.name;
-    if (auto it = watchdog_timers_.find(name); it != watchdog_timers_.end()) {
-        reactor_.cancelTimer(it->second);
-        watchdog_timers_.erase(it);
-    }
+    cancelTimer(watchdog_timers_, name);
     if (service.watchdog.count() <= 0 || !hasProcess(service.state)) {
         return;
     }
@@ -199,10 +212,7 @@ void Supervisor::armWatchdog(ServiceStatus& service) {
 
 void Supervisor::disarmTimers(const std::string& name) {
     for (auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_, &safe_mode_timers_}) {
-        if (auto it = timers->find(name); it != timers->end()) {
-            reactor_.cancelTimer(it->second);
-            timers->erase(it);
-        }
+        cancelTimer(*timers, name);
     }
 }
 
@@ -220,10 +230,7 @@ void Supervisor::killFor(ServiceStatus& service, KillReason reason) {
 
 void Supervisor::enterRunning(ServiceStatus& service) {
     service.state = ServiceState::Running;
-    if (auto it = start_timers_.find(service.spec.name); it != start_timers_.end()) {
-        reactor_.cancelTimer(it->second);
-        start_timers_.erase(it);
-    }
+    cancelTimer(start_timers_, service.spec.name);
     armWatchdog(service);
     armSafeModeExit(service);
     listener_.serviceRunning(service);
@@ -270,17 +277,7 @@ void Supervisor::notify(const std::string& name, const NotifyMessage& message) {
             std::chrono::microseconds(*message.extend_timeout_usec));
         const auto wanted = clock_.now() + extension;
         if (service.state == ServiceState::Starting && wanted > service.start_deadline) {
-            service.start_deadline = wanted;
-            if (auto it = start_timers_.find(name); it != start_timers_.end()) {
-                reactor_.cancelTimer(it->second);
-            }
-            start_timers_[name] = reactor_.addTimer(extension, [this, name] {
-                start_timers_.erase(name);
-                auto& s = get(name);
-                if (s.state == ServiceState::Starting) {
-                    killFor(s, KillReason::StartTimeout);
-                }
-            });
+            armStartTimeout(service, extension);
         }
     }
     if (message.ready && service.state == ServiceState::Starting) {
@@ -322,20 +319,15 @@ void Supervisor::start(const std::string& name) {
         throw ServiceError(ErrorCode::Busy,
                            "service '" + name + "' is already " + std::string(toString(service.state)));
     }
-    if (auto it = restart_timers_.find(name); it != restart_timers_.end()) {
-        reactor_.cancelTimer(it->second);
-        restart_timers_.erase(it);
-    }
+    cancelTimer(restart_timers_, name);
     service.recovery.reset();
     spawn(service);
 }
 
 void Supervisor::stop(const std::string& name) {
     auto& service = get(name);
-    if (auto it = restart_timers_.find(name); it != restart_timers_.end()) {
+    if (cancelTimer(restart_timers_, name)) {
         // A pending restart is cancelled: the service stays stopped.
-        reactor_.cancelTimer(it->second);
-        restart_timers_.erase(it);
         service.state = ServiceState::Stopped;
         listener_.serviceChanged(service);
         return;
@@ -369,14 +361,8 @@ void Supervisor::beginStop(ServiceStatus& service, bool send_stop_signal) {
     }
     service.state = ServiceState::Stopping;
     const std::string name = service.spec.name;
-    if (auto it = watchdog_timers_.find(name); it != watchdog_timers_.end()) {
-        reactor_.cancelTimer(it->second);
-        watchdog_timers_.erase(it);
-    }
-    if (auto it = start_timers_.find(name); it != start_timers_.end()) {
-        reactor_.cancelTimer(it->second);
-        start_timers_.erase(it);
-    }
+    cancelTimer(watchdog_timers_, name);
+    cancelTimer(start_timers_, name);
     if (send_stop_signal) {
         launcher_.signalGroup(service.pid, service.spec.stop_signal);
     }

@@ -173,6 +173,9 @@ class Supervisor {
     void onPidfdReadable(const std::string& name);
     void recoverFromSpawnFailure(ServiceStatus& service, const ServiceError& error);
     void armWatchdog(ServiceStatus& service);
+    void armStartTimeout(ServiceStatus& service, std::chrono::milliseconds timeout);
+    // Cancels the service's timer in `timers`; false when none was pending.
+    bool cancelTimer(std::map<std::string, Reactor::TimerId>& timers, const std::string& name);
     void armSafeModeExit(ServiceStatus& service);
     void disarmTimers(const std::string& name);
     void killFor(ServiceStatus& service, KillReason reason);
