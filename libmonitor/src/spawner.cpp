@@ -1,19 +1,21 @@
 #include "tau/spawner.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <climits>
 #include <cstring>
-#include <memory>
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/types.h>
-#include <pwd.h>
+#include <memory>
 #include <pthread.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,6 +122,16 @@ struct ChildArguments {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (request.cgroup_procs_fd >= 0) {
+        // "0" stands for the writing process: this child, not the parent whose memory it borrows.
+        const ssize_t written = ::write(request.cgroup_procs_fd, "0", 1);
+        if (written != 1) {
+            if (written >= 0) {
+                errno = EIO;
+            }
+            fail(9);
+        }
+    }
     if (setsid() < 0) {
         fail(1);
     }
@@ -153,8 +165,8 @@ struct ChildArguments {
         ::umask(static_cast<mode_t>(*request.umask));
     }
     if (creds) {
-        if (creds->supplementary_groups && setgroups(creds->supplementary_groups->size(),
-                                                     creds->supplementary_groups->data()) < 0) {
+        if (creds->supplementary_groups &&
+            setgroups(creds->supplementary_groups->size(), creds->supplementary_groups->data()) < 0) {
             fail(3);
         }
         if (setgid(creds->gid) < 0) {
@@ -173,6 +185,17 @@ int childMain(void* argument) {
     const auto& child = *static_cast<const ChildArguments*>(argument);
     close(child.error_pipe[0]);
     execChild(child.error_pipe[1], *child.request, *child.setup, *child.credentials, child.argv, child.envp);
+}
+
+// The file behind a descriptor, for error messages: the cgroup.procs the caller opened.
+std::string describeDescriptor(int fd) {
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
+    std::array<char, PATH_MAX> target{};
+    const ssize_t length = ::readlink(link.c_str(), target.data(), target.size() - 1);
+    if (length <= 0) {
+        return "descriptor " + std::to_string(fd);
+    }
+    return std::string(target.data(), static_cast<std::size_t>(length));
 }
 
 } // namespace
@@ -251,11 +274,16 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
                                                 "exec",
                                                 "set resource limits for",
                                                 "set CPU affinity for",
-                                                "redirect output of"};
-        const int step = report[0] >= 1 && report[0] <= 8 ? report[0] : 5;
-        throw SpawnError(std::string(steps[step]) + " '" +
-                         (step == 2 ? request.working_directory.string() : request.argv[0]) +
-                         "': " + std::strerror(report[1]));
+                                                "redirect output of",
+                                                "move into cgroup"};
+        const int step = report[0] >= 1 && report[0] <= 9 ? report[0] : 5;
+        std::string subject = request.argv[0];
+        if (step == 2) {
+            subject = request.working_directory.string();
+        } else if (step == 9) {
+            subject = describeDescriptor(request.cgroup_procs_fd);
+        }
+        throw SpawnError(std::string(steps[step]) + " '" + subject + "': " + std::strerror(report[1]));
     }
     return SpawnedProcess{pid, pidfd};
 }

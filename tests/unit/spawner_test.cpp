@@ -372,6 +372,41 @@ TEST(Spawner, ImpossibleResourceLimitFailsTheSpawnNamingTheStep) {
     }
 }
 
+TEST(Spawner, MovesTheChildIntoTheCgroupBeforeExec) {
+    // A regular file stands in for cgroup.procs: what the child writes there is what the kernel would get.
+    test::TempDir directory;
+    const fs::path procs = directory.path() / "cgroup.procs";
+    test::writeFile(procs, "");
+    const int procs_fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(procs_fd, 0) << std::strerror(errno);
+    SpawnRequest request = shell("exit 0");
+    request.cgroup_procs_fd = procs_fd;
+    Child child(spawnProcess(request));
+    const auto status = child.waitForExit();
+    ::close(procs_fd);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(status->success()) << status->describe();
+    EXPECT_EQ(readFile(procs), "0");
+}
+
+TEST(Spawner, ACgroupThatCannotBeJoinedFailsTheSpawnNamingIt) {
+    test::TempDir directory;
+    const fs::path procs = directory.path() / "cgroup.procs";
+    test::writeFile(procs, "");
+    const int read_only = ::open(procs.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(read_only, 0) << std::strerror(errno);
+    const std::size_t descriptors_before = openDescriptorCount();
+    SpawnRequest request = shell("exit 0");
+    request.cgroup_procs_fd = read_only;
+    const std::string message = spawnErrorOf(request);
+    EXPECT_EQ(openDescriptorCount(), descriptors_before);
+    ::close(read_only);
+    EXPECT_NE(message.find("cgroup"), std::string::npos) << message;
+    EXPECT_NE(message.find(procs.string()), std::string::npos) << message;
+    EXPECT_NE(message.find(std::strerror(EBADF)), std::string::npos) << message;
+    EXPECT_EQ(readFile(procs), "");
+}
+
 TEST(Spawner, RunsInTheWorkingDirectory) {
     test::TempDir directory;
     SpawnRequest request = shell("pwd -P > where; echo here > marker");

@@ -34,6 +34,10 @@ struct SpawnRequest {
     std::vector<Limit> rlimits;
     int stdout_fd = -1; // -1: inherit
     int stderr_fd = -1; // -1: inherit
+    // An open cgroup.procs of the cgroup the child must run in (ServiceCgroups::group()); -1: stay in ours.
+    // The child moves itself before it drops privileges, so the file need only be writable by the daemon,
+    // and before exec, so that nothing the service does escapes the cgroup's limits.
+    int cgroup_procs_fd = -1;
 };
 
 struct SpawnedProcess {
@@ -56,7 +60,8 @@ class SpawnError : public std::runtime_error {
 };
 
 // Forks and execs in a new session (so the service and its children form one process group).
-// Throws SpawnError when the user is unknown, fork fails or exec fails, with the reason.
+// Throws SpawnError when the user is unknown, fork fails, the child cannot join its cgroup or exec fails,
+// with the reason.
 SpawnedProcess spawnProcess(const SpawnRequest& request);
 
 // Reaps the process behind `pidfd` if it has exited; nullopt while it still runs.
