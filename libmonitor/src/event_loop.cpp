@@ -1,18 +1,47 @@
 #include "tau/event_loop.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <poll.h>
+#include <string>
+#include <sys/epoll.h>
 #include <system_error>
+#include <unistd.h>
 
 namespace tau {
 
+// poll(2) and epoll(7) give POLLIN, POLLOUT, POLLERR, POLLHUP and POLLPRI the same bits.
+static_assert(POLLIN == EPOLLIN && POLLOUT == EPOLLOUT && POLLERR == EPOLLERR && POLLHUP == EPOLLHUP &&
+              POLLPRI == EPOLLPRI);
+
+EventLoop::EventLoop() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (epoll_fd_ < 0) {
+        throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    }
+}
+
+EventLoop::~EventLoop() {
+    ::close(epoll_fd_);
+}
+
 void EventLoop::watchFd(int fd, short events, FdCallback callback) {
+    epoll_event event{};
+    event.events = static_cast<std::uint32_t>(static_cast<unsigned short>(events));
+    event.data.fd = fd;
+    // A descriptor closed without unwatchFd has left the set by itself; its number may come back.
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) < 0 &&
+        (errno != EEXIST || ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) < 0)) {
+        throw std::system_error(errno, std::generic_category(), "epoll_ctl " + std::to_string(fd));
+    }
     fds_[fd] = {events, std::move(callback)};
 }
 
 void EventLoop::unwatchFd(int fd) {
-    fds_.erase(fd);
+    if (fds_.erase(fd) > 0) {
+        // Fails harmlessly when the descriptor was closed first: it left the set then.
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    }
 }
 
 EventLoop::TimerId EventLoop::addTimer(Clock::duration delay, std::function<void()> callback) {
@@ -55,7 +84,6 @@ void EventLoop::run() {
     running_ = true;
     while (running_) {
         std::vector<pollfd> pollfds;
-        std::vector<int> fd_order;
         std::optional<Clock::time_point> deadline;
         for (const auto& [id, timer] : timers_) {
             if (!deadline || timer.due < *deadline) {
@@ -74,10 +102,7 @@ void EventLoop::run() {
         if (!running_) {
             break;
         }
-        for (const auto& [fd, entry] : fds_) {
-            pollfds.push_back({fd, entry.first, 0});
-            fd_order.push_back(fd);
-        }
+        pollfds.push_back({epoll_fd_, POLLIN, 0});
 
         int timeout_ms = -1;
         if (deadline) {
@@ -102,16 +127,17 @@ void EventLoop::run() {
             const auto dispatch = dynamic_sources_[i].dispatch;
             dispatch(pollfds[i].revents);
         }
-        for (std::size_t i = 0; i < fd_order.size() && running_; ++i) {
-            const short revents = pollfds[polled_sources + i].revents;
-            if (revents == 0) {
-                continue;
-            }
-            // The callback of an earlier descriptor may have removed this one.
-            auto it = fds_.find(fd_order[i]);
-            if (it != fds_.end()) {
-                auto callback = it->second.second;
-                callback(revents);
+        if (running_ && (pollfds.back().revents & POLLIN) != 0) {
+            // More than this many ready at once are served in the next rounds.
+            std::array<epoll_event, 64> events{};
+            const int count = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
+            for (int i = 0; i < count && running_; ++i) {
+                // The callback of an earlier descriptor may have removed this one.
+                auto it = fds_.find(events[static_cast<std::size_t>(i)].data.fd);
+                if (it != fds_.end()) {
+                    auto callback = it->second.second;
+                    callback(static_cast<short>(events[static_cast<std::size_t>(i)].events));
+                }
             }
         }
         if (running_) {
