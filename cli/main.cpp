@@ -421,7 +421,8 @@ int showRecoveryHistory(Client& client, const std::string& service, const std::s
                  "OUTCOME", "BACK AFTER"});
     for (const auto& h : history) {
         const auto e = tau::wire::crashEntryFromWire(h);
-        const bool restarting = e.action == "restart" || e.action == "restart_safe_mode";
+        const auto action = tau::recoveryActionFromString(e.action);
+        const bool restarting = action && bringsBack(*action);
         table.add({formatTime(h.get<0>()), e.service, std::to_string(e.pid),
                    e.exit_code >= 0 ? std::to_string(e.exit_code) : "-",
                    e.signal != 0 ? tau::signalName(e.signal) : "-", orDash(e.failure_class),

@@ -1,5 +1,7 @@
 #include "tau/crash_history.h"
 
+#include "tau/recovery_policy.h"
+
 #include <cerrno>
 #include <cmath>
 #include <map>
@@ -54,7 +56,8 @@ std::chrono::system_clock::time_point fromMicros(int64_t micros) {
 }
 
 bool restartFollows(const std::string& action) {
-    return action == "restart" || action == "restart_safe_mode";
+    const auto known = recoveryActionFromString(action);
+    return known && bringsBack(*known);
 }
 
 // Carries SQLite's result code, so that opening can tell a corrupt file from other failures.

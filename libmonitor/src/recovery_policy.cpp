@@ -299,8 +299,29 @@ std::string_view toString(RecoveryAction action) {
         return "none";
     case RecoveryAction::Stopped:
         return "stopped";
+    case RecoveryAction::WaitForDependency:
+        return "wait_for_dependency";
+    case RecoveryAction::PromoteStandby:
+        return "promote_standby";
     }
     return "none";
+}
+
+std::optional<RecoveryAction> recoveryActionFromString(std::string_view text) {
+    for (const auto action :
+         {RecoveryAction::Restart, RecoveryAction::RestartInSafeMode, RecoveryAction::GiveUp,
+          RecoveryAction::NotifyAndStop, RecoveryAction::None, RecoveryAction::Stopped,
+          RecoveryAction::WaitForDependency, RecoveryAction::PromoteStandby}) {
+        if (toString(action) == text) {
+            return action;
+        }
+    }
+    return std::nullopt;
+}
+
+bool bringsBack(RecoveryAction action) {
+    return action == RecoveryAction::Restart || action == RecoveryAction::RestartInSafeMode ||
+           action == RecoveryAction::WaitForDependency || action == RecoveryAction::PromoteStandby;
 }
 
 RecoveryTracker::RecoveryTracker(RecoveryPolicy policy) : policy_(std::move(policy)) {}
@@ -344,6 +365,13 @@ std::optional<milliseconds> RecoveryTracker::startLimitDelay(std::chrono::steady
     return std::chrono::ceil<milliseconds>(allowed_at - now);
 }
 
+FailureClass RecoveryTracker::classify(const ExitEvent& event) const {
+    return event.cause                           ? *event.cause
+           : event.uptime < policy_.start_window ? FailureClass::Start
+           : event.status.signal != 0            ? FailureClass::Signal
+                                                 : FailureClass::Exit;
+}
+
 RecoveryDecision RecoveryTracker::onExit(const ExitEvent& event, std::chrono::steady_clock::time_point now,
                                          RandomSource& random) {
     RecoveryDecision decision;
@@ -364,6 +392,14 @@ RecoveryDecision RecoveryTracker::onExit(const ExitEvent& event, std::chrono::st
     // A long enough run ends the incident: a crash a month later starts at the first step again.
     if (event.uptime >= policy_.stability_window) {
         endIncident();
+    }
+    if (!event.dependency_down.empty()) {
+        decision.action = RecoveryAction::WaitForDependency;
+        decision.failure_class = classify(event);
+        decision.attempt = failures_;
+        decision.reason = describeFailure(event, *decision.failure_class) + " while " +
+                          event.dependency_down + "; waiting for it without counting this failure";
+        return decision;
     }
     ++failures_;
     decision.attempt = failures_;
@@ -389,10 +425,7 @@ RecoveryDecision RecoveryTracker::onExit(const ExitEvent& event, std::chrono::st
                            ", a signal configured as not restartable (no_restart_signals); giving up");
         }
     }
-    FailureClass failure_class = event.cause                           ? *event.cause
-                                 : event.uptime < policy_.start_window ? FailureClass::Start
-                                 : status.signal != 0                  ? FailureClass::Signal
-                                                                       : FailureClass::Exit;
+    const FailureClass failure_class = classify(event);
     decision.failure_class = failure_class;
     std::string what = describeFailure(event, failure_class);
 
@@ -426,6 +459,8 @@ RecoveryDecision RecoveryTracker::onExit(const ExitEvent& event, std::chrono::st
     case RecoveryAction::RestartInSafeMode:
     case RecoveryAction::GiveUp:
     case RecoveryAction::Stopped:
+    case RecoveryAction::WaitForDependency:
+    case RecoveryAction::PromoteStandby:
         break;
     }
 

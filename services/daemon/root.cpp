@@ -183,12 +183,15 @@ std::chrono::milliseconds milliseconds(double seconds) {
 
 int rlimitResource(const std::string& name) {
     static const std::map<std::string, int> resources = {
-        {"as", RLIMIT_AS},         {"core", RLIMIT_CORE},     {"cpu", RLIMIT_CPU},
-        {"data", RLIMIT_DATA},     {"fsize", RLIMIT_FSIZE},   {"locks", RLIMIT_LOCKS},
-        {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
-        {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},   {"rss", RLIMIT_RSS},
-        {"rtprio", RLIMIT_RTPRIO}, {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK}};
-    return resources.at(name);  // the configuration admits only these names
+        {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},
+        {"cpu", RLIMIT_CPU},         {"data", RLIMIT_DATA},
+        {"fsize", RLIMIT_FSIZE},     {"locks", RLIMIT_LOCKS},
+        {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE},
+        {"nice", RLIMIT_NICE},       {"nofile", RLIMIT_NOFILE},
+        {"nproc", RLIMIT_NPROC},     {"rss", RLIMIT_RSS},
+        {"rtprio", RLIMIT_RTPRIO},   {"sigpending", RLIMIT_SIGPENDING},
+        {"stack", RLIMIT_STACK}};
+    return resources.at(name); // the configuration admits only these names
 }
 
 ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
@@ -236,6 +239,10 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
     spec.notify = service.type == ServiceType::Notify;
     spec.start_timeout = milliseconds(service.start_timeout_seconds);
     spec.watchdog = milliseconds(service.watchdog_seconds);
+    spec.depends_on = service.depends_on;
+    if (service.standby) {
+        spec.standby = ServiceSpec::Standby{service.standby->promote_signal};
+    }
     return spec;
 }
 
@@ -386,6 +393,7 @@ int runRoot(const DaemonOptions& options) {
         }
     }
     adaptor.attach(supervisor);
+    supervisor.useSystemSafeMode(config->crash_recovery.system_safe_mode);
     supervisor.useRestartBudget(config->crash_recovery.restart_budget_burst,
                                 milliseconds(config->crash_recovery.restart_budget_interval_seconds));
     OomKillCounter oom_kills;
@@ -426,12 +434,7 @@ int runRoot(const DaemonOptions& options) {
         if (resolved.private_bus && pid == resolved.private_bus->pid()) {
             return true;
         }
-        for (const auto& service : supervisor.services()) {
-            if (service.pid == pid) {
-                return true;
-            }
-        }
-        return false;
+        return supervisor.ownsProcess(pid);
     });
     EventLoop::TimerId reap_timer = 0;
     auto reapOrphans = [&] {
@@ -466,13 +469,13 @@ int runRoot(const DaemonOptions& options) {
             bus::logged("service notification", [&] {
                 for (const auto& message : notify_socket->receiveAll()) {
                     // Only a process of a service's own tree may speak for it.
-                    const auto service = supervisor.serviceOfProcess(message.sender_pid, parent_of);
-                    if (!service) {
+                    const auto sender = supervisor.serviceOfProcess(message.sender_pid, parent_of);
+                    if (!sender) {
                         spdlog::debug("ignored a notification from pid {}, which belongs to no service",
                                       message.sender_pid);
                         continue;
                     }
-                    supervisor.notify(*service, message);
+                    supervisor.notify(*sender, message);
                 }
             });
         });

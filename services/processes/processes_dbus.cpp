@@ -39,9 +39,9 @@ const ServiceStatus& ServiceObject::status() const {
 }
 
 void ServiceObject::changed() {
-    getObject().emitPropertiesChangedSignal(
-        org::tauos::Processes1::Service_adaptor::INTERFACE_NAME,
-        {"State", "MainPID", "Restarts", "StartedAt", "LastExitCode", "LastExitSignal"});
+    getObject().emitPropertiesChangedSignal(org::tauos::Processes1::Service_adaptor::INTERFACE_NAME,
+                                            {"State", "MainPID", "Restarts", "StartedAt", "LastExitCode",
+                                             "LastExitSignal", "WaitingFor", "StandbyPID"});
 }
 
 std::string ServiceObject::Kind() {
@@ -73,6 +73,15 @@ int32_t ServiceObject::LastExitCode() {
 int32_t ServiceObject::LastExitSignal() {
     return bus::guarded("LastExitSignal",
                         [&] { return status().last_exit ? status().last_exit->signal : 0; });
+}
+
+std::string ServiceObject::WaitingFor() {
+    return bus::guarded("WaitingFor", [&] {
+        return status().state == ServiceState::Waiting ? status().waiting_for : std::string();
+    });
+}
+int32_t ServiceObject::StandbyPID() {
+    return bus::guarded("StandbyPID", [&] { return static_cast<int32_t>(status().standby.pid); });
 }
 
 ProcessUsageTracker::Usage ProcessUsageTracker::usage(pid_t pid) {
@@ -150,16 +159,33 @@ void ProcessesAdaptor::serviceRunning(const ServiceStatus& service) {
 }
 
 void ProcessesAdaptor::serviceKilled(const ServiceStatus& service, KillReason reason) {
-    const bool watchdog = reason == KillReason::Watchdog;
     const auto seconds = [](std::chrono::milliseconds ms) {
         return fmt::format("{:.1f} s", ms.count() / 1000.0);
     };
-    bus::logEvent(spdlog::level::err, watchdog ? "service.watchdog_timeout" : "service.start_timeout",
-                  {{"service", service.spec.name}, {"pid", std::to_string(service.pid)}},
-                  watchdog ? service.spec.name + " missed its watchdog deadline (" +
-                                 seconds(service.watchdog) + "): aborting it"
-                           : service.spec.name + " did not report ready within " +
-                                 seconds(service.spec.start_timeout) + ": stopping it");
+    std::string event;
+    std::string message;
+    switch (reason) {
+    case KillReason::Watchdog:
+        event = "service.watchdog_timeout";
+        message = service.spec.name + " missed its watchdog deadline (" + seconds(service.watchdog) +
+                  "): aborting it";
+        break;
+    case KillReason::StartTimeout:
+        event = "service.start_timeout";
+        message = service.spec.name + " did not report ready within " + seconds(service.spec.start_timeout) +
+                  ": stopping it";
+        break;
+    case KillReason::ResourceLimit:
+        event = "service.resource_limit";
+        message = service.spec.name + ": " + service.kill_detail + ": stopping it";
+        break;
+    case KillReason::Probe:
+        event = "service.probe_failed";
+        message = service.spec.name + ": " + service.kill_detail + ": stopping it";
+        break;
+    }
+    bus::logEvent(spdlog::level::err, event,
+                  {{"service", service.spec.name}, {"pid", std::to_string(service.pid)}}, message);
 }
 
 void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
@@ -205,6 +231,50 @@ void ProcessesAdaptor::serviceExited(const ServiceStatus& service, pid_t pid, co
 void ProcessesAdaptor::safeModeLeft(const ServiceStatus& service) {
     bus::logEvent(spdlog::level::info, "service.safe_mode_left", {{"service", service.spec.name}},
                   service.spec.name + " ran stably in safe mode: restarting it with its normal command");
+}
+
+void ProcessesAdaptor::serviceWaiting(const ServiceStatus& service, const ServiceStatus& dependency) {
+    bus::logEvent(spdlog::level::info, "service.waiting",
+                  {{"service", service.spec.name}, {"dependency", dependency.spec.name}},
+                  service.spec.name + " waits for " + dependency.spec.name + ", which is " +
+                      std::string(toString(dependency.state)));
+}
+
+void ProcessesAdaptor::systemSafeModeChanged(bool active, const ServiceStatus& service) {
+    if (active) {
+        bus::logEvent(spdlog::level::critical, "system.safe_mode_entered", {{"service", service.spec.name}},
+                      "system safe mode: critical service " + service.spec.name +
+                          " is lost; stopping every non-critical service to protect the critical ones");
+    } else {
+        bus::logEvent(spdlog::level::warn, "system.safe_mode_left", {{"service", service.spec.name}},
+                      "system safe mode ends: " + service.spec.name +
+                          " runs normally again; starting the services it stopped");
+    }
+    bus::logged("PropertiesChanged", [&] {
+        getObject().emitPropertiesChangedSignal(org::tauos::Processes1_adaptor::INTERFACE_NAME,
+                                                {"SystemSafeMode"});
+    });
+}
+
+void ProcessesAdaptor::standbyStarted(const ServiceStatus& service) {
+    bus::logEvent(spdlog::level::info, "service.standby_started",
+                  {{"service", service.spec.name}, {"pid", std::to_string(service.standby.pid)}},
+                  "started a standby of " + service.spec.name + " (pid " +
+                      std::to_string(service.standby.pid) + ")");
+    serviceChanged(service);
+}
+
+void ProcessesAdaptor::standbyExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
+                                     const RecoveryDecision& decision) {
+    bus::logEvent(decision.failure_class ? spdlog::level::warn : spdlog::level::info,
+                  "service.standby_exited",
+                  {{"service", service.spec.name},
+                   {"pid", std::to_string(pid)},
+                   {"action", std::string(toString(decision.action))},
+                   {"delay_ms", std::to_string(decision.delay.count())}},
+                  "the standby of " + service.spec.name + " (pid " + std::to_string(pid) + ") " +
+                      status.describe() + ": " + decision.reason);
+    serviceChanged(service);
 }
 
 void ProcessesAdaptor::serviceChanged(const ServiceStatus& service) {
@@ -270,6 +340,26 @@ void ProcessesAdaptor::Restart(const std::string& name) {
     });
 }
 
+void ProcessesAdaptor::ReportFailure(const std::string& name, const std::string& failure_class,
+                                     const std::string& detail) {
+    bus::guarded("ReportFailure", [&] {
+        authorizer_.requireAdmin(getObject(), "ReportFailure");
+        constexpr std::size_t kMaxDetail = 1024;
+        const auto reported = failureClassFromString(failure_class);
+        if (reported != FailureClass::Probe && reported != FailureClass::ResourceLimit) {
+            throw ServiceError(ErrorCode::InvalidArgument, "ReportFailure: failure_class: '" + failure_class +
+                                                               "' is not one of probe, resource_limit");
+        }
+        if (detail.size() > kMaxDetail) {
+            throw ServiceError(ErrorCode::InvalidArgument,
+                               "ReportFailure: detail: " + std::to_string(detail.size()) +
+                                   " bytes, more than the " + std::to_string(kMaxDetail) + " allowed");
+        }
+        const auto reason = reported == FailureClass::Probe ? KillReason::Probe : KillReason::ResourceLimit;
+        supervisor().recoverFailing(name, reason, detail.empty() ? "reported failing" : detail);
+    });
+}
+
 std::vector<wire::ProcessEntry> ProcessesAdaptor::GetProcessTree(const std::string& name) {
     return bus::guarded("GetProcessTree", [&] {
         const auto* service = supervisor().find(name);
@@ -304,6 +394,9 @@ uint64_t ProcessesAdaptor::StartedAt() {
 }
 uint32_t ProcessesAdaptor::RunningCount() {
     return supervisor_ != nullptr ? supervisor_->runningCount() : 0;
+}
+bool ProcessesAdaptor::SystemSafeMode() {
+    return supervisor_ != nullptr && supervisor_->inSystemSafeMode();
 }
 
 } // namespace tau

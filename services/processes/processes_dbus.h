@@ -41,6 +41,8 @@ class ServiceObject final
     uint64_t StartedAt() override;
     int32_t LastExitCode() override;
     int32_t LastExitSignal() override;
+    std::string WaitingFor() override;
+    int32_t StandbyPID() override;
 
     const Supervisor& supervisor_;
     std::string name_;
@@ -86,18 +88,26 @@ class ProcessesAdaptor final
     void spawnFailed(const ServiceStatus& service, const std::string& reason) override;
     void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override;
     void safeModeLeft(const ServiceStatus& service) override;
+    void serviceWaiting(const ServiceStatus& service, const ServiceStatus& dependency) override;
+    void systemSafeModeChanged(bool active, const ServiceStatus& service) override;
+    void standbyStarted(const ServiceStatus& service) override;
+    void standbyExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
+                       const RecoveryDecision& decision) override;
 
   private:
     std::vector<wire::ServiceEntry> ListServices() override;
     void Start(const std::string& name) override;
     void Stop(const std::string& name) override;
     void Restart(const std::string& name) override;
+    void ReportFailure(const std::string& name, const std::string& failure_class,
+                       const std::string& detail) override;
     std::vector<wire::ProcessEntry> GetProcessTree(const std::string& name) override;
     std::string GetConfig() override;
     std::string Version() override;
     std::string ConfigPath() override;
     uint64_t StartedAt() override;
     uint32_t RunningCount() override;
+    bool SystemSafeMode() override;
 
     Supervisor& supervisor();
 

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
+#include <utility>
 
 namespace tau {
 
@@ -28,8 +29,24 @@ std::string_view toString(ServiceState state) {
         return "backoff";
     case ServiceState::Failed:
         return "failed";
+    case ServiceState::Waiting:
+        return "waiting";
     }
     return "stopped";
+}
+
+FailureClass failureClassOf(KillReason reason) {
+    switch (reason) {
+    case KillReason::StartTimeout:
+        return FailureClass::Start;
+    case KillReason::Watchdog:
+        return FailureClass::Watchdog;
+    case KillReason::ResourceLimit:
+        return FailureClass::ResourceLimit;
+    case KillReason::Probe:
+        return FailureClass::Probe;
+    }
+    return FailureClass::Exit;
 }
 
 Supervisor::Supervisor(Reactor& reactor, ProcessLauncher& launcher, const Clock& clock,
@@ -41,15 +58,18 @@ Supervisor::~Supervisor() {
     for (const auto& [name, id] : restart_timers_) {
         reactor_.cancelTimer(id);
     }
-    for (const auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_, &safe_mode_timers_}) {
+    for (const auto* timers : {&kill_timers_, &start_timers_, &watchdog_timers_, &safe_mode_timers_,
+                               &standby_timers_, &standby_kill_timers_}) {
         for (const auto& [name, id] : *timers) {
             reactor_.cancelTimer(id);
         }
     }
     for (auto& service : services_) {
-        if (service.pidfd >= 0) {
-            reactor_.unwatchFd(service.pidfd);
-            launcher_.release(service.pidfd);
+        for (const int pidfd : {service.pidfd, service.standby.pidfd}) {
+            if (pidfd >= 0) {
+                reactor_.unwatchFd(pidfd);
+                launcher_.release(pidfd);
+            }
         }
     }
     for (const auto& [pidfd, pid] : retired_) {
@@ -93,7 +113,7 @@ void Supervisor::startAll() {
             continue;
         }
         try {
-            spawn(service);
+            spawnOrWait(service, false);
         } catch (const ServiceError& e) {
             recoverFromSpawnFailure(service, e);
         }
@@ -107,6 +127,122 @@ void Supervisor::spawn(ServiceStatus& service) {
         listener_.serviceRunning(service);
     }
     listener_.serviceChanged(service);
+    if (service.state == ServiceState::Running) {
+        onRunning(service);
+    }
+}
+
+void Supervisor::spawnOrWait(ServiceStatus& service, bool after_failure) {
+    if (const auto* dependency = blockingDependency(service)) {
+        wait(service, *dependency, after_failure);
+        return;
+    }
+    spawn(service);
+}
+
+const ServiceStatus* Supervisor::blockingDependency(const ServiceStatus& service) const {
+    for (const auto& name : service.spec.depends_on) {
+        if (const auto* dependency = find(name);
+            dependency != nullptr && dependency->state != ServiceState::Running) {
+            return dependency;
+        }
+    }
+    return nullptr;
+}
+
+void Supervisor::wait(ServiceStatus& service, const ServiceStatus& dependency, bool after_failure) {
+    service.state = ServiceState::Waiting;
+    service.waiting_for = dependency.spec.name;
+    service.waiting_after_failure = after_failure;
+    listener_.serviceWaiting(service, dependency);
+    listener_.serviceChanged(service);
+}
+
+void Supervisor::enterSystemSafeModeIfLost(const ServiceStatus& cause, const RecoveryDecision& decision) {
+    const bool lost = decision.action == RecoveryAction::GiveUp ||
+                      decision.action == RecoveryAction::NotifyAndStop ||
+                      decision.action == RecoveryAction::RestartInSafeMode ||
+                      (decision.action == RecoveryAction::None && decision.failure_class);
+    if (!lost || !cause.spec.critical || cause.spec.internal || !system_safe_mode_enabled_ ||
+        shutting_down_ || !system_safe_mode_causes_.insert(cause.spec.name).second ||
+        system_safe_mode_causes_.size() > 1) {
+        return;
+    }
+    listener_.systemSafeModeChanged(true, cause);
+    for (auto& service : services_) {
+        if (service.spec.internal || service.spec.critical || service.state == ServiceState::Stopping) {
+            continue;
+        }
+        if (hasProcess(service.state) || service.state == ServiceState::Backoff ||
+            service.state == ServiceState::Waiting) {
+            service.held_by_system_safe_mode = true;
+            stop(service.spec.name);
+        }
+    }
+}
+
+void Supervisor::leaveSystemSafeModeIfRecovered(const ServiceStatus& service) {
+    if (service.running_safe_mode || system_safe_mode_causes_.erase(service.spec.name) == 0 ||
+        !system_safe_mode_causes_.empty()) {
+        return;
+    }
+    listener_.systemSafeModeChanged(false, service);
+    for (auto& held : services_) {
+        if (!std::exchange(held.held_by_system_safe_mode, false) || held.state != ServiceState::Stopped) {
+            continue;
+        }
+        try {
+            spawnOrWait(held, false);
+        } catch (const ServiceError& e) {
+            recoverFromSpawnFailure(held, e);
+        }
+    }
+}
+
+void Supervisor::onRunning(ServiceStatus& service) {
+    leaveSystemSafeModeIfRecovered(service);
+    if (service.spec.standby && !service.running_safe_mode && service.standby.pid == 0 &&
+        !standby_timers_.contains(service.spec.name)) {
+        startStandby(service);
+    }
+    startWaitingDependents(service.spec.name);
+}
+
+void Supervisor::startWaitingDependents(const std::string& dependency) {
+    for (auto& service : services_) {
+        if (service.state != ServiceState::Waiting || service.waiting_for != dependency) {
+            continue;
+        }
+        if (service.waiting_after_failure) {
+            startWithinBudget(service);
+            continue;
+        }
+        try {
+            spawnOrWait(service, false);
+        } catch (const ServiceError& e) {
+            recoverFromSpawnFailure(service, e);
+        }
+    }
+}
+
+void Supervisor::startWithinBudget(ServiceStatus& service) {
+    if (const auto* dependency = blockingDependency(service)) {
+        wait(service, *dependency, true);
+        return;
+    }
+    if (const auto wait = budgetWait(service); wait.count() > 0) {
+        service.state = ServiceState::Backoff;
+        listener_.restartDeferred(service, wait);
+        listener_.serviceChanged(service);
+        scheduleRestart(service, wait, true);
+        return;
+    }
+    ++service.restarts;
+    try {
+        spawn(service);
+    } catch (const ServiceError& e) {
+        recoverFromSpawnFailure(service, e);
+    }
 }
 
 void Supervisor::launch(ServiceStatus& service) {
@@ -138,6 +274,7 @@ void Supervisor::launch(ServiceStatus& service) {
     service.started_at = clock_.wallNow();
     service.started_steady = clock_.now();
     service.kill_reason.reset();
+    service.kill_detail.clear();
     service.status_text.clear();
     service.watchdog = service.spec.watchdog;
     const std::string name = service.spec.name;
@@ -216,6 +353,16 @@ void Supervisor::disarmTimers(const std::string& name) {
     }
 }
 
+void Supervisor::recoverFailing(const std::string& name, KillReason reason, std::string detail) {
+    auto& service = get(name);
+    if (service.state != ServiceState::Running && service.state != ServiceState::Starting) {
+        throw ServiceError(ErrorCode::Busy, "service '" + name + "' is not running (it is " +
+                                                std::string(toString(service.state)) + ")");
+    }
+    service.kill_detail = std::move(detail);
+    killFor(service, reason);
+}
+
 void Supervisor::killFor(ServiceStatus& service, KillReason reason) {
     service.kill_reason = reason;
     listener_.serviceKilled(service, reason);
@@ -235,10 +382,19 @@ void Supervisor::enterRunning(ServiceStatus& service) {
     armSafeModeExit(service);
     listener_.serviceRunning(service);
     listener_.serviceChanged(service);
+    onRunning(service);
 }
 
-void Supervisor::notify(const std::string& name, const NotifyMessage& message) {
+void Supervisor::notify(const ProcessOwner& sender, const NotifyMessage& message) {
+    const std::string& name = sender.service;
     auto& service = get(name);
+    if (sender.standby) {
+        // A standby only says when it is warm; it has no watchdog or status of its own until promoted.
+        if (message.ready && service.standby.pid != 0) {
+            service.standby.ready = true;
+        }
+        return;
+    }
     if (!hasProcess(service.state)) {
         return;
     }
@@ -296,18 +452,30 @@ void Supervisor::notify(const std::string& name, const NotifyMessage& message) {
     }
 }
 
-std::optional<std::string> Supervisor::serviceOfProcess(pid_t pid,
-                                                        const std::function<pid_t(pid_t)>& parent_of) const {
+std::optional<ProcessOwner> Supervisor::serviceOfProcess(pid_t pid,
+                                                         const std::function<pid_t(pid_t)>& parent_of) const {
     // Deep enough for any real process tree, and a bound against a cycle in stale data.
     constexpr int kMaxDepth = 64;
     for (int depth = 0; pid > 1 && depth < kMaxDepth; ++depth, pid = parent_of(pid)) {
         for (const auto& service : services_) {
             if (service.pid == pid && hasProcess(service.state)) {
-                return service.spec.name;
+                return ProcessOwner{service.spec.name, false};
+            }
+            if (service.standby.pid == pid) {
+                return ProcessOwner{service.spec.name, true};
             }
         }
     }
     return std::nullopt;
+}
+
+bool Supervisor::ownsProcess(pid_t pid) const {
+    if (std::any_of(retired_.begin(), retired_.end(),
+                    [pid](const auto& entry) { return entry.second == pid; })) {
+        return true;
+    }
+    return std::any_of(services_.begin(), services_.end(),
+                       [pid](const auto& s) { return s.pid == pid || s.standby.pid == pid; });
 }
 
 void Supervisor::start(const std::string& name) {
@@ -319,15 +487,34 @@ void Supervisor::start(const std::string& name) {
         throw ServiceError(ErrorCode::Busy,
                            "service '" + name + "' is already " + std::string(toString(service.state)));
     }
+    if (service.state == ServiceState::Waiting) {
+        throw ServiceError(ErrorCode::Busy, "service '" + name + "' is already waiting for its dependency '" +
+                                                service.waiting_for + "'");
+    }
+    // What it depends on is started with it, as systemd's Requires= does.
+    for (const auto& dependency_name : service.spec.depends_on) {
+        const auto* dependency = find(dependency_name);
+        if (dependency != nullptr &&
+            (dependency->state == ServiceState::Stopped || dependency->state == ServiceState::Failed)) {
+            try {
+                start(dependency_name);
+            } catch (const ServiceError& e) {
+                throw ServiceError(e.code(),
+                                   "cannot start '" + name + "' without its dependency: " + e.what());
+            }
+        }
+    }
     cancelTimer(restart_timers_, name);
     service.recovery.reset();
-    spawn(service);
+    service.held_by_system_safe_mode = false;
+    spawnOrWait(service, false);
 }
 
 void Supervisor::stop(const std::string& name) {
     auto& service = get(name);
-    if (cancelTimer(restart_timers_, name)) {
-        // A pending restart is cancelled: the service stays stopped.
+    stopStandby(service);
+    if (cancelTimer(restart_timers_, name) || service.state == ServiceState::Waiting) {
+        // A pending restart or start is cancelled: the service stays stopped.
         service.state = ServiceState::Stopped;
         listener_.serviceChanged(service);
         return;
@@ -392,25 +579,44 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     const auto uptime = clock_.now() - service.started_steady;
     const bool stop_requested = service.state == ServiceState::Stopping && !service.kill_reason;
     const bool restart_requested = stop_requested && service.restart_after_stop && !shutting_down_;
-    ExitEvent event{*status, uptime, stop_requested || shutting_down_, std::nullopt};
+    ExitEvent event{*status, uptime, stop_requested || shutting_down_, std::nullopt, {}};
     if (service.kill_reason) {
-        event.cause =
-            *service.kill_reason == KillReason::Watchdog ? FailureClass::Watchdog : FailureClass::Start;
+        event.cause = failureClassOf(*service.kill_reason);
     } else if (causes_) {
         event.cause = causes_(service, *status);
     }
+    const ServiceStatus* dependency = blockingDependency(service);
+    if (dependency != nullptr) {
+        event.dependency_down =
+            "its dependency '" + dependency->spec.name + "' is " + std::string(toString(dependency->state));
+    }
     RecoveryDecision decision = service.recovery.onExit(event, clock_.now(), *random_);
+    if (!service.kill_detail.empty()) {
+        decision.reason = service.kill_detail + ": " + decision.reason;
+    }
     service.pid = 0;
     service.pidfd = -1;
     service.last_exit = status;
     service.restart_after_stop = false;
 
+    const bool promoted = decision.action == RecoveryAction::Restart && promoteStandby(service, decision);
     const bool restart =
         decision.action == RecoveryAction::Restart || decision.action == RecoveryAction::RestartInSafeMode;
+    if (decision.action != RecoveryAction::Restart && decision.action != RecoveryAction::PromoteStandby &&
+        decision.action != RecoveryAction::WaitForDependency) {
+        stopStandby(service); // it runs the command that just failed for good, or is not wanted any more
+    }
     switch (decision.action) {
     case RecoveryAction::Restart:
     case RecoveryAction::RestartInSafeMode:
         service.state = ServiceState::Backoff;
+        break;
+    case RecoveryAction::PromoteStandby:
+        break; // running already
+    case RecoveryAction::WaitForDependency:
+        service.state = ServiceState::Waiting;
+        service.waiting_for = dependency->spec.name;
+        service.waiting_after_failure = true;
         break;
     case RecoveryAction::GiveUp:
     case RecoveryAction::NotifyAndStop:
@@ -446,19 +652,26 @@ void Supervisor::onPidfdReadable(const std::string& name) {
         scheduleRestart(service, decision.delay);
     }
     listener_.serviceExited(service, pid, *status, decision, uptime);
-    if (restarted) {
+    if (restarted || promoted) {
         listener_.serviceStarted(service);
         if (service.state == ServiceState::Running) {
             listener_.serviceRunning(service);
         }
     }
+    if (decision.action == RecoveryAction::WaitForDependency) {
+        listener_.serviceWaiting(service, *dependency);
+    }
     listener_.serviceChanged(service);
+    if ((restarted || promoted) && service.state == ServiceState::Running) {
+        onRunning(service);
+    }
+    enterSystemSafeModeIfLost(service, decision);
     if (spawn_failure) {
         recoverFromSpawnFailure(service, *spawn_failure);
     }
     if (restart_requested) {
         try {
-            spawn(service);
+            spawnOrWait(service, false);
         } catch (const ServiceError&) {
         }
     }
@@ -476,18 +689,125 @@ void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::millisecon
         if (s.state != ServiceState::Backoff || shutting_down_) {
             return;
         }
-        if (!slot_reserved) {
-            if (const auto wait = budgetWait(s); wait.count() > 0) {
-                listener_.restartDeferred(s, wait);
-                scheduleRestart(s, wait, true);
-                return;
+        if (slot_reserved && blockingDependency(s) == nullptr) {
+            ++s.restarts;
+            try {
+                spawn(s);
+            } catch (const ServiceError& e) {
+                recoverFromSpawnFailure(s, e);
             }
+            return;
         }
-        ++s.restarts;
-        try {
-            spawn(s);
-        } catch (const ServiceError& e) {
-            recoverFromSpawnFailure(s, e);
+        startWithinBudget(s);
+    });
+}
+
+bool Supervisor::promoteStandby(ServiceStatus& service, RecoveryDecision& decision) {
+    auto& standby = service.standby;
+    if (!service.spec.standby || standby.pid == 0 || !standby.ready || standby.stopping || shutting_down_) {
+        return false;
+    }
+    const std::string name = service.spec.name;
+    service.pid = standby.pid;
+    service.pidfd = standby.pidfd;
+    standby = StandbyProcess{};
+    reactor_.unwatchFd(service.pidfd);
+    reactor_.watchFd(service.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
+    launcher_.signalProcess(service.pidfd, service.spec.standby->promote_signal);
+    service.state = ServiceState::Running;
+    service.running_safe_mode = false;
+    service.started_at = clock_.wallNow();
+    service.started_steady = clock_.now();
+    service.status_text.clear();
+    service.watchdog = service.spec.watchdog;
+    ++service.restarts;
+    armWatchdog(service);
+    // The ladder's delay now paces the new standby, so that a command that keeps failing is not respawned
+    // any faster than the ladder allows.
+    const auto standby_delay = decision.delay;
+    decision.action = RecoveryAction::PromoteStandby;
+    decision.delay = std::chrono::milliseconds(0);
+    decision.reason +=
+        "; instead the warm standby (pid " + std::to_string(service.pid) + ") took over at once";
+    scheduleStandby(service, standby_delay);
+    return true;
+}
+
+void Supervisor::startStandby(ServiceStatus& service) {
+    if (shutting_down_ || service.state != ServiceState::Running || service.standby.pid != 0) {
+        return;
+    }
+    SpawnRequest request = service.spec.spawn;
+    request.environment["TAU_STANDBY"] = "1";
+    try {
+        const auto process = launcher_.spawn(service.spec.name, request, service.spec.capture_output);
+        service.standby_recovery.onStarted(clock_.now());
+        service.standby =
+            StandbyProcess{process.pid, process.pidfd, !service.spec.notify, false, clock_.now()};
+    } catch (const SpawnError& e) {
+        listener_.spawnFailed(service, std::string("standby: ") + e.what());
+        constexpr auto kMinimumRetry = std::chrono::milliseconds(1000);
+        const auto decision = service.standby_recovery.onExit(
+            ExitEvent{
+                ExitStatus{}, std::chrono::steady_clock::duration::zero(), false, FailureClass::Start, {}},
+            clock_.now(), *random_);
+        if (bringsBack(decision.action)) {
+            scheduleStandby(service, std::max(decision.delay, kMinimumRetry));
+        }
+        return;
+    }
+    const std::string name = service.spec.name;
+    reactor_.watchFd(service.standby.pidfd, POLLIN, [this, name](short) { onStandbyExit(name); });
+    listener_.standbyStarted(service);
+}
+
+void Supervisor::scheduleStandby(ServiceStatus& service, std::chrono::milliseconds delay) {
+    const std::string name = service.spec.name;
+    cancelTimer(standby_timers_, name);
+    standby_timers_[name] = reactor_.addTimer(delay, [this, name] {
+        standby_timers_.erase(name);
+        startStandby(get(name));
+    });
+}
+
+void Supervisor::onStandbyExit(const std::string& name) {
+    auto& service = get(name);
+    const auto status = launcher_.reap(service.standby.pidfd);
+    if (!status) {
+        return;
+    }
+    const StandbyProcess standby = std::exchange(service.standby, StandbyProcess{});
+    reactor_.unwatchFd(standby.pidfd);
+    launcher_.release(standby.pidfd);
+    launcher_.signalGroup(standby.pid, SIGKILL);
+    cancelTimer(standby_kill_timers_, name);
+    const ExitEvent event{
+        *status, clock_.now() - standby.started_steady, standby.stopping || shutting_down_, std::nullopt, {}};
+    const auto decision = service.standby_recovery.onExit(event, clock_.now(), *random_);
+    // A standby always runs the normal command: safe mode is for the main instance.
+    if (bringsBack(decision.action) && !event.stop_requested) {
+        scheduleStandby(service, decision.delay);
+    }
+    listener_.standbyExited(service, standby.pid, *status, decision);
+    if (shutting_down_) {
+        continueShutdown();
+    }
+}
+
+void Supervisor::stopStandby(ServiceStatus& service) {
+    const std::string name = service.spec.name;
+    cancelTimer(standby_timers_, name);
+    auto& standby = service.standby;
+    if (standby.pid == 0 || standby.stopping) {
+        return;
+    }
+    standby.stopping = true;
+    launcher_.signalGroup(standby.pid, service.spec.stop_signal);
+    const pid_t pid = standby.pid;
+    standby_kill_timers_[name] = reactor_.addTimer(service.spec.stop_timeout, [this, name, pid] {
+        standby_kill_timers_.erase(name);
+        if (get(name).standby.pid == pid) {
+            launcher_.signalGroup(pid, SIGKILL);
         }
     });
 }
@@ -501,7 +821,7 @@ void Supervisor::recoverFromSpawnFailure(ServiceStatus& service, const ServiceEr
     constexpr auto kMinimumRetry = std::chrono::milliseconds(1000);
     const ExitStatus nothing_ran{};
     RecoveryDecision decision = service.recovery.onExit(
-        ExitEvent{nothing_ran, std::chrono::steady_clock::duration::zero(), false, FailureClass::Start},
+        ExitEvent{nothing_ran, std::chrono::steady_clock::duration::zero(), false, FailureClass::Start, {}},
         clock_.now(), *random_);
     decision.reason = std::string(error.what()) + "; " + decision.reason;
     if (decision.action == RecoveryAction::Restart || decision.action == RecoveryAction::RestartInSafeMode) {
@@ -513,6 +833,7 @@ void Supervisor::recoverFromSpawnFailure(ServiceStatus& service, const ServiceEr
     }
     listener_.serviceExited(service, 0, nothing_ran, decision, std::chrono::steady_clock::duration::zero());
     listener_.serviceChanged(service);
+    enterSystemSafeModeIfLost(service, decision);
 }
 
 std::chrono::milliseconds Supervisor::budgetWait(const ServiceStatus& service) {
@@ -538,19 +859,31 @@ void Supervisor::shutdown(std::function<void()> done) {
         listener_.serviceChanged(service);
     }
     restart_timers_.clear();
+    for (auto& service : services_) {
+        if (service.state == ServiceState::Waiting) {
+            service.state = ServiceState::Stopped;
+            listener_.serviceChanged(service);
+        }
+    }
     continueShutdown();
 }
 
 void Supervisor::killAll() {
     for (const auto& service : services_) {
-        if (service.pid != 0) {
-            launcher_.signalGroup(service.pid, SIGKILL);
+        for (const pid_t pid : {service.pid, service.standby.pid}) {
+            if (pid != 0) {
+                launcher_.signalGroup(pid, SIGKILL);
+            }
         }
     }
 }
 
 void Supervisor::continueShutdown() {
     for (auto it = services_.rbegin(); it != services_.rend(); ++it) {
+        if (it->standby.pid != 0) {
+            stopStandby(*it);
+            return; // wait for the standby's exit, which calls us again
+        }
         if (it->state == ServiceState::Stopping) {
             return; // wait for its exit, which calls us again
         }

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -22,13 +23,16 @@
 
 namespace tau {
 
-enum class ServiceState { Starting, Running, Stopping, Stopped, Backoff, Failed };
+// Waiting: due to start, but a service it depends on is not running yet.
+enum class ServiceState { Starting, Running, Stopping, Stopped, Backoff, Failed, Waiting };
 std::string_view toString(ServiceState state);
 // Whether a service in this state has a main process.
 bool hasProcess(ServiceState state);
 
 // Why the supervisor killed a service that nobody asked to stop.
-enum class KillReason { StartTimeout, Watchdog };
+enum class KillReason { StartTimeout, Watchdog, ResourceLimit, Probe };
+// The failure class an exit after such a kill is recovered as.
+FailureClass failureClassOf(KillReason reason);
 
 struct ServiceSpec {
     std::string name;
@@ -49,10 +53,28 @@ struct ServiceSpec {
     bool notify = false; // type notify: starting until it sends READY=1
     std::chrono::milliseconds start_timeout{90000};
     std::chrono::milliseconds watchdog{0}; // 0: no watchdog
+    // Started only while these run, and waiting for them (without spending retries) while they do not.
+    std::vector<std::string> depends_on;
+    // A warm second instance, started with TAU_STANDBY=1 once the main one runs, and made the main one the
+    // moment that fails; `promote_signal` tells it.
+    struct Standby {
+        int promote_signal = SIGUSR1;
+    };
+    std::optional<Standby> standby;
+};
+
+// The standby instance of a service with `standby` configured; pid 0 while there is none.
+struct StandbyProcess {
+    pid_t pid = 0;
+    int pidfd = -1;
+    bool ready = false; // a notify service's standby must have sent READY=1 before it can take over
+    bool stopping = false;
+    std::chrono::steady_clock::time_point started_steady{};
 };
 
 struct ServiceStatus {
-    explicit ServiceStatus(ServiceSpec service_spec) : spec(std::move(service_spec)), recovery(spec.policy) {}
+    explicit ServiceStatus(ServiceSpec service_spec)
+        : spec(std::move(service_spec)), recovery(spec.policy), standby_recovery(spec.policy) {}
 
     ServiceSpec spec;
     RecoveryTracker recovery;
@@ -66,6 +88,13 @@ struct ServiceStatus {
     std::optional<ExitStatus> last_exit;
     bool restart_after_stop = false;
     std::optional<KillReason> kill_reason;
+    std::string kill_detail;            // why, for a kill asked for from outside (probe, resource limit)
+    std::string waiting_for;            // Waiting: the dependency that is not running
+    bool waiting_after_failure = false; // Waiting to come back after an exit, not for its first start
+    StandbyProcess standby;
+    bool held_by_system_safe_mode = false; // stopped to protect the critical services; restarted after
+    // Its own count, so that a failing standby never spends the retries of the service itself.
+    RecoveryTracker standby_recovery;
     std::string status_text;               // the service's own STATUS= line
     std::chrono::milliseconds watchdog{0}; // the current interval; WATCHDOG_USEC= may change it
     std::chrono::steady_clock::time_point start_deadline{};
@@ -104,11 +133,27 @@ class SupervisorListener {
                                std::chrono::steady_clock::duration uptime) = 0;
     // Any change of state, pid or counters.
     virtual void serviceChanged(const ServiceStatus& service) = 0;
+    // The service is due to start but waits for `dependency`, which is not running.
+    virtual void serviceWaiting(const ServiceStatus& service, const ServiceStatus& dependency) = 0;
+    virtual void standbyStarted(const ServiceStatus& service) = 0;
+    // The standby ended without being promoted; `decision` says whether and when another one starts.
+    virtual void standbyExited(const ServiceStatus& service, pid_t pid, const ExitStatus& status,
+                               const RecoveryDecision& decision) = 0;
     virtual void spawnFailed(const ServiceStatus& service, const std::string& reason) = 0;
     // A due restart waits this much longer for a slot of the host-wide restart budget.
     virtual void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) = 0;
     // A safe-mode run lasted its stability window: the service goes back to its normal command.
     virtual void safeModeLeft(const ServiceStatus& service) = 0;
+    // System safe mode began because critical `service` was given up or entered safe mode (the
+    // non-critical services are being stopped), or ended because `service` runs normally again.
+    virtual void systemSafeModeChanged(bool active, const ServiceStatus& service) = 0;
+};
+
+// Who an sd_notify message speaks for.
+struct ProcessOwner {
+    std::string service;
+    bool standby = false; // from the standby instance's tree, not the main one's
+    bool operator==(const ProcessOwner&) const = default;
 };
 
 class Supervisor {
@@ -130,6 +175,11 @@ class Supervisor {
         std::function<std::optional<FailureClass>(const ServiceStatus&, const ExitStatus&)>;
     void useCauseClassifier(CauseClassifier classify) { causes_ = std::move(classify); }
 
+    // When a critical service is given up or put in safe mode, stop every non-critical configured service
+    // until all critical services run their normal command again, then start those services again.
+    void useSystemSafeMode(bool enabled) { system_safe_mode_enabled_ = enabled; }
+    bool inSystemSafeMode() const { return !system_safe_mode_causes_.empty(); }
+
     // Rate-limits the automatic restarts of configured services across the host (the suite's own services
     // are exempt: the supervisor must be able to bring its own parts back).
     void useRestartBudget(unsigned burst, std::chrono::milliseconds interval);
@@ -149,11 +199,18 @@ class Supervisor {
     // Last resort when the supervisor cannot go on: SIGKILL to every service's process group at once.
     void killAll();
 
-    // An sd_notify message from a process of `service`'s tree (the caller has checked that it is).
-    void notify(const std::string& service, const NotifyMessage& message);
-    // The service whose main process is `pid` or one of its ancestors (`parent_of` walks up).
-    std::optional<std::string> serviceOfProcess(pid_t pid,
-                                                const std::function<pid_t(pid_t)>& parent_of) const;
+    // Someone found the running service failing (a health probe, a resource limit): it is stopped with
+    // its stop signal, killed after the grace period, and recovered as a failure of that class. Throws
+    // ServiceError NotFound, or Busy when it is not running.
+    void recoverFailing(const std::string& name, KillReason reason, std::string detail);
+
+    // An sd_notify message from a process of the sender's tree (the caller has checked that it is).
+    void notify(const ProcessOwner& sender, const NotifyMessage& message);
+    // The service whose main or standby process is `pid` or one of its ancestors (`parent_of` walks up).
+    std::optional<ProcessOwner> serviceOfProcess(pid_t pid,
+                                                 const std::function<pid_t(pid_t)>& parent_of) const;
+    // Whether `pid` is a process the supervisor waits for itself (a main, standby or retired process).
+    bool ownsProcess(pid_t pid) const;
 
     const std::vector<ServiceStatus>& services() const { return services_; }
     const ServiceStatus* find(std::string_view name) const;
@@ -163,6 +220,25 @@ class Supervisor {
     ServiceStatus& get(const std::string& name);
     // Starts the process and reports it started.
     void spawn(ServiceStatus& service);
+    // Spawns the service, or leaves it waiting while one of its dependencies does not run.
+    void spawnOrWait(ServiceStatus& service, bool after_failure);
+    // The first dependency of `service` that is not running; nullptr when all run.
+    const ServiceStatus* blockingDependency(const ServiceStatus& service) const;
+    void wait(ServiceStatus& service, const ServiceStatus& dependency, bool after_failure);
+    // The service has just entered running: what waited for it may start, and it gets its standby.
+    void onRunning(ServiceStatus& service);
+    void startWaitingDependents(const std::string& dependency);
+    // An automatic start: through the host-wide budget, at once or after the wait it imposes.
+    void startWithinBudget(ServiceStatus& service);
+    void startStandby(ServiceStatus& service);
+    void scheduleStandby(ServiceStatus& service, std::chrono::milliseconds delay);
+    void onStandbyExit(const std::string& name);
+    void stopStandby(ServiceStatus& service);
+    // A critical service given up or put in safe mode begins system safe mode, when it is configured.
+    void enterSystemSafeModeIfLost(const ServiceStatus& cause, const RecoveryDecision& decision);
+    void leaveSystemSafeModeIfRecovered(const ServiceStatus& service);
+    // The ladder wants the service back: the ready standby takes over now. False if there is none.
+    bool promoteStandby(ServiceStatus& service, RecoveryDecision& decision);
     // Starts the process, reporting only a failure.
     void launch(ServiceStatus& service);
     // How long a restart due now must wait for the host-wide budget (a slot is reserved when it is zero).
@@ -201,6 +277,10 @@ class Supervisor {
     RandomSource* random_ = &system_random_;
     CauseClassifier causes_;
     std::map<std::string, Reactor::TimerId> safe_mode_timers_;
+    std::map<std::string, Reactor::TimerId> standby_timers_; // a standby's delayed restart
+    std::map<std::string, Reactor::TimerId> standby_kill_timers_;
+    bool system_safe_mode_enabled_ = false;
+    std::set<std::string> system_safe_mode_causes_; // critical services not yet back to normal
     bool shutting_down_ = false;
     std::function<void()> shutdown_done_;
 };

@@ -35,9 +35,6 @@ constexpr unsigned kMaxExplainedFailures = 1000;
 // How many failures in a row the restart-budget warning follows the policy for.
 constexpr unsigned kSimulatedFailures = 1000;
 
-constexpr std::string_view kActions[] = {"restart", "restart_safe_mode", "give_up", "notify_and_stop", "none",
-                                         "stopped"};
-
 bool isValidServiceName(const std::string& name) {
     return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -65,10 +62,11 @@ void requireFailureClass(const char* method, const std::string& failure_class) {
 }
 
 void requireAction(const char* method, const std::string& action) {
-    if (std::find(std::begin(kActions), std::end(kActions), action) == std::end(kActions)) {
+    if (!recoveryActionFromString(action)) {
         invalid(method, "action",
                 "'" + action +
-                    "' is not one of restart, restart_safe_mode, give_up, notify_and_stop, none, stopped");
+                    "' is not one of restart, restart_safe_mode, give_up, notify_and_stop, none, stopped, "
+                    "wait_for_dependency, promote_standby");
     }
 }
 

@@ -108,6 +108,53 @@ TEST(RecoveryActionNames, NameEveryAction) {
     EXPECT_EQ(toString(RecoveryAction::NotifyAndStop), "notify_and_stop");
     EXPECT_EQ(toString(RecoveryAction::None), "none");
     EXPECT_EQ(toString(RecoveryAction::Stopped), "stopped");
+    EXPECT_EQ(toString(RecoveryAction::WaitForDependency), "wait_for_dependency");
+    EXPECT_EQ(toString(RecoveryAction::PromoteStandby), "promote_standby");
+}
+
+TEST(RecoveryActionNames, ParseBackEveryActionAndRejectOthers) {
+    for (const auto action :
+         {RecoveryAction::Restart, RecoveryAction::RestartInSafeMode, RecoveryAction::GiveUp,
+          RecoveryAction::NotifyAndStop, RecoveryAction::None, RecoveryAction::Stopped,
+          RecoveryAction::WaitForDependency, RecoveryAction::PromoteStandby}) {
+        EXPECT_EQ(recoveryActionFromString(toString(action)), action);
+    }
+    EXPECT_EQ(recoveryActionFromString("Restart"), std::nullopt);
+    EXPECT_EQ(recoveryActionFromString(""), std::nullopt);
+}
+
+TEST(RecoveryActionNames, ActionsThatBringTheServiceBack) {
+    EXPECT_TRUE(bringsBack(RecoveryAction::Restart));
+    EXPECT_TRUE(bringsBack(RecoveryAction::RestartInSafeMode));
+    EXPECT_TRUE(bringsBack(RecoveryAction::WaitForDependency));
+    EXPECT_TRUE(bringsBack(RecoveryAction::PromoteStandby));
+    EXPECT_FALSE(bringsBack(RecoveryAction::GiveUp));
+    EXPECT_FALSE(bringsBack(RecoveryAction::NotifyAndStop));
+    EXPECT_FALSE(bringsBack(RecoveryAction::None));
+    EXPECT_FALSE(bringsBack(RecoveryAction::Stopped));
+}
+
+TEST(RecoveryTracker, FailureWhileADependencyIsDownWaitsAndDoesNotCount) {
+    RecoveryTracker tracker(policyWith({step(RecoveryStrategy::Restart, 2)}));
+    ScriptedRandom random;
+    tracker.onExit(exitedWith(1), kT0 + 10s, random);
+    ExitEvent event = killedBy(SIGSEGV);
+    event.dependency_down = "its dependency 'db' is backoff";
+    const RecoveryDecision decision = tracker.onExit(event, kT0 + 20s, random);
+    EXPECT_EQ(decision.action, RecoveryAction::WaitForDependency);
+    EXPECT_EQ(decision.failure_class, FailureClass::Signal);
+    EXPECT_EQ(decision.attempt, 1u) << "the incident's count so far, unchanged";
+    EXPECT_EQ(decision.delay, 0ms);
+    EXPECT_FALSE(decision.escalate);
+    EXPECT_NE(decision.reason.find("while its dependency 'db' is backoff"), std::string::npos)
+        << decision.reason;
+    EXPECT_EQ(tracker.failures(), 1u);
+    EXPECT_EQ(tracker.onExit(exitedWith(1), kT0 + 30s, random).attempt, 2u);
+
+    ExitEvent clean = exitedWith(0);
+    clean.dependency_down = "its dependency 'db' is failed";
+    EXPECT_EQ(tracker.onExit(clean, kT0 + 40s, random).action, RecoveryAction::None)
+        << "a clean exit is not a failure to wait over";
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -122,6 +122,7 @@ class FakeLauncher final : public ProcessLauncher {
 
     SpawnedProcess spawn(const std::string&, const SpawnRequest& request, bool) override {
         spawned_.push_back(request.argv.empty() ? std::string() : request.argv[0]);
+        requests_.push_back(request);
         if (auto it = failures_.find(request.argv.at(0)); it != failures_.end()) {
             throw SpawnError(it->second);
         }
@@ -161,6 +162,7 @@ class FakeLauncher final : public ProcessLauncher {
     }
 
     const std::vector<std::string>& spawned() const { return spawned_; }
+    const std::vector<SpawnRequest>& requests() const { return requests_; }
     const std::vector<Signal>& signals() const { return signals_; }
     const std::vector<int>& released() const { return released_; }
     std::size_t liveCount() const { return live_.size(); }
@@ -168,6 +170,7 @@ class FakeLauncher final : public ProcessLauncher {
 
   private:
     std::vector<std::string> spawned_;
+    std::vector<SpawnRequest> requests_;
     std::vector<Signal> process_signals_; // {pidfd, signal}
     std::map<int, pid_t> adopted_;
     std::map<std::string, std::string> failures_;
@@ -227,14 +230,32 @@ class RecordingListener final : public SupervisorListener {
         events.push_back("running " + service.spec.name);
     }
     void serviceKilled(const ServiceStatus& service, KillReason reason) override {
-        events.push_back(std::string(reason == KillReason::Watchdog ? "watchdog " : "start timeout ") +
-                         service.spec.name);
+        static const std::map<KillReason, std::string> names = {{KillReason::Watchdog, "watchdog"},
+                                                                {KillReason::StartTimeout, "start timeout"},
+                                                                {KillReason::ResourceLimit, "resource limit"},
+                                                                {KillReason::Probe, "probe"}};
+        events.push_back(names.at(reason) + " " + service.spec.name);
     }
     void safeModeLeft(const ServiceStatus& service) override {
         events.push_back("safe mode left " + service.spec.name);
     }
     void restartDeferred(const ServiceStatus& service, std::chrono::milliseconds wait) override {
         events.push_back("deferred " + service.spec.name + " " + std::to_string(wait.count()) + "ms");
+    }
+    void systemSafeModeChanged(bool active, const ServiceStatus& service) override {
+        events.push_back(std::string(active ? "system safe mode entered by " : "system safe mode left by ") +
+                         service.spec.name);
+    }
+    void serviceWaiting(const ServiceStatus& service, const ServiceStatus& dependency) override {
+        events.push_back("waiting " + service.spec.name + " for " + dependency.spec.name);
+    }
+    void standbyStarted(const ServiceStatus& service) override {
+        events.push_back("standby started " + service.spec.name + " " + std::to_string(service.standby.pid));
+    }
+    void standbyExited(const ServiceStatus& service, pid_t pid, const ExitStatus&,
+                       const RecoveryDecision& decision) override {
+        events.push_back("standby exited " + service.spec.name + " " + std::to_string(pid) + " " +
+                         std::string(toString(decision.action)));
     }
 
     // The states a service was reported in, in order.
@@ -1169,7 +1190,7 @@ TEST_F(SupervisorTest, NotifyServiceIsStartingUntilReady) {
     EXPECT_EQ(reactor_.delayOf(start_timer), 30s);
     EXPECT_EQ(std::count(listener_.events.begin(), listener_.events.end(), "running db"), 0);
 
-    supervisor().notify("db", message("STATUS=loading tables\nREADY=1"));
+    supervisor().notify({"db"}, message("STATUS=loading tables\nREADY=1"));
     EXPECT_EQ(status("db").state, ServiceState::Running);
     EXPECT_EQ(status("db").status_text, "loading tables");
     EXPECT_TRUE(reactor_.wasCancelled(start_timer));
@@ -1198,12 +1219,12 @@ TEST_F(SupervisorTest, ExtendTimeoutPushesTheStartDeadline) {
     supervisor().startAll();
     const auto first = reactor_.onlyTimer();
     clock_.advance(20s);
-    supervisor().notify("db", message("EXTEND_TIMEOUT_USEC=60000000"));
+    supervisor().notify({"db"}, message("EXTEND_TIMEOUT_USEC=60000000"));
     EXPECT_TRUE(reactor_.wasCancelled(first));
     const auto extended = reactor_.onlyTimer();
     EXPECT_EQ(reactor_.delayOf(extended), 60s);
     // A shorter extension than what is left changes nothing.
-    supervisor().notify("db", message("EXTEND_TIMEOUT_USEC=1000000"));
+    supervisor().notify({"db"}, message("EXTEND_TIMEOUT_USEC=1000000"));
     EXPECT_TRUE(reactor_.pending(extended));
 }
 
@@ -1214,7 +1235,7 @@ TEST_F(SupervisorTest, WatchdogPingsKeepTheServiceAliveAndSilenceAbortsIt) {
     supervisor().startAll();
     const auto first = reactor_.onlyTimer();
     EXPECT_EQ(reactor_.delayOf(first), 2s);
-    supervisor().notify("web", message("WATCHDOG=1"));
+    supervisor().notify({"web"}, message("WATCHDOG=1"));
     EXPECT_TRUE(reactor_.wasCancelled(first));
     const auto second = reactor_.onlyTimer();
 
@@ -1238,9 +1259,9 @@ TEST_F(SupervisorTest, WatchdogIntervalCanBeChangedAndTriggered) {
     spec.watchdog = 2s;
     supervisor().add(spec);
     supervisor().startAll();
-    supervisor().notify("web", message("WATCHDOG_USEC=500000"));
+    supervisor().notify({"web"}, message("WATCHDOG_USEC=500000"));
     EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 500ms);
-    supervisor().notify("web", message("WATCHDOG=trigger"));
+    supervisor().notify({"web"}, message("WATCHDOG=trigger"));
     EXPECT_EQ(status("web").kill_reason, KillReason::Watchdog);
 }
 
@@ -1248,7 +1269,7 @@ TEST_F(SupervisorTest, MainPidMovesSupervisionToTheNewProcess) {
     supervisor().add(makeSpec("forking"));
     supervisor().startAll();
     const int old_pidfd = status("forking").pidfd;
-    supervisor().notify("forking", message("MAINPID=4242"));
+    supervisor().notify({"forking"}, message("MAINPID=4242"));
     EXPECT_EQ(status("forking").pid, 4242);
     EXPECT_NE(status("forking").pidfd, old_pidfd);
 
@@ -1272,9 +1293,424 @@ TEST_F(SupervisorTest, ServiceOfProcessWalksUpToAMainProcess) {
         const auto it = parents.find(pid);
         return it == parents.end() ? 0 : it->second;
     };
-    EXPECT_EQ(supervisor().serviceOfProcess(main, parent_of), "web");
-    EXPECT_EQ(supervisor().serviceOfProcess(9001, parent_of), "web");
+    EXPECT_EQ(supervisor().serviceOfProcess(main, parent_of), (ProcessOwner{"web", false}));
+    EXPECT_EQ(supervisor().serviceOfProcess(9001, parent_of), (ProcessOwner{"web", false}));
     EXPECT_EQ(supervisor().serviceOfProcess(7000, parent_of), std::nullopt);
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// Dependencies
+
+bool happened(const RecordingListener& listener, const std::string& event) {
+    return std::find(listener.events.begin(), listener.events.end(), event) != listener.events.end();
+}
+
+class DependencyTest : public SupervisorTest {
+  protected:
+    // db, and web that depends on it; both restart after 100 ms up to three times.
+    void addDbAndWeb(bool db_notify = false) {
+        auto db = makeSpec("db");
+        db.notify = db_notify;
+        supervisor().add(db);
+        auto web = makeSpec("web");
+        web.depends_on = {"db"};
+        supervisor().add(web);
+    }
+    // Fires the only pending restart timer.
+    void fireRestart() { reactor_.fireTimer(reactor_.onlyTimer()); }
+};
+
+TEST_F(DependencyTest, DependentWaitsUntilItsDependencyIsReady) {
+    addDbAndWeb(true);
+    supervisor().startAll();
+    EXPECT_EQ(status("db").state, ServiceState::Starting);
+    EXPECT_EQ(status("web").state, ServiceState::Waiting);
+    EXPECT_EQ(status("web").waiting_for, "db");
+    EXPECT_EQ(toString(ServiceState::Waiting), "waiting");
+    EXPECT_TRUE(happened(listener_, "waiting web for db"));
+    EXPECT_EQ(launcher_.spawned(), (std::vector<std::string>{executableOf("db")}));
+
+    supervisor().notify({"db"}, message("READY=1"));
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(status("web").restarts, 0u) << "a first start is not a restart";
+    EXPECT_EQ(launcher_.spawned(), (std::vector<std::string>{executableOf("db"), executableOf("web")}));
+}
+
+TEST_F(DependencyTest, CrashWhileTheDependencyIsDownWaitsWithoutSpendingARetry) {
+    addDbAndWeb();
+    supervisor().startAll();
+    clock_.advance(5s);
+    exitService("db", exitedWith(1));
+    ASSERT_EQ(status("db").state, ServiceState::Backoff);
+    const auto db_restart = reactor_.onlyTimer();
+
+    exitService("web", exitedWith(1));
+    const auto& decision = listener_.exited.back().decision;
+    EXPECT_EQ(decision.action, RecoveryAction::WaitForDependency);
+    EXPECT_EQ(decision.failure_class, FailureClass::Exit);
+    EXPECT_EQ(decision.attempt, 0u);
+    EXPECT_NE(decision.reason.find("its dependency 'db' is backoff"), std::string::npos) << decision.reason;
+    EXPECT_EQ(status("web").state, ServiceState::Waiting);
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
+    EXPECT_EQ(reactor_.pendingTimers(), (std::vector<Reactor::TimerId>{db_restart})) << "no timer of web's";
+
+    reactor_.fireTimer(db_restart);
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(status("web").restarts, 1u);
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
+}
+
+TEST_F(DependencyTest, DueRestartWaitsWhileTheDependencyIsDown) {
+    addDbAndWeb();
+    supervisor().startAll();
+    clock_.advance(5s);
+    exitService("web", exitedWith(1)); // db is up: this one counts
+    const auto web_restart = reactor_.onlyTimer();
+    exitService("db", exitedWith(1));
+    EXPECT_EQ(status("web").recovery.failures(), 1u);
+
+    reactor_.fireTimer(web_restart);
+    EXPECT_EQ(status("web").state, ServiceState::Waiting);
+    EXPECT_EQ(launcher_.spawned().size(), 2u) << "web was not spawned while db is down";
+
+    fireRestart(); // db's
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(launcher_.spawned().back(), executableOf("web"));
+}
+
+TEST_F(DependencyTest, DependentsOfARecoveredDependencyRestartWithinTheBudget) {
+    supervisor().useRestartBudget(1, 10s);
+    supervisor().add(makeSpec("db"));
+    for (const char* name : {"a", "b"}) {
+        auto spec = makeSpec(name);
+        spec.depends_on = {"db"};
+        supervisor().add(spec);
+    }
+    supervisor().startAll();
+    clock_.advance(5s);
+    exitService("db", exitedWith(1));
+    exitService("a", exitedWith(1));
+    exitService("b", exitedWith(1));
+    clock_.advance(10s);
+    fireRestart(); // db's restart takes the only slot of this interval
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+    EXPECT_EQ(status("a").state, ServiceState::Backoff);
+    EXPECT_EQ(status("b").state, ServiceState::Backoff);
+    EXPECT_TRUE(happened(listener_, "deferred a 10000ms"));
+    EXPECT_TRUE(happened(listener_, "deferred b 20000ms"));
+}
+
+TEST_F(DependencyTest, StartingADependentStartsItsStoppedDependency) {
+    addDbAndWeb();
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    supervisor().start("web");
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+}
+
+TEST_F(DependencyTest, WaitingServiceCanBeStoppedAndIsStoppedAtShutdown) {
+    addDbAndWeb(true);
+    auto api = makeSpec("api");
+    api.depends_on = {"db"};
+    supervisor().add(api);
+    supervisor().startAll();
+    ASSERT_EQ(status("web").state, ServiceState::Waiting);
+    expectServiceError([&] { supervisor().start("web"); }, ErrorCode::Busy, "web");
+
+    supervisor().stop("web");
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+    supervisor().notify({"db"}, message("READY=1"));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped) << "a stopped service is not woken";
+    EXPECT_EQ(status("api").state, ServiceState::Running);
+
+    exitService("api", exitedWith(0));
+    bool done = false;
+    exitService("db", exitedWith(1));
+    supervisor().shutdown([&] { done = true; });
+    EXPECT_TRUE(done);
+    EXPECT_EQ(status("db").state, ServiceState::Stopped);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Hot standby
+
+class StandbyTest : public SupervisorTest {
+  protected:
+    ServiceSpec standbySpec(const std::string& name) {
+        auto spec = makeSpec(name);
+        spec.standby = ServiceSpec::Standby{SIGUSR2};
+        return spec;
+    }
+    void exitStandby(const std::string& name, ExitStatus exit) {
+        const int pidfd = status(name).standby.pidfd;
+        ASSERT_GE(pidfd, 0) << name << " has no standby";
+        launcher_.scriptExit(pidfd, exit);
+        reactor_.fireFd(pidfd);
+    }
+};
+
+TEST_F(StandbyTest, StandbyStartsOnceTheMainInstanceRuns) {
+    supervisor().add(standbySpec("web"));
+    supervisor().startAll();
+    ASSERT_EQ(launcher_.requests().size(), 2u);
+    EXPECT_FALSE(launcher_.requests()[0].environment.contains("TAU_STANDBY"));
+    EXPECT_EQ(launcher_.requests()[1].environment.at("TAU_STANDBY"), "1");
+    const auto& web = status("web");
+    EXPECT_NE(web.standby.pid, 0);
+    EXPECT_NE(web.standby.pid, web.pid);
+    EXPECT_TRUE(web.standby.ready) << "a simple service's standby is ready once spawned";
+    EXPECT_TRUE(reactor_.watching(web.standby.pidfd));
+    EXPECT_TRUE(supervisor().ownsProcess(web.standby.pid));
+}
+
+TEST_F(StandbyTest, FailureOfTheMainInstancePromotesTheStandbyAtOnce) {
+    supervisor().add(standbySpec("web"));
+    supervisor().startAll();
+    const pid_t standby_pid = status("web").standby.pid;
+    const int standby_pidfd = status("web").standby.pidfd;
+    clock_.advance(5s);
+
+    exitService("web", killedBy(SIGSEGV));
+    const auto& web = status("web");
+    EXPECT_EQ(web.state, ServiceState::Running);
+    EXPECT_EQ(web.pid, standby_pid);
+    EXPECT_EQ(web.pidfd, standby_pidfd);
+    EXPECT_EQ(web.standby.pid, 0);
+    EXPECT_EQ(web.restarts, 1u);
+    EXPECT_EQ(launcher_.processSignals(), (std::vector<FakeLauncher::Signal>{{standby_pidfd, SIGUSR2}}));
+    const auto& decision = listener_.exited.back().decision;
+    EXPECT_EQ(decision.action, RecoveryAction::PromoteStandby);
+    EXPECT_EQ(decision.attempt, 1u) << "the failure counts in the incident";
+    EXPECT_NE(decision.reason.find("standby (pid " + std::to_string(standby_pid) + ")"), std::string::npos);
+    EXPECT_EQ(listener_.started.back().pid, standby_pid);
+
+    // A new standby follows after the ladder's delay.
+    const auto timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(timer), 100ms);
+    reactor_.fireTimer(timer);
+    EXPECT_NE(status("web").standby.pid, 0);
+    EXPECT_EQ(launcher_.spawned().size(), 3u);
+
+    // The promoted process is the main one now: its exit is the service's.
+    exitService("web", exitedWith(1));
+    EXPECT_EQ(listener_.exited.back().pid, standby_pid);
+}
+
+TEST_F(StandbyTest, NotifyStandbyIsPromotedOnlyOnceReady) {
+    auto spec = standbySpec("db");
+    spec.notify = true;
+    supervisor().add(spec);
+    supervisor().startAll();
+    supervisor().notify({"db"}, message("READY=1"));
+    const pid_t standby_pid = status("db").standby.pid;
+    ASSERT_NE(standby_pid, 0);
+    EXPECT_FALSE(status("db").standby.ready);
+    const std::map<pid_t, pid_t> parents = {{standby_pid, 1}};
+    const auto parent_of = [&](pid_t pid) { return parents.contains(pid) ? parents.at(pid) : 0; };
+    EXPECT_EQ(supervisor().serviceOfProcess(standby_pid, parent_of), (ProcessOwner{"db", true}));
+
+    clock_.advance(5s);
+    exitService("db", exitedWith(1));
+    EXPECT_EQ(status("db").state, ServiceState::Backoff) << "a standby not yet ready cannot take over";
+    EXPECT_EQ(listener_.exited.back().decision.action, RecoveryAction::Restart);
+}
+
+TEST_F(StandbyTest, ReadyNotifyStandbyTakesOver) {
+    auto spec = standbySpec("db");
+    spec.notify = true;
+    supervisor().add(spec);
+    supervisor().startAll();
+    supervisor().notify({"db"}, message("READY=1"));
+    const pid_t standby_pid = status("db").standby.pid;
+    supervisor().notify({"db", true}, message("READY=1"));
+    EXPECT_TRUE(status("db").standby.ready);
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+
+    exitService("db", exitedWith(1));
+    EXPECT_EQ(status("db").pid, standby_pid);
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+}
+
+TEST_F(StandbyTest, FailingStandbyIsRestartedWithoutCostingTheServiceARetry) {
+    supervisor().add(standbySpec("web"));
+    supervisor().startAll();
+    const pid_t first_standby = status("web").standby.pid;
+    exitStandby("web", exitedWith(1));
+    EXPECT_EQ(status("web").standby.pid, 0);
+    EXPECT_TRUE(happened(listener_, "standby exited web " + std::to_string(first_standby) + " restart"));
+    EXPECT_EQ(status("web").recovery.failures(), 0u);
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_NE(status("web").standby.pid, 0);
+    EXPECT_NE(status("web").standby.pid, first_standby);
+}
+
+TEST_F(StandbyTest, StopAndShutdownStopTheStandbyToo) {
+    supervisor().add(standbySpec("web"));
+    supervisor().startAll();
+    const pid_t main_pid = status("web").pid;
+    const pid_t standby_pid = status("web").standby.pid;
+    bool done = false;
+    supervisor().shutdown([&] { done = true; });
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{standby_pid, SIGTERM}}))
+        << "the standby goes first";
+    exitStandby("web", killedBy(SIGTERM));
+    EXPECT_TRUE(happened(listener_, "standby exited web " + std::to_string(standby_pid) + " stopped"));
+    EXPECT_EQ(launcher_.signals().back(), (FakeLauncher::Signal{main_pid, SIGTERM}));
+    EXPECT_FALSE(done);
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_TRUE(done);
+    EXPECT_TRUE(reactor_.pendingTimers().empty());
+}
+
+TEST_F(StandbyTest, GivingUpStopsTheStandby) {
+    auto spec = standbySpec("web");
+    spec.policy.ladder.front().strategy = RecoveryStrategy::None;
+    supervisor().add(spec);
+    supervisor().startAll();
+    const pid_t standby_pid = status("web").standby.pid;
+    exitService("web", exitedWith(1));
+    EXPECT_EQ(status("web").state, ServiceState::Failed);
+    EXPECT_NE(std::find(launcher_.signals().begin(), launcher_.signals().end(),
+                        FakeLauncher::Signal{standby_pid, SIGTERM}),
+              launcher_.signals().end());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Failures reported from outside
+
+TEST_F(SupervisorTest, ReportedFailureStopsTheServiceAndRecoversItAsThatClass) {
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    const pid_t pid = status("web").pid;
+    clock_.advance(5s);
+    supervisor().recoverFailing("web", KillReason::Probe, "liveness probe failed 3 times");
+    EXPECT_EQ(status("web").state, ServiceState::Stopping);
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}}));
+    EXPECT_TRUE(happened(listener_, "probe web"));
+
+    exitService("web", killedBy(SIGTERM));
+    const auto& decision = listener_.exited.back().decision;
+    EXPECT_EQ(decision.failure_class, FailureClass::Probe);
+    EXPECT_EQ(decision.action, RecoveryAction::Restart);
+    EXPECT_EQ(decision.reason.rfind("liveness probe failed 3 times: ", 0), 0u) << decision.reason;
+    EXPECT_EQ(status("web").state, ServiceState::Backoff);
+
+    expectServiceError([&] { supervisor().recoverFailing("web", KillReason::ResourceLimit, "x"); },
+                       ErrorCode::Busy, "web");
+    expectServiceError([&] { supervisor().recoverFailing("nope", KillReason::Probe, "x"); },
+                       ErrorCode::NotFound, "nope");
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_TRUE(status("web").kill_detail.empty());
+}
+
+TEST_F(SupervisorTest, KillReasonsMapToFailureClasses) {
+    EXPECT_EQ(failureClassOf(KillReason::Watchdog), FailureClass::Watchdog);
+    EXPECT_EQ(failureClassOf(KillReason::StartTimeout), FailureClass::Start);
+    EXPECT_EQ(failureClassOf(KillReason::ResourceLimit), FailureClass::ResourceLimit);
+    EXPECT_EQ(failureClassOf(KillReason::Probe), FailureClass::Probe);
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// System safe mode
+
+class SystemSafeModeTest : public SupervisorTest {
+  protected:
+    // A critical "db" that is given up after one failure, and two ordinary services.
+    void addServices() {
+        auto db = makeSpec("db");
+        db.critical = true;
+        db.policy.ladder.front().attempts = 1;
+        supervisor().add(db);
+        supervisor().add(makeSpec("web"));
+        supervisor().add(makeSpec("batch"));
+        auto internal = makeSpec("log");
+        internal.internal = true;
+        supervisor().add(internal);
+    }
+};
+
+TEST_F(SystemSafeModeTest, LosingACriticalServiceStopsTheOthersUntilItIsBack) {
+    supervisor().useSystemSafeMode(true);
+    addServices();
+    supervisor().startAll();
+    clock_.advance(5s);
+    exitService("batch", exitedWith(1)); // in backoff: its restart is cancelled too
+    exitService("db", exitedWith(1));
+    reactor_.fireTimer(reactor_.pendingTimers().back()); // db's first and only restart
+    exitService("db", exitedWith(1));
+    ASSERT_EQ(status("db").state, ServiceState::Failed);
+
+    EXPECT_TRUE(supervisor().inSystemSafeMode());
+    EXPECT_TRUE(happened(listener_, "system safe mode entered by db"));
+    EXPECT_EQ(status("web").state, ServiceState::Stopping);
+    EXPECT_EQ(status("batch").state, ServiceState::Stopped);
+    EXPECT_EQ(status("log").state, ServiceState::Running) << "the suite's own services stay";
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+
+    supervisor().start("db");
+    EXPECT_FALSE(supervisor().inSystemSafeMode());
+    EXPECT_TRUE(happened(listener_, "system safe mode left by db"));
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    EXPECT_EQ(status("batch").state, ServiceState::Running);
+}
+
+TEST_F(SystemSafeModeTest, OffByDefault) {
+    addServices();
+    supervisor().startAll();
+    exitService("db", exitedWith(1));
+    reactor_.fireTimer(reactor_.onlyTimer());
+    exitService("db", exitedWith(1));
+    EXPECT_EQ(status("db").state, ServiceState::Failed);
+    EXPECT_FALSE(supervisor().inSystemSafeMode());
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+}
+
+TEST_F(SystemSafeModeTest, CriticalServiceInSafeModeHoldsTheSystemUntilItLeavesSafeMode) {
+    supervisor().useSystemSafeMode(true);
+    auto db = makeSpec("db");
+    db.critical = true;
+    LadderStep safe;
+    safe.strategy = RecoveryStrategy::SafeMode;
+    safe.delay_seconds = 0;
+    safe.jitter = 0;
+    db.policy.ladder = {safe};
+    db.safe_mode = ServiceSpec::SafeMode{db.spawn, 30s};
+    db.safe_mode->spawn.argv = {"/usr/bin/db-safe"};
+    supervisor().add(db);
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    clock_.advance(5s);
+
+    exitService("db", exitedWith(1));
+    EXPECT_TRUE(status("db").running_safe_mode);
+    EXPECT_TRUE(supervisor().inSystemSafeMode());
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_EQ(status("web").state, ServiceState::Stopped);
+
+    // Stable in safe mode: db goes back to its normal command, and once that runs the system is back too.
+    const auto safe_mode_timer = reactor_.pendingTimers().front();
+    EXPECT_EQ(reactor_.delayOf(safe_mode_timer), 30s);
+    reactor_.fireTimer(safe_mode_timer);
+    exitService("db", killedBy(SIGTERM));
+    EXPECT_FALSE(status("db").running_safe_mode);
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+    EXPECT_FALSE(supervisor().inSystemSafeMode());
+    EXPECT_EQ(status("web").state, ServiceState::Running);
 }
 
 } // namespace

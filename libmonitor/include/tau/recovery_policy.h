@@ -56,16 +56,34 @@ struct ExitEvent {
     // Set by the supervisor when it knows better than the exit status (watchdog, oom, probe,
     // resource_limit, start). An event with a cause is always a failure.
     std::optional<FailureClass> cause;
+    // Set by the supervisor when a service this one depends on is not running: a failure then is most
+    // likely the dependency's doing, so the service waits for it instead of spending a retry.
+    std::string dependency_down;
 };
 
-enum class RecoveryAction { Restart, RestartInSafeMode, GiveUp, NotifyAndStop, None, Stopped };
-// "restart", "restart_safe_mode", "give_up", "notify_and_stop", "none", "stopped"
+// PromoteStandby is the supervisor's: a restart the ladder asked for, served at once by the warm standby.
+enum class RecoveryAction {
+    Restart,
+    RestartInSafeMode,
+    GiveUp,
+    NotifyAndStop,
+    None,
+    Stopped,
+    WaitForDependency,
+    PromoteStandby
+};
+// "restart", "restart_safe_mode", "give_up", "notify_and_stop", "none", "stopped", "wait_for_dependency",
+// "promote_standby"
 std::string_view toString(RecoveryAction action);
+std::optional<RecoveryAction> recoveryActionFromString(std::string_view text);
+// Whether the service is meant to run again after this action, so the exit waits for that outcome.
+bool bringsBack(RecoveryAction action);
 
 struct RecoveryDecision {
     RecoveryAction action = RecoveryAction::None;
     std::chrono::milliseconds delay{0};
-    unsigned attempt = 0; // failures in this incident, this one included; 0 for None/Stopped
+    unsigned attempt =
+        0; // failures in this incident, this one included; 0 for None/Stopped/WaitForDependency
     std::optional<FailureClass> failure_class;          // nullopt for None/Stopped
     RecoveryStrategy strategy = RecoveryStrategy::None; // the ladder step that decided
     bool escalate = false;        // true once per incident: at the first NotifyAndStop or GiveUp
@@ -88,6 +106,7 @@ class RecoveryTracker {
     const RecoveryPolicy& policy() const { return policy_; }
 
   private:
+    FailureClass classify(const ExitEvent& event) const;
     void endIncident();
     bool takeEscalation();
     std::optional<std::chrono::milliseconds> startLimitDelay(std::chrono::steady_clock::time_point now,
