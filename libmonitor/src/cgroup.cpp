@@ -387,6 +387,11 @@ void ServiceCgroups::setLimits(const std::string& service, std::optional<std::ui
     const fs::path swapMax = directory / "memory.swap.max";
     if (::access(swapMax.c_str(), F_OK) == 0)
         writeText(swapMax, memory_bytes ? "0" : "max");
+    // An OOM kill takes the whole service, as systemd's OOMPolicy=kill does: a service missing one process
+    // is usually broken in ways nobody notices, and its main process's SIGKILL tells the supervisor why.
+    const fs::path oomGroup = directory / "memory.oom.group";
+    if (::access(oomGroup.c_str(), F_OK) == 0)
+        writeText(oomGroup, "1");
 
     std::string cpuMax = "max";
     if (cpu_percent) {

@@ -560,6 +560,14 @@ class ConfigParser {
              [this, section](auto& node, auto& key) {
                  section->cpu_limit_percent = readPositive(node, key);
              }},
+            {"limit_check_interval_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->limit_check_interval_seconds = readDuration(node, key, false);
+             }},
+            {"limit_violation_samples",
+             [this, section](auto& node, auto& key) {
+                 section->limit_violation_samples = readUnsigned(node, key, 1, 1000);
+             }},
             {"auto_cleanup_zombies",
              [this, section](auto& node, auto& key) { section->auto_cleanup_zombies = readBool(node, key); }},
             {"process_isolation",

@@ -98,6 +98,8 @@ nlohmann::ordered_json configToJson(const Config& config) {
                                  {"process_priority_levels", pm.process_priority_levels},
                                  {"memory_limit_mb", pm.memory_limit_mb},
                                  {"cpu_limit_percent", pm.cpu_limit_percent},
+                                 {"limit_check_interval_seconds", pm.limit_check_interval_seconds},
+                                 {"limit_violation_samples", pm.limit_violation_samples},
                                  {"auto_cleanup_zombies", pm.auto_cleanup_zombies},
                                  {"process_isolation", pm.process_isolation},
                                  {"resource_pooling", pm.resource_pooling}};

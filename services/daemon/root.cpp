@@ -2,6 +2,7 @@
 // ones.
 
 #include "daemon.h"
+#include "limit_enforcer.h"
 #include "orphan_reaper.h"
 #include "process_launcher.h"
 #include "processes_dbus.h"
@@ -11,6 +12,7 @@
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
 #include "tau/bus/private_bus.h"
+#include "tau/cgroup.h"
 #include "tau/notify_socket.h"
 #include "tau/paths.h"
 #include "tau/service_order.h"
@@ -246,6 +248,88 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
     return spec;
 }
 
+// Where the kernel can enforce memory_limit_mb and cpu_limit_percent (a delegated cgroup v2, with
+// process_isolation on), each configured service gets a cgroup of its own with memory.max and cpu.max; the
+// limits of the others are watched from /proc by a LimitEnforcer.
+class ServiceLimits {
+  public:
+    explicit ServiceLimits(const ProcessManagementConfig& config) : config_(config) {
+        if (!config.process_isolation) {
+            unavailable_ = "process_management.process_isolation is off";
+            return;
+        }
+        const auto detection = detectDelegatedCgroup();
+        if (!detection.usable()) {
+            unavailable_ = detection.unusable_reason;
+            return;
+        }
+        try {
+            cgroups_.emplace(detection.directory);
+            cgroups_->prepare();
+        } catch (const std::exception& e) {
+            unavailable_ = e.what();
+            cgroups_.reset();
+        }
+    }
+
+    static constexpr std::uint64_t kMiB = 1024 * 1024;
+
+    // Confines the service to its cgroup when there is one; otherwise its limits are to be watched.
+    void apply(const ServiceConfig& service, ServiceSpec& spec) {
+        const ResourceLimits limits{service.memory_limit_mb.value_or(config_.memory_limit_mb) * kMiB,
+                                    service.cpu_limit_percent.value_or(config_.cpu_limit_percent)};
+        if (cgroups_) {
+            try {
+                auto procs = cgroups_->group(spec.name);
+                cgroups_->setLimits(spec.name, limits.memory_bytes, limits.cpu_percent);
+                oom_kills_[spec.name] = cgroups_->oomKills(spec.name);
+                spec.spawn.cgroup_procs_fd = procs.get();
+                confined_.emplace(spec.name, std::move(procs));
+                return;
+            } catch (const std::exception& e) {
+                spdlog::error("{}: {}; its limits are watched from /proc instead", spec.name, e.what());
+            }
+        }
+        watched_[spec.name] = limits;
+    }
+
+    // A SIGKILL while the service's cgroup counted one more OOM kill: its memory limit was hit.
+    std::optional<FailureClass> classify(const ServiceStatus& service, const ExitStatus& status) {
+        const auto it = oom_kills_.find(service.spec.name);
+        if (it == oom_kills_.end()) {
+            return std::nullopt;
+        }
+        std::uint64_t now = it->second;
+        try {
+            now = cgroups_->oomKills(service.spec.name);
+        } catch (const std::exception& e) {
+            spdlog::warn("{}", e.what());
+        }
+        const bool hit = status.signal == SIGKILL && now > it->second;
+        it->second = now;
+        return hit ? std::optional(FailureClass::ResourceLimit) : std::nullopt;
+    }
+
+    const std::map<std::string, ResourceLimits>& watched() const { return watched_; }
+
+    std::string describe() const {
+        if (cgroups_) {
+            return "enforced by cgroup v2 under " + cgroups_->root().string() +
+                   (watched_.empty() ? std::string()
+                                     : " (" + std::to_string(watched_.size()) + " watched from /proc)");
+        }
+        return "watched from /proc (" + unavailable_ + ")";
+    }
+
+  private:
+    const ProcessManagementConfig& config_;
+    std::optional<ServiceCgroups> cgroups_;
+    std::string unavailable_;
+    std::map<std::string, CgroupProcsFd> confined_; // open for every respawn
+    std::map<std::string, std::uint64_t> oom_kills_;
+    std::map<std::string, ResourceLimits> watched_;
+};
+
 // The kernel counts its OOM kills in /proc/vmstat; a SIGKILL nobody asked for while that count went up was
 // most likely one of them.
 class OomKillCounter {
@@ -339,6 +423,8 @@ int runRoot(const DaemonOptions& options) {
     auto log_queue = std::make_shared<bus::QueueingLogSink>("processes", kLogQueueCapacity);
     bus::configureLogging("processes", config->logging.log_level, log_queue);
 
+    // Before any child exists: moving into a cgroup of its own needs the daemon alone in its cgroup.
+    ServiceLimits limits(config->process_management);
     ResolvedBus resolved;
     try {
         if (config->process_management.auto_cleanup_zombies) {
@@ -389,7 +475,9 @@ int runRoot(const DaemonOptions& options) {
     }
     if (config->process_management.enabled) {
         for (const auto* service : startOrder(*config)) {
-            supervisor.add(configuredSpec(*service, *config, notify_socket ? notify_socket->path() : ""));
+            auto spec = configuredSpec(*service, *config, notify_socket ? notify_socket->path() : "");
+            limits.apply(*service, spec);
+            supervisor.add(std::move(spec));
         }
     }
     adaptor.attach(supervisor);
@@ -397,8 +485,17 @@ int runRoot(const DaemonOptions& options) {
     supervisor.useRestartBudget(config->crash_recovery.restart_budget_burst,
                                 milliseconds(config->crash_recovery.restart_budget_interval_seconds));
     OomKillCounter oom_kills;
-    supervisor.useCauseClassifier(
-        [&oom_kills](const ServiceStatus&, const ExitStatus& status) { return oom_kills.classify(status); });
+    supervisor.useCauseClassifier([&](const ServiceStatus& service, const ExitStatus& status) {
+        // Both counters are read on every exit, so that each only ever sees its own new kills.
+        const auto host_oom = oom_kills.classify(status);
+        const auto limit_hit = limits.classify(service, status);
+        return limit_hit ? limit_hit : host_oom;
+    });
+    ProcessTreeSampler tree_sampler;
+    LimitEnforcer limit_enforcer(
+        loop, supervisor, tree_sampler, clock, limits.watched(),
+        LimitWatchOptions{config->process_management.limit_violation_samples,
+                          milliseconds(config->process_management.limit_check_interval_seconds)});
 
     try {
         connection.requestName(bus::kProcessesName);
@@ -497,6 +594,10 @@ int runRoot(const DaemonOptions& options) {
     }
 
     supervisor.startAll();
+    limit_enforcer.start();
+    if (config->process_management.enabled && !config->services.empty()) {
+        spdlog::info("memory and CPU limits of the services: {}", limits.describe());
+    }
     bus::logEvent(spdlog::level::info, "daemon.started",
                   {{"bus", resolved.description},
                    {"config", config->source.string()},

@@ -302,7 +302,8 @@ class FakeDelegatedCgroup {
     fs::path addService(const std::string& name, bool swapAccounting = true) {
         const fs::path directory = service(name);
         fs::create_directories(directory);
-        for (const char* file : {"cgroup.procs", "memory.max", "cpu.max", "memory.events"})
+        for (const char* file :
+             {"cgroup.procs", "memory.max", "cpu.max", "memory.events", "memory.oom.group"})
             writeFile(directory / file, "");
         if (swapAccounting)
             writeFile(directory / "memory.swap.max", "max\n");
@@ -395,6 +396,7 @@ TEST(ServiceCgroups, SetLimitsWritesMemoryAndCpuMaximums) {
     EXPECT_EQ(readFile(directory / "memory.max"), "536870912");
     EXPECT_EQ(readFile(directory / "memory.swap.max"), "0");
     EXPECT_EQ(readFile(directory / "cpu.max"), "150000 100000");
+    EXPECT_EQ(readFile(directory / "memory.oom.group"), "1") << "an OOM kill takes the whole service";
 
     cgroups.setLimits("web", std::nullopt, std::nullopt);
     EXPECT_EQ(readFile(directory / "memory.max"), "max");

@@ -39,6 +39,8 @@ Config customConfig() {
     pm.process_priority_levels = 3;
     pm.memory_limit_mb = 4096;
     pm.cpu_limit_percent = 33.5;
+    pm.limit_check_interval_seconds = 0.25;
+    pm.limit_violation_samples = 4;
     pm.auto_cleanup_zombies = false;
     pm.process_isolation = false;
     pm.resource_pooling = false;
@@ -149,7 +151,8 @@ TEST(ConfigToJson, ProcessManagement) {
     const json section = configToJson(customConfig()).at("process_management");
     const json expected = {
         {"enabled", false},           {"max_concurrent_processes", 12}, {"process_priority_levels", 3},
-        {"memory_limit_mb", 4096},    {"cpu_limit_percent", 33.5},      {"auto_cleanup_zombies", false},
+        {"memory_limit_mb", 4096},    {"cpu_limit_percent", 33.5},      {"limit_check_interval_seconds", 0.25},
+        {"limit_violation_samples", 4}, {"auto_cleanup_zombies", false},
         {"process_isolation", false}, {"resource_pooling", false}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));

@@ -179,6 +179,8 @@ void expectDefaults(const Config& config) {
     EXPECT_EQ(pm.process_priority_levels, 5U);
     EXPECT_EQ(pm.memory_limit_mb, 2048U);
     EXPECT_DOUBLE_EQ(pm.cpu_limit_percent, 50.0);
+    EXPECT_DOUBLE_EQ(pm.limit_check_interval_seconds, 5.0);
+    EXPECT_EQ(pm.limit_violation_samples, 3U);
     EXPECT_TRUE(pm.auto_cleanup_zombies);
     EXPECT_TRUE(pm.process_isolation);
     EXPECT_TRUE(pm.resource_pooling);
@@ -258,6 +260,8 @@ max_concurrent_processes = 12
 process_priority_levels = 3
 memory_limit_mb = 4096
 cpu_limit_percent = 250.0
+limit_check_interval_seconds = 0.5
+limit_violation_samples = 2
 auto_cleanup_zombies = false
 process_isolation = false
 resource_pooling = false
@@ -361,6 +365,8 @@ TEST(ParseConfig, FullConfigRoundTripsEveryField) {
     EXPECT_EQ(pm.process_priority_levels, 3U);
     EXPECT_EQ(pm.memory_limit_mb, 4096U);
     EXPECT_DOUBLE_EQ(pm.cpu_limit_percent, 250.0);
+    EXPECT_DOUBLE_EQ(pm.limit_check_interval_seconds, 0.5);
+    EXPECT_EQ(pm.limit_violation_samples, 2U);
     EXPECT_FALSE(pm.auto_cleanup_zombies);
     EXPECT_FALSE(pm.process_isolation);
     EXPECT_FALSE(pm.resource_pooling);
@@ -709,6 +715,10 @@ const ErrorCase kErrorCases[] = {
      "health_checking.health_score_threshold", "between 0 and 1"},
     {"HealthScoreNegative", "[health_checking]\nhealth_score_threshold = -0.1\n", 2, 26,
      "health_checking.health_score_threshold", "between 0 and 1"},
+    {"LimitCheckIntervalZero", "[process_management]\nlimit_check_interval_seconds = 0\n", 2, 32,
+     "process_management.limit_check_interval_seconds", "greater than 0"},
+    {"LimitViolationSamplesZero", "[process_management]\nlimit_violation_samples = 0\n", 2, 27,
+     "process_management.limit_violation_samples", "at least 1"},
     {"MaxConcurrentZero", "[process_management]\nmax_concurrent_processes = 0\n", 2, 28,
      "process_management.max_concurrent_processes", "at least 1"},
     {"PriorityLevelsZero", "[process_management]\nprocess_priority_levels = 0\n", 2, 27,

@@ -1,3 +1,4 @@
+#include "fake_proc.h"
 #include "tau/procfs.h"
 #include "tau/resource_limits.h"
 #include "temp_dir.h"
@@ -13,6 +14,8 @@
 
 namespace tau {
 namespace {
+
+using test::FakeProc;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -371,34 +374,6 @@ TEST(ResourceLimitWatcher, FractionalCpuIsShownWithOneDecimal) {
 
 // ---------------------------------------------------------------------------------------------------------
 // Sampling a fake /proc
-
-// One line of /proc/<pid>/stat; cutime and cstime (the ticks of reaped children) are set too, and must
-// not count.
-std::string statLine(pid_t pid, const std::string& name, pid_t ppid, std::uint64_t utime, std::uint64_t stime,
-                     std::uint64_t start, std::uint64_t rss_pages) {
-    return std::to_string(pid) + " (" + name + ") S " + std::to_string(ppid) + " " + std::to_string(pid) +
-           " " + std::to_string(pid) + " 0 -1 4194560 500 0 0 0 " + std::to_string(utime) + " " +
-           std::to_string(stime) + " 777 888 20 0 1 0 " + std::to_string(start) + " 104857600 " +
-           std::to_string(rss_pages) +
-           " 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
-}
-
-class FakeProc {
-  public:
-    FakeProc() { fs::create_directories(root()); }
-    fs::path root() const { return dir_.path() / "proc"; }
-
-    void add(pid_t pid, const std::string& name, pid_t ppid, std::uint64_t utime, std::uint64_t stime,
-             std::uint64_t start, std::uint64_t rss_pages) {
-        fs::create_directories(root() / std::to_string(pid));
-        test::writeFile(root() / std::to_string(pid) / "stat",
-                        statLine(pid, name, ppid, utime, stime, start, rss_pages));
-    }
-    void remove(pid_t pid) { fs::remove_all(root() / std::to_string(pid)); }
-
-  private:
-    test::TempDir dir_;
-};
 
 std::uint64_t pages(std::uint64_t count) {
     return count * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));

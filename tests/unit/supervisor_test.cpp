@@ -1,4 +1,6 @@
 #include "fake_clock.h"
+#include "fake_proc.h"
+#include "limit_enforcer.h"
 #include "supervisor.h"
 #include "tau/errors.h"
 
@@ -1711,6 +1713,98 @@ TEST_F(SystemSafeModeTest, CriticalServiceInSafeModeHoldsTheSystemUntilItLeavesS
     EXPECT_EQ(status("db").state, ServiceState::Running);
     EXPECT_FALSE(supervisor().inSystemSafeMode());
     EXPECT_EQ(status("web").state, ServiceState::Running);
+}
+
+} // namespace
+} // namespace tau
+
+namespace tau {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// Resource limits watched from /proc
+
+TEST(NextSampleInterval, KeepsSamplingWithinItsShareOfACpu) {
+    EXPECT_EQ(nextSampleInterval(0ns, 5000ms, 0.0005), 5000ms);
+    EXPECT_EQ(nextSampleInterval(1ms, 5000ms, 0.0005), 5000ms) << "1 ms every 5 s is 0.02 %";
+    EXPECT_EQ(nextSampleInterval(20ms, 5000ms, 0.0005), 40000ms) << "20 ms every 40 s is 0.05 %";
+    EXPECT_EQ(nextSampleInterval(20ms, 5000ms, 0), 5000ms);
+}
+
+class LimitEnforcerTest : public SupervisorTest {
+  protected:
+    static constexpr std::uint64_t kMiB = 1024 * 1024;
+
+    LimitEnforcer& enforcer(std::map<std::string, ResourceLimits> limits) {
+        enforcer_.emplace(reactor_, supervisor(), sampler_, clock_, std::move(limits), LimitWatchOptions{},
+                          [this] { return cpu_time_ += cpu_time_per_call_; });
+        return *enforcer_;
+    }
+    // The service's main process as the fake /proc shows it, with `rss` bytes resident.
+    void showInProc(const std::string& name, std::uint64_t rss, std::uint64_t cpu_ticks = 0) {
+        const pid_t pid = status(name).pid;
+        proc_.add(pid, name, 1, cpu_ticks, 0, 100, rss / static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+    }
+
+    test::FakeProc proc_;
+    ProcessTreeSampler sampler_{proc_.root()};
+    std::chrono::nanoseconds cpu_time_{0};
+    std::chrono::nanoseconds cpu_time_per_call_{0};
+    std::optional<LimitEnforcer> enforcer_;
+};
+
+TEST_F(LimitEnforcerTest, ServiceOverItsMemoryLimitForThreeSamplesIsStoppedAndRecovered) {
+    supervisor().add(makeSpec("web"));
+    supervisor().add(makeSpec("db"));
+    supervisor().startAll();
+    auto& watch = enforcer({{"web", {64 * kMiB, std::nullopt}}});
+    const pid_t pid = status("web").pid;
+    showInProc("web", 100 * kMiB);
+    showInProc("db", 500 * kMiB); // no limits of its own here: not watched
+
+    watch.start();
+    const auto timer = reactor_.onlyTimer();
+    EXPECT_EQ(reactor_.delayOf(timer), 5s);
+    reactor_.fireTimer(timer);
+    clock_.advance(5s);
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(status("web").state, ServiceState::Running) << "two samples over are not enough";
+    clock_.advance(5s);
+    reactor_.fireTimer(reactor_.onlyTimer());
+
+    EXPECT_EQ(status("web").state, ServiceState::Stopping);
+    EXPECT_EQ(status("db").state, ServiceState::Running);
+    EXPECT_TRUE(happened(listener_, "resource limit web"));
+    EXPECT_EQ(status("web").kill_detail, "memory 100 MiB over its limit of 64 MiB for 3 samples");
+    EXPECT_EQ(launcher_.signals(), (std::vector<FakeLauncher::Signal>{{pid, SIGTERM}}));
+
+    exitService("web", killedBy(SIGTERM));
+    EXPECT_EQ(listener_.exited.back().decision.failure_class, FailureClass::ResourceLimit);
+    EXPECT_EQ(status("web").state, ServiceState::Backoff);
+}
+
+TEST_F(LimitEnforcerTest, ServiceWithinItsLimitsIsLeftAlone) {
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    auto& watch = enforcer({{"web", {64 * kMiB, 50.0}}});
+    showInProc("web", 64 * kMiB);
+    for (int round = 0; round < 5; ++round) {
+        watch.sampleOnce();
+        clock_.advance(5s);
+    }
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+}
+
+TEST_F(LimitEnforcerTest, ExpensiveRoundsSpaceTheNextOnesOut) {
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    auto& watch = enforcer({{"web", {64 * kMiB, std::nullopt}}});
+    showInProc("web", kMiB);
+    cpu_time_per_call_ = 20ms; // every round costs 20 ms of CPU time
+    watch.start();
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(watch.interval(), 40s);
+    EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 40s);
 }
 
 } // namespace

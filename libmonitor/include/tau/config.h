@@ -60,6 +60,11 @@ struct ProcessManagementConfig {
     unsigned process_priority_levels = 5;
     std::uint64_t memory_limit_mb = 2048;
     double cpu_limit_percent = 50.0;
+    // Where the kernel cannot enforce the limits (no delegated cgroup v2), they are sampled from /proc this
+    // often (at least; rounds space out when sampling many processes would cost more than 0.05 % of a
+    // CPU), and a service over one for this many samples in a row is stopped and recovered.
+    double limit_check_interval_seconds = 5.0;
+    unsigned limit_violation_samples = 3;
     bool auto_cleanup_zombies = true;
     bool process_isolation = true;
     bool resource_pooling = true;
