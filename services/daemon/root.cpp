@@ -248,6 +248,22 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
     return spec;
 }
 
+// Every service costs the daemon descriptors (a pidfd and two output pipes), so with a thousand services the
+// usual soft limit of 1024 is far too low: it goes up to the hard limit, as systemd does for itself. The
+// services get the original limit back, since select() fails with descriptors above 1023. Returns it.
+rlimit raiseDescriptorLimit() {
+    rlimit original{};
+    if (::getrlimit(RLIMIT_NOFILE, &original) == 0 && original.rlim_cur < original.rlim_max) {
+        rlimit raised = original;
+        raised.rlim_cur = original.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+            spdlog::warn("cannot raise the descriptor limit to {}: {}", original.rlim_max,
+                         std::strerror(errno));
+        }
+    }
+    return original;
+}
+
 // Where the kernel can enforce memory_limit_mb and cpu_limit_percent (a delegated cgroup v2, with
 // process_isolation on), each configured service gets a cgroup of its own with memory.max and cpu.max; the
 // limits of the others are watched from /proc by a LimitEnforcer.
@@ -423,6 +439,7 @@ int runRoot(const DaemonOptions& options) {
     auto log_queue = std::make_shared<bus::QueueingLogSink>("processes", kLogQueueCapacity);
     bus::configureLogging("processes", config->logging.log_level, log_queue);
 
+    const rlimit service_nofile = raiseDescriptorLimit();
     // Before any child exists: moving into a cgroup of its own needs the daemon alone in its cgroup.
     ServiceLimits limits(config->process_management);
     ResolvedBus resolved;
@@ -476,6 +493,10 @@ int runRoot(const DaemonOptions& options) {
     if (config->process_management.enabled) {
         for (const auto* service : startOrder(*config)) {
             auto spec = configuredSpec(*service, *config, notify_socket ? notify_socket->path() : "");
+            if (!service->rlimits.contains("nofile")) {
+                spec.spawn.rlimits.push_back(
+                    {RLIMIT_NOFILE, service_nofile.rlim_cur, service_nofile.rlim_max});
+            }
             limits.apply(*service, spec);
             supervisor.add(std::move(spec));
         }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/resource.h>
 
 namespace tau::test {
 namespace {
@@ -303,6 +304,31 @@ recovery = { strategy = "restart_with_delay", delay_seconds = 0.2, jitter = 0, m
     EXPECT_TRUE(waitUntil([&] { return historyHas(daemon, "web", "action", "promote_standby"); }));
     // And a new standby follows.
     EXPECT_TRUE(waitUntil([&] { return standbyPid() != 0 && standbyPid() != standby; })) << daemon.output();
+}
+
+TEST(Supervision, DaemonRaisesItsDescriptorLimitButServicesKeepTheUsualOne) {
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max <= 1024) {
+        GTEST_SKIP() << "the hard limit on descriptors is " << saved.rlim_max << ": nothing to raise";
+    }
+    TempDir scratch;
+    const auto reported = scratch.path() / "nofile";
+    rlimit lowered = saved;
+    lowered.rlim_cur = 1024;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    RunningDaemon daemon(config(R"(
+[[service]]
+name = "counter"
+exec = ["/bin/sh", "-c", "ulimit -Sn > )" +
+                                reported.string() + R"(; exec sleep 3600"]
+)"));
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] { return readFile(reported) == "1024\n"; })) << readFile(reported);
+    const auto limits = readFile("/proc/" + std::to_string(daemon.pid()) + "/limits");
+    const auto line = limits.substr(limits.find("Max open files"));
+    EXPECT_EQ(line.substr(0, line.find('\n')).find(" 1024 "), std::string::npos) << line;
 }
 
 } // namespace
