@@ -331,5 +331,33 @@ exec = ["/bin/sh", "-c", "ulimit -Sn > )" +
     EXPECT_EQ(line.substr(0, line.find('\n')).find(" 1024 "), std::string::npos) << line;
 }
 
+TEST(Supervision, ReportedProbeFailureRecoversTheServiceAsAProbeFailure) {
+    RunningDaemon daemon(config(R"(
+[[service]]
+name = "web"
+exec = ["/bin/sleep", "3600"]
+recovery = { strategy = "restart", max_attempts = 5 }
+)"));
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    ASSERT_TRUE(waitUntil([&] { return service(daemon, "web")["state"] == "running"; }));
+    const int first = service(daemon, "web")["pid"];
+    const auto report = [&](const std::string& failure_class) {
+        return daemon.busctl({"call", "org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1",
+                              "ReportFailure", "sss", "web", failure_class, "liveness probe failed 3 times"});
+    };
+    const auto wrong = report("exit");
+    EXPECT_NE(wrong.exit_code, 0);
+    EXPECT_NE(wrong.err.find("is not one of probe, resource_limit"), std::string::npos) << wrong.err;
+
+    const auto result = report("probe");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_TRUE(waitUntil([&] {
+        const auto now = service(daemon, "web");
+        return now["state"] == "running" && now["pid"].get<int>() != first;
+    })) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] { return historyHas(daemon, "web", "failure_class", "probe"); }))
+        << daemon.output();
+}
+
 } // namespace
 } // namespace tau::test
