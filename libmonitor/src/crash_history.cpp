@@ -347,6 +347,7 @@ class CrashHistory::Database {
                    "UPDATE exits SET outcome = 'running', time_to_running_usec = MAX(0, ?2 - time_usec) "
                    "WHERE id = (SELECT id FROM exits WHERE service = ?1 AND outcome = 'pending' "
                    "ORDER BY id DESC LIMIT 1)"),
+          count_same_(*this, "SELECT COUNT(*) FROM exits WHERE service = ?1 AND time_usec = ?2 AND pid = ?3"),
           prune_(*this, "DELETE FROM exits WHERE id IN (SELECT id FROM exits ORDER BY id LIMIT ?1)"),
           count_(*this, "SELECT COUNT(*) FROM exits"),
           summary_(*this,
@@ -383,6 +384,7 @@ class CrashHistory::Database {
     Statement fail_pending_;
     Statement insert_;
     Statement recover_;
+    Statement count_same_;
     Statement prune_;
     Statement count_;
     Statement summary_;
@@ -430,10 +432,17 @@ void CrashHistory::pruneToCapacity() {
     size_ -= static_cast<std::size_t>(removed);
 }
 
-void CrashHistory::recordExit(const CrashEntry& entry) {
+bool CrashHistory::recordExit(const CrashEntry& entry) {
     const std::size_t size_before = size_;
     try {
         Database::Transaction transaction(*db_);
+        {
+            Database::Statement::Reading reading(db_->count_same_);
+            db_->count_same_.bind(1, entry.service).bind(2, toMicros(entry.time)).bind(3, entry.pid).step();
+            if (db_->count_same_.integer(0) > 0) {
+                return false;
+            }
+        }
         db_->fail_pending_.bind(1, entry.service).run();
         db_->insert_.bind(1, toMicros(entry.time))
             .bind(2, entry.service)
@@ -452,6 +461,7 @@ void CrashHistory::recordExit(const CrashEntry& entry) {
         ++size_;
         pruneToCapacity();
         transaction.commit();
+        return true;
     } catch (...) {
         size_ = size_before;
         throw;

@@ -295,7 +295,11 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             // keep it, and the caller learns about the history afterwards.
             std::optional<ServiceError> history_error;
             try {
-                record(entry);
+                if (!record(entry)) {
+                    // The same report again, after its first delivery timed out: announced once already.
+                    spdlog::debug("RecordExit: the exit of {} (pid {}) is recorded already", service, pid);
+                    return;
+                }
             } catch (const ServiceError& e) {
                 history_error = e;
             }
@@ -444,12 +448,13 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         }
     }
 
-    // Throws ServiceError(Unavailable) when the history cannot keep the entry.
-    void record(const CrashEntry& entry) {
+    // Throws ServiceError(Unavailable) when the history cannot keep the entry. False when it had it already.
+    bool record(const CrashEntry& entry) {
         auto& store = history();
         const std::size_t size_before = store.size();
+        bool recorded = false;
         try {
-            store.recordExit(entry);
+            recorded = store.recordExit(entry);
         } catch (const CrashHistoryError& e) {
             spdlog::error("crash history: {}", e.what());
             throw ServiceError(ErrorCode::Unavailable, std::string("RecordExit: ") + e.what());
@@ -457,6 +462,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         if (store.size() != size_before) {
             announceHistorySize();
         }
+        return recorded;
     }
 
     void announce(const CrashEntry& entry) {

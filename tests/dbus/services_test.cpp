@@ -421,6 +421,28 @@ TEST(RecoveryServiceTest, EscalationIsSignalledAndRunsTheNotifyCommandOnceWithTh
         << readFile(output);
 }
 
+TEST(RecoveryServiceTest, ReportDeliveredTwiceIsRecordedAndAnnouncedOnce) {
+    TempDir dir;
+    auto config = configIn(dir);
+    const auto output = dir.path() / "notified";
+    config.crash_recovery.notify_command = {writeNotifyHook(dir, output).string()};
+    ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
+    RecoveryClient recovery(harness);
+    // The root sends a report again when its first delivery timed out, e.g. while Recovery was hung.
+    const ExitReport escalating{.service = "db", .attempt = 4, .action = "give_up", .escalate = true};
+    recovery.recordExit(escalating);
+    recovery.recordExit(escalating);
+    recovery.recordExit({.time = kExitTime + kSecond, .service = "web"}); // a later report, as a marker
+    ASSERT_TRUE(waitUntil([&] {
+        recovery.dispatch();
+        return recovery.actions.size() >= 2 && runsIn(output) >= 1;
+    }));
+    EXPECT_EQ(recovery.actions.size(), 2u);
+    EXPECT_EQ(recovery.escalations.size(), 1u);
+    EXPECT_EQ(recovery.history().size(), 2u);
+    EXPECT_FALSE(waitUntil([&] { return runsIn(output) > 1; }, std::chrono::milliseconds(500)));
+}
+
 TEST(RecoveryServiceTest, HistoryFiltersAndOutcomes) {
     TempDir dir;
     ServiceHarness harness(configIn(dir), makeRecoveryService, "org.tauos.Recovery1");

@@ -166,6 +166,22 @@ TEST_F(CrashHistoryTest, RecoveredClosesTheNewestPendingExitOfThatServiceOnly) {
     EXPECT_EQ(history.query("web", "", kEpoch, 0).front().time_to_running, 2500ms);
 }
 
+TEST_F(CrashHistoryTest, AnExitReportedTwiceIsRecordedOnce) {
+    CrashHistory history(file_);
+    EXPECT_TRUE(history.recordExit(exitOf("web", 1)));
+    EXPECT_FALSE(history.recordExit(exitOf("web", 1))) << "the same report, delivered again";
+    EXPECT_EQ(history.size(), 1u);
+    EXPECT_EQ(outcomeOf(history, 1001), kOutcomePending) << "not failed by its own copy";
+    ASSERT_TRUE(history.recordRecovered("web", kStart + 5s));
+    EXPECT_FALSE(history.recordRecovered("web", kStart + 5s));
+    EXPECT_EQ(outcomeOf(history, 1001), kOutcomeRunning);
+
+    auto same_pid_later = exitOf("web", 1);
+    same_pid_later.time += 1us;
+    EXPECT_TRUE(history.recordExit(same_pid_later)) << "another exit of the same pid is another exit";
+    EXPECT_EQ(history.size(), 2u);
+}
+
 TEST_F(CrashHistoryTest, RecoveredBeforeTheExitTimeCountsAsAtOnce) {
     CrashHistory history(file_);
     history.recordExit(exitOf("web", 5));

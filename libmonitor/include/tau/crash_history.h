@@ -74,11 +74,14 @@ class CrashHistory {
 
     // Stores the exit with outcome "pending" for restart and restart_safe_mode, "none" otherwise; an exit of
     // the same service still pending becomes "failed". Drops the oldest exits beyond the capacity.
-    // The entry's outcome and time_to_running are ignored. Throws CrashHistoryError.
-    void recordExit(const CrashEntry& entry);
+    // The entry's outcome and time_to_running are ignored. An exit already recorded (same service, pid and
+    // time: a report delivered twice because its first delivery timed out) is not recorded again; returns
+    // false then. Throws CrashHistoryError.
+    bool recordExit(const CrashEntry& entry);
 
     // Closes the newest pending exit of `service`: outcome "running", time to running = time - its time.
-    // Returns false when nothing was pending. Throws CrashHistoryError.
+    // Returns false when nothing was pending (a report delivered twice finds nothing the second time,
+    // since reports arrive in order). Throws CrashHistoryError.
     bool recordRecovered(const std::string& service, std::chrono::system_clock::time_point time);
 
     // Newest first. `service` and `failure_class` empty for all; `since` the epoch for all; `limit` 0 for
