@@ -716,6 +716,8 @@ bool Supervisor::promoteStandby(ServiceStatus& service, RecoveryDecision& decisi
     launcher_.signalProcess(service.pidfd, service.spec.standby->promote_signal);
     service.state = ServiceState::Running;
     service.running_safe_mode = false;
+    service.kill_reason.reset();
+    service.kill_detail.clear();
     service.started_at = clock_.wallNow();
     service.started_steady = clock_.now();
     service.status_text.clear();

@@ -359,5 +359,47 @@ recovery = { strategy = "restart", max_attempts = 5 }
         << daemon.output();
 }
 
+TEST(Supervision, CrashHistorySurvivesARestartOfTheSuite) {
+    TempDir state;
+    const std::string toml = R"(
+[resource_monitoring]
+enabled = false
+
+[health_checking]
+enabled = false
+
+[crash_recovery]
+session_state_path = ")" + state.path().string() +
+                             R"("
+
+[logging]
+log_file_path = "@DIR@/log/tau.log"
+
+[[service]]
+name = "web"
+exec = ["/bin/sleep", "3600"]
+)";
+    int crashed = 0;
+    {
+        RunningDaemon first(toml);
+        ASSERT_TRUE(first.waitReady()) << first.output();
+        ASSERT_TRUE(waitUntil([&] { return service(first, "web")["state"] == "running"; }));
+        crashed = service(first, "web")["pid"];
+        ASSERT_EQ(::kill(crashed, SIGKILL), 0);
+        ASSERT_TRUE(waitUntil([&] {
+            const auto entries = historyOf(first, "web");
+            return !entries.empty() && entries.back()["pid"] == crashed &&
+                   entries.back()["outcome"] == "running";
+        })) << first.output();
+        EXPECT_EQ(first.terminate(), 0);
+    }
+    RunningDaemon second(toml);
+    ASSERT_TRUE(second.waitReady()) << second.output();
+    const auto entries = historyOf(second, "web");
+    EXPECT_TRUE(std::any_of(entries.begin(), entries.end(), [&](const json& entry) {
+        return entry["pid"] == crashed && entry["signal"] == SIGKILL && entry["outcome"] == "running";
+    })) << second.output();
+}
+
 } // namespace
 } // namespace tau::test

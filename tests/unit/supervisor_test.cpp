@@ -1505,6 +1505,25 @@ TEST_F(StandbyTest, FailureOfTheMainInstancePromotesTheStandbyAtOnce) {
     EXPECT_EQ(listener_.exited.back().pid, standby_pid);
 }
 
+TEST_F(StandbyTest, StandbyTakingOverFromAHungServiceStartsWithACleanSlate) {
+    auto spec = standbySpec("web");
+    spec.watchdog = 1s;
+    supervisor().add(spec);
+    supervisor().startAll();
+    const pid_t standby_pid = status("web").standby.pid;
+    clock_.advance(5s);
+    supervisor().notify({"web"}, message("WATCHDOG=trigger"));
+    exitService("web", killedBy(SIGABRT));
+    EXPECT_EQ(listener_.exited.back().decision.failure_class, FailureClass::Watchdog);
+    ASSERT_EQ(status("web").pid, standby_pid);
+    EXPECT_FALSE(status("web").kill_reason.has_value());
+
+    // The promoted process's own exit says nothing about the watchdog of its predecessor.
+    clock_.advance(5s);
+    exitService("web", exitedWith(3));
+    EXPECT_EQ(listener_.exited.back().decision.failure_class, FailureClass::Exit);
+}
+
 TEST_F(StandbyTest, NotifyStandbyIsPromotedOnlyOnceReady) {
     auto spec = standbySpec("db");
     spec.notify = true;
