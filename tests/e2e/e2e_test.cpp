@@ -1,6 +1,7 @@
 // End-to-end: the real tau-monitor on its own private bus, driven through tau-monitor-cli, busctl and
 // dbus-send, as a user would.
 
+#include "cli_json.h"
 #include "test_support.h"
 
 #include <fstream>
@@ -44,13 +45,6 @@ exec = ["/bin/sh", "-c", "sleep 3600 & sleep 3600 & wait"]
 stop_timeout_seconds = 2
 )";
 
-json cliJson(const RunningDaemon& daemon, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--format", "json"});
-    const auto result = daemon.cli(args);
-    EXPECT_EQ(result.exit_code, 0) << result.err;
-    return json::parse(result.out); // throws, and so fails the test, on anything a parser rejects
-}
-
 std::optional<json> findService(const json& services, const std::string& name) {
     for (const auto& service : services) {
         if (service["name"] == name) {
@@ -58,11 +52,6 @@ std::optional<json> findService(const json& services, const std::string& name) {
         }
     }
     return std::nullopt;
-}
-
-pid_t servicePid(const RunningDaemon& daemon, const std::string& name) {
-    const auto service = findService(cliJson(daemon, {"processes"}), name);
-    return service ? (*service)["pid"].get<pid_t>() : 0;
 }
 
 // SIGKILLs the service's main process and waits until the supervisor runs it again under another PID.

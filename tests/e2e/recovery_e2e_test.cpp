@@ -1,6 +1,7 @@
 // Recovery end to end, with the real tau-monitor: the root recovers crashes on its own while the recovery
 // service is away and delivers the held reports once it is back, and the notify hook runs once per incident.
 
+#include "cli_json.h"
 #include "test_support.h"
 
 #include <fstream>
@@ -26,29 +27,6 @@ enabled = false
 [logging]
 log_file_path = "@DIR@/log/tau.log"
 )" + rest;
-}
-
-// The CLI's JSON answer; a failed call or an answer that does not parse fails the test.
-json cliJson(const RunningDaemon& daemon, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--format", "json"});
-    const auto result = daemon.cli(args);
-    EXPECT_EQ(result.exit_code, 0) << result.err;
-    return json::parse(result.out);
-}
-
-// The entry of `processes` for this service (the suite's own services are listed too), or an empty object.
-json service(const RunningDaemon& daemon, const std::string& name) {
-    for (const auto& entry : cliJson(daemon, {"processes"})) {
-        if (entry["name"] == name) {
-            return entry;
-        }
-    }
-    return json::object();
-}
-
-pid_t servicePid(const RunningDaemon& daemon, const std::string& name) {
-    const auto entry = service(daemon, name);
-    return entry.value("pid", 0);
 }
 
 json history(const RunningDaemon& daemon, const std::string& service_name) {
@@ -115,7 +93,7 @@ recovery = { strategy = "restart", max_attempts = 3 }
     // The recovery service is a child of the root like any configured service, listed by `processes`.
     const pid_t recovery = servicePid(daemon, "recovery");
     ASSERT_GT(recovery, 0);
-    ASSERT_EQ(service(daemon, "recovery")["state"], "running");
+    ASSERT_EQ(serviceEntry(daemon, "recovery")["state"], "running");
     // Nothing is in the history yet, so whatever shows up later comes from this test.
     ASSERT_TRUE(history(daemon, "worker").empty());
 
@@ -129,7 +107,7 @@ recovery = { strategy = "restart", max_attempts = 3 }
     ASSERT_EQ(kill(first, SIGKILL), 0);
     pid_t second = 0;
     ASSERT_TRUE(waitUntil([&] {
-        const auto now = service(daemon, "worker");
+        const auto now = serviceEntry(daemon, "worker");
         second = now.value("pid", 0);
         return second != 0 && second != first && now["state"] == "running";
     }));
@@ -137,7 +115,7 @@ recovery = { strategy = "restart", max_attempts = 3 }
     // process.
     EXPECT_EQ(processState(recovery), 'T');
     EXPECT_EQ(servicePid(daemon, "recovery"), recovery);
-    EXPECT_EQ(service(daemon, "worker")["restarts"], 1);
+    EXPECT_EQ(serviceEntry(daemon, "worker")["restarts"], 1);
     // The root's report of the crash goes unanswered until its call times out; from then on the root holds
     // its reports and tries again now and then, while the recovery service still reads nothing.
     ASSERT_TRUE(waitUntil(
@@ -252,7 +230,7 @@ ladder = [
     const auto hook_file = daemon.dir() / "hook.log";
     ASSERT_TRUE(daemon.waitReady());
     // Two restarts, then the third failure escalates and leaves the service failed.
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "crasher")["state"] == "failed"; }));
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "crasher")["state"] == "failed"; }));
     // The hook runs once the recovery service has the escalation; wait for it to finish.
     ASSERT_TRUE(waitUntil([&] {
         return loggedCount(daemon, "recovery.notify_finished", "service", "crasher") >= 1;
@@ -278,7 +256,7 @@ ladder = [
                         " exit=1 signal=0\n");
     EXPECT_EQ(loggedCount(daemon, "recovery.notify_finished", "service", "crasher"), 1u);
     EXPECT_EQ(loggedCount(daemon, "recovery.escalated", "service", "crasher"), 1u);
-    EXPECT_EQ(service(daemon, "crasher")["restarts"], 2);
+    EXPECT_EQ(serviceEntry(daemon, "crasher")["restarts"], 2);
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // Supervision in depth, end to end: readiness and watchdog with a daemon written against libsystemd,
 // start timeouts, safe mode, output capture and orphan reaping, with the real tau-monitor.
 
+#include "cli_json.h"
 #include "test_support.h"
 
 #include <algorithm>
@@ -32,22 +33,6 @@ log_file_path = "@DIR@/log/tau.log"
 )" + services;
 }
 
-json cliJson(const RunningDaemon& daemon, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--format", "json"});
-    const auto result = daemon.cli(args);
-    EXPECT_EQ(result.exit_code, 0) << result.err;
-    return json::parse(result.out);
-}
-
-json service(const RunningDaemon& daemon, const std::string& name) {
-    for (const auto& entry : cliJson(daemon, {"processes"})) {
-        if (entry["name"] == name) {
-            return entry;
-        }
-    }
-    return json::object();
-}
-
 // Whether the structured log holds a record of `service` with this event (and message, when given).
 bool logged(const RunningDaemon& daemon, const std::string& service_name, const std::string& event,
             const std::string& message = "") {
@@ -73,7 +58,8 @@ start_timeout_seconds = 20
 exec = [")" + notifyService() + R"(", "--ready-after-ms", "400", "--status", "serving"]
 )"));
     ASSERT_TRUE(daemon.waitReady()) << daemon.output();
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "db")["state"] == "running"; })) << daemon.output();
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "db")["state"] == "running"; }))
+        << daemon.output();
     EXPECT_TRUE(waitUntil([&] { return logged(daemon, "processes", "service.ready"); })) << daemon.output();
 }
 
@@ -87,12 +73,12 @@ exec = [")" + notifyService() + R"(", "--watchdog", "--hang-after-ms", "300"]
 recovery = { strategy = "restart", max_attempts = 100 }
 )"));
     ASSERT_TRUE(daemon.waitReady()) << daemon.output();
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "hangs")["pid"].get<int>() != 0; }));
-    const int first = service(daemon, "hangs")["pid"];
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "hangs")["pid"].get<int>() != 0; }));
+    const int first = serviceEntry(daemon, "hangs")["pid"];
     ASSERT_TRUE(waitUntil([&] { return logged(daemon, "processes", "service.watchdog_timeout"); }))
         << daemon.output();
     ASSERT_TRUE(waitUntil([&] {
-        const auto now = service(daemon, "hangs");
+        const auto now = serviceEntry(daemon, "hangs");
         return now["pid"].get<int>() != 0 && now["pid"].get<int>() != first;
     })) << daemon.output();
     // Aborted (SIGABRT) while pinging no more, and counted as a watchdog failure.
@@ -116,7 +102,8 @@ exec = [")" + notifyService() + R"(", "--no-ready"]
 recovery = { strategy = "none" }
 )"));
     ASSERT_TRUE(daemon.waitReady()) << daemon.output();
-    EXPECT_TRUE(waitUntil([&] { return service(daemon, "slow")["state"] == "failed"; })) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] { return serviceEntry(daemon, "slow")["state"] == "failed"; }))
+        << daemon.output();
     EXPECT_TRUE(waitUntil([&] { return logged(daemon, "processes", "service.start_timeout"); }))
         << daemon.output();
 }
@@ -140,7 +127,7 @@ exec = ["/bin/sh", "-c", "echo running-in-safe-mode; exec sleep 3600"]
     ASSERT_TRUE(waitUntil([&] {
         return logged(daemon, "fragile", "service.output", "running-in-safe-mode");
     })) << daemon.output();
-    EXPECT_EQ(service(daemon, "fragile")["state"], "running");
+    EXPECT_EQ(serviceEntry(daemon, "fragile")["state"], "running");
 }
 
 TEST(Supervision, OutputOfServicesIsCapturedIntoTheLog) {
@@ -207,7 +194,8 @@ recovery = { strategy = "none" }
     EXPECT_TRUE(waitUntil([&] { return historyHas(daemon, "hog", "failure_class", "resource_limit"); },
                           std::chrono::seconds(30)))
         << daemon.output();
-    EXPECT_TRUE(waitUntil([&] { return service(daemon, "hog")["state"] == "failed"; })) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] { return serviceEntry(daemon, "hog")["state"] == "failed"; }))
+        << daemon.output();
 }
 
 TEST(Supervision, ServicesGetCgroupsWithTheirLimitsWhereTheKernelCanEnforceThem) {
@@ -232,8 +220,8 @@ cpu_limit_percent = 25
     }
     const auto at = out.find(enforced) + enforced.size();
     const std::filesystem::path root = out.substr(at, out.find_first_of(" \n", at) - at);
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "confined")["state"] == "running"; }));
-    const int pid = service(daemon, "confined")["pid"];
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "confined")["state"] == "running"; }));
+    const int pid = serviceEntry(daemon, "confined")["pid"];
     EXPECT_NE(readFile("/proc/" + std::to_string(pid) + "/cgroup").find("/services/confined\n"),
               std::string::npos);
     EXPECT_EQ(readFile(root / "services" / "confined" / "memory.max"), "67108864\n");
@@ -254,18 +242,21 @@ depends_on = ["db"]
 recovery = { strategy = "restart", max_attempts = 1 }
 )"));
     ASSERT_TRUE(daemon.waitReady()) << daemon.output();
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "web")["state"] == "running"; })) << daemon.output();
-    const int db_pid = service(daemon, "db")["pid"];
-    const int web_pid = service(daemon, "web")["pid"];
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "web")["state"] == "running"; }))
+        << daemon.output();
+    const int db_pid = serviceEntry(daemon, "db")["pid"];
+    const int web_pid = serviceEntry(daemon, "web")["pid"];
 
     ASSERT_EQ(::kill(db_pid, SIGKILL), 0);
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "db")["state"] == "backoff"; })) << daemon.output();
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "db")["state"] == "backoff"; }))
+        << daemon.output();
     ASSERT_EQ(::kill(web_pid, SIGKILL), 0);
-    EXPECT_TRUE(waitUntil([&] { return service(daemon, "web")["state"] == "waiting"; })) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] { return serviceEntry(daemon, "web")["state"] == "waiting"; }))
+        << daemon.output();
 
     // db comes back after its delay, and web right after it, although its ladder allows a single attempt.
     EXPECT_TRUE(waitUntil([&] {
-        const auto web = service(daemon, "web");
+        const auto web = serviceEntry(daemon, "web");
         return web["state"] == "running" && web["pid"].get<int>() != web_pid;
     })) << daemon.output();
     EXPECT_TRUE(waitUntil([&] { return historyHas(daemon, "web", "action", "wait_for_dependency"); }))
@@ -293,10 +284,10 @@ recovery = { strategy = "restart_with_delay", delay_seconds = 0.2, jitter = 0, m
     };
     ASSERT_TRUE(waitUntil([&] { return standbyPid() != 0; })) << daemon.output();
     const int standby = standbyPid();
-    const int main_pid = service(daemon, "web")["pid"];
+    const int main_pid = serviceEntry(daemon, "web")["pid"];
 
     ASSERT_EQ(::kill(main_pid, SIGKILL), 0);
-    EXPECT_TRUE(waitUntil([&] { return service(daemon, "web")["pid"].get<int>() == standby; }))
+    EXPECT_TRUE(waitUntil([&] { return serviceEntry(daemon, "web")["pid"].get<int>() == standby; }))
         << daemon.output();
     EXPECT_TRUE(waitUntil([&] { return readFile(promoted) == std::to_string(standby) + "\n"; }))
         << "the standby never got its promote signal\n"
@@ -339,8 +330,8 @@ exec = ["/bin/sleep", "3600"]
 recovery = { strategy = "restart", max_attempts = 5 }
 )"));
     ASSERT_TRUE(daemon.waitReady()) << daemon.output();
-    ASSERT_TRUE(waitUntil([&] { return service(daemon, "web")["state"] == "running"; }));
-    const int first = service(daemon, "web")["pid"];
+    ASSERT_TRUE(waitUntil([&] { return serviceEntry(daemon, "web")["state"] == "running"; }));
+    const int first = serviceEntry(daemon, "web")["pid"];
     const auto report = [&](const std::string& failure_class) {
         return daemon.busctl({"call", "org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1",
                               "ReportFailure", "sss", "web", failure_class, "liveness probe failed 3 times"});
@@ -352,7 +343,7 @@ recovery = { strategy = "restart", max_attempts = 5 }
     const auto result = report("probe");
     ASSERT_EQ(result.exit_code, 0) << result.err;
     EXPECT_TRUE(waitUntil([&] {
-        const auto now = service(daemon, "web");
+        const auto now = serviceEntry(daemon, "web");
         return now["state"] == "running" && now["pid"].get<int>() != first;
     })) << daemon.output();
     EXPECT_TRUE(waitUntil([&] { return historyHas(daemon, "web", "failure_class", "probe"); }))
@@ -383,8 +374,8 @@ exec = ["/bin/sleep", "3600"]
     {
         RunningDaemon first(toml);
         ASSERT_TRUE(first.waitReady()) << first.output();
-        ASSERT_TRUE(waitUntil([&] { return service(first, "web")["state"] == "running"; }));
-        crashed = service(first, "web")["pid"];
+        ASSERT_TRUE(waitUntil([&] { return serviceEntry(first, "web")["state"] == "running"; }));
+        crashed = serviceEntry(first, "web")["pid"];
         ASSERT_EQ(::kill(crashed, SIGKILL), 0);
         ASSERT_TRUE(waitUntil([&] {
             const auto entries = historyOf(first, "web");
