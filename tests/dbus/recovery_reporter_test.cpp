@@ -1,6 +1,7 @@
 // The root's reports to Recovery while Recovery is away: held in order, delivered once it is back.
 
 #include "recovery_reporter.h"
+#include "run_loop.h"
 #include "tau/bus/bus_loop.h"
 #include "tau/bus/private_bus.h"
 #include "temp_dir.h"
@@ -10,6 +11,8 @@
 
 namespace tau {
 namespace {
+
+using test::runUntil;
 
 using namespace std::chrono_literals;
 
@@ -51,19 +54,6 @@ class FakeRecovery {
 };
 
 // Runs the loop until `done` holds or `limit` passes.
-void runUntil(EventLoop& loop, const std::function<bool()>& done, std::chrono::milliseconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    std::function<void()> check = [&] {
-        if (done() || std::chrono::steady_clock::now() >= deadline) {
-            loop.quit();
-            return;
-        }
-        loop.addTimer(10ms, check);
-    };
-    loop.addTimer(0ms, check);
-    loop.run();
-}
-
 ExitReport exitOf(const std::string& service, int32_t pid) {
     ExitReport report;
     report.service = service;

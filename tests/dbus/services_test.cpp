@@ -5,7 +5,10 @@
 #include "log_service.h"
 #include "recovery_service.h"
 #include "resources_service.h"
+#include "run_loop.h"
 #include "service_harness.h"
+#include "tau/bus/bus_loop.h"
+#include "tau/bus/log_sink.h"
 #include "tau/bus/wire.h"
 #include "tau/log_record.h"
 
@@ -61,6 +64,35 @@ class LogServiceTest : public ::testing::Test {
 LogWire record(const std::string& level, const std::string& message) {
     return {1'700'000'000'000'000ull,     level, "tester", 42, "test.event", message,
             {{"key", "value \"quoted\""}}};
+}
+
+TEST_F(LogServiceTest, ForwarderSendsWhatIsQueuedAndHasNoTimerWhileIdle) {
+    auto connection = harness_.connect();
+    EventLoop loop;
+    bus::attachToLoop(loop, *connection);
+    auto sink = std::make_shared<bus::QueueingLogSink>("forwarded", 100);
+    bus::LogForwarder forwarder(loop, *connection, sink);
+    EXPECT_EQ(loop.pendingTimers(), 0u) << "nothing to send, nothing to wake up for";
+
+    LogRecord queued;
+    queued.service = "forwarded";
+    queued.event = "test.forwarded";
+    queued.message = "through the forwarder";
+    sink->push(queued);
+    EXPECT_EQ(loop.pendingTimers(), 1u);
+    sink->push(queued);
+    EXPECT_EQ(loop.pendingTimers(), 1u) << "one flush for everything queued until then";
+
+    const auto delivered = [&] {
+        std::vector<LogWire> recent;
+        log_->callMethod("GetRecent").onInterface("org.tauos.Log1").withArguments(10u).storeResultsTo(recent);
+        return std::count_if(recent.begin(), recent.end(),
+                             [](const LogWire& r) { return r.get<5>() == "through the forwarder"; }) == 2;
+    };
+    test::runUntil(loop, delivered);
+    ASSERT_TRUE(delivered());
+    EXPECT_TRUE(sink->empty());
+    EXPECT_EQ(loop.pendingTimers(), 0u);
 }
 
 TEST_F(LogServiceTest, SubmittedRecordsAreWrittenAsJsonLinesAndReturnedByGetRecent) {

@@ -2,6 +2,7 @@
 
 #include "orphan_reaper.h"
 #include "process_launcher.h"
+#include "run_loop.h"
 #include "temp_dir.h"
 
 #include <chrono>
@@ -18,6 +19,8 @@
 namespace tau {
 namespace {
 
+using test::runUntil;
+
 using namespace std::chrono_literals;
 
 struct Line {
@@ -26,20 +29,6 @@ struct Line {
     OutputStream stream;
     std::string text;
 };
-
-// Runs the loop until `done` holds, for at most `limit`.
-void runUntil(EventLoop& loop, const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    std::function<void()> check = [&] {
-        if (done() || std::chrono::steady_clock::now() >= deadline) {
-            loop.quit();
-            return;
-        }
-        loop.addTimer(5ms, check);
-    };
-    loop.addTimer(0ms, check);
-    loop.run();
-}
 
 SpawnRequest shell(const std::string& script) {
     SpawnRequest request;

@@ -54,6 +54,8 @@ class EventLoop final : public Reactor {
     void run();
     void quit() { running_ = false; }
     bool running() const { return running_; }
+    // Timers not yet due or cancelled: what would wake an idle process.
+    std::size_t pendingTimers() const { return timers_.size(); }
 
   private:
     struct Timer {

@@ -81,6 +81,7 @@ QueueingLogSink::QueueingLogSink(std::string service, std::size_t capacity)
 void QueueingLogSink::sink_it_(const spdlog::details::log_msg& msg) {
     if (queue_.size() >= capacity_) {
         ++dropped_;
+        queued();
         return;
     }
     LogRecord record;
@@ -92,15 +93,33 @@ void QueueingLogSink::sink_it_(const spdlog::details::log_msg& msg) {
     record.fields = current_fields;
     record.message.assign(msg.payload.data(), msg.payload.size());
     queue_.push_back(std::move(record));
+    queued();
+}
+
+void QueueingLogSink::queued() {
+    if (on_queued_) {
+        on_queued_();
+    }
 }
 
 void QueueingLogSink::push(LogRecord record) {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= capacity_) {
         ++dropped_;
-        return;
+    } else {
+        queue_.push_back(std::move(record));
     }
-    queue_.push_back(std::move(record));
+    queued();
+}
+
+bool QueueingLogSink::empty() {
+    std::lock_guard lock(mutex_);
+    return queue_.empty() && dropped_ == 0;
+}
+
+void QueueingLogSink::onQueued(std::function<void()> callback) {
+    std::lock_guard lock(mutex_);
+    on_queued_ = std::move(callback);
 }
 
 void QueueingLogSink::putBack(std::vector<LogRecord> records) {
@@ -113,6 +132,7 @@ void QueueingLogSink::putBack(std::vector<LogRecord> records) {
         }
         queue_.push_front(std::move(*it));
     }
+    queued();
 }
 
 std::vector<LogRecord> QueueingLogSink::take(std::size_t max) {
@@ -141,23 +161,31 @@ LogForwarder::LogForwarder(EventLoop& loop, sdbus::IConnection& connection,
                            std::shared_ptr<QueueingLogSink> sink)
     : loop_(loop), proxy_(sdbus::createProxy(connection, kLogName, kLogPath)), sink_(std::move(sink)) {
     proxy_->finishRegistration();
-    schedule();
+    sink_->onQueued([this] { schedule(); });
+    if (!sink_->empty()) {
+        schedule();
+    }
 }
 
 LogForwarder::~LogForwarder() {
     *alive_ = false;
-    loop_.cancelTimer(timer_);
+    sink_->onQueued(nullptr);
+    if (timer_ != 0) {
+        loop_.cancelTimer(timer_);
+    }
 }
 
 void LogForwarder::schedule() {
-    timer_ = loop_.addTimer(kFlushInterval, [this] { flush(); });
+    if (timer_ != 0 || in_flight_) {
+        return;
+    }
+    timer_ = loop_.addTimer(kFlushInterval, [this] {
+        timer_ = 0;
+        flush();
+    });
 }
 
 void LogForwarder::flush() {
-    schedule();
-    if (in_flight_) {
-        return;
-    }
     auto batch = sink_->take(kBatchSize);
     if (batch.empty()) {
         return;
@@ -182,7 +210,9 @@ void LogForwarder::flush() {
                 // While the log service is away (starting, restarting) the batch waits for the next round;
                 // a batch it refused stays only on stderr, where every record went as well.
                 if (error != nullptr && isTransient(error->getName())) {
-                    sink_->putBack(std::move(*pending));
+                    sink_->putBack(std::move(*pending)); // schedules the next round
+                } else if (!sink_->empty()) {
+                    schedule();
                 }
             });
         in_flight_ = true;

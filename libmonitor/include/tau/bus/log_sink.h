@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,25 +33,35 @@ class QueueingLogSink final : public spdlog::sinks::base_sink<std::mutex> {
     void push(LogRecord record);
     // Returns records that could not be delivered, to be sent again first.
     void putBack(std::vector<LogRecord> records);
+    // Whether take() would return nothing.
+    bool empty();
+    // Called whenever something is queued (or dropped), from the logging thread with the sink locked: the
+    // forwarder wakes up only when there is work. Empty: nobody to tell.
+    void onQueued(std::function<void()> callback);
 
   protected:
     void sink_it_(const spdlog::details::log_msg& msg) override;
     void flush_() override {}
 
   private:
+    void queued();
+
     std::string service_;
     std::size_t capacity_;
+    std::function<void()> on_queued_;
     std::deque<LogRecord> queue_;
     std::uint64_t dropped_ = 0;
 };
 
+// Single-threaded like the rest of a suite process: records are queued on the loop's thread, and a flush is
+// scheduled only when there is something to send, so an idle process has no timer to wake it.
 class LogForwarder {
   public:
     LogForwarder(EventLoop& loop, sdbus::IConnection& connection, std::shared_ptr<QueueingLogSink> sink);
     ~LogForwarder();
 
   private:
-    void schedule();
+    void schedule(); // a flush soon, unless one is scheduled or a batch is on its way
     void flush();
 
     EventLoop& loop_;
