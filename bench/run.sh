@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Crash-to-restart benchmark of tau-monitor against bench/baseline_restarter.
+# Benchmarks of tau-monitor: crash-to-restart latency against bench/baseline_restarter, and, with
+# --services N, tau-monitor supervising N services.
 #
 # usage: bench/run.sh [crash_restart_bench options...]
+#        bench/run.sh --services N [many_services_bench options...]
 #
 #   Builds tau-monitor, tau-monitor-cli and the benchmark programs in the build directory (build/, or
 #   $TAU_BUILD_DIR; configured and fully built first with scripts/build.sh when it does not exist yet),
@@ -9,6 +11,14 @@
 #   crash_restart_bench, e.g.:
 #
 #     bench/run.sh --kills 400 --blocks 8 --json /tmp/latencies.json
+#
+#   With --services N among the arguments it runs many_services_bench instead (start-up, latency with N
+#   services against 1, idle CPU and memory of the root), and every argument goes to it, e.g.:
+#
+#     bench/run.sh --services 1000
+#     bench/run.sh --services 200 --startup-runs 1 --idle-window-s 20
+#
+#   --help also prints the options of both drivers.
 #
 #   Exit status: 0 when tau-monitor meets the targets, 1 when it misses them, 2 on any other error.
 #   See bench/README.md for what is measured and how to read the output.
@@ -19,21 +29,39 @@ cd "$(dirname "$script")/.."
 build_dir=${TAU_BUILD_DIR:-build}
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$script"
+    # The drivers' own options; they build in moments and need nothing of tau-monitor.
+    if [[ -f "$build_dir/CMakeCache.txt" ]] &&
+        cmake --build "$build_dir" --target crash_restart_bench many_services_bench >/dev/null 2>&1; then
+        for driver in crash_restart_bench many_services_bench; do
+            echo
+            "$build_dir/bench/$driver" --help
+        done
+    else
+        echo
+        echo "(the options of crash_restart_bench and many_services_bench: build them in $build_dir first)"
+    fi
     exit 0
 fi
+
+driver=crash_restart_bench
+for argument in "$@"; do
+    if [[ "$argument" == "--services" ]]; then
+        driver=many_services_bench
+    fi
+done
 
 if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
     TAU_BUILD_DIR="$build_dir" scripts/build.sh
 fi
 if ! build_log=$(cmake --build "$build_dir" -j"$(nproc)" \
-    --target tau-monitor tau-monitor-cli crash_restart_bench stamp_child baseline_restarter 2>&1); then
+    --target tau-monitor tau-monitor-cli "$driver" stamp_child baseline_restarter 2>&1); then
     printf '%s\n' "$build_log" >&2
     echo "bench/run.sh: the build failed" >&2
     exit 2
 fi
 
 bench_dir="$build_dir/bench"
-"$bench_dir/crash_restart_bench" \
+"$bench_dir/$driver" \
     --tau-monitor "$build_dir/services/tau-monitor" \
     --tau-cli "$build_dir/cli/tau-monitor-cli" \
     --baseline "$bench_dir/baseline_restarter" \
