@@ -346,8 +346,9 @@ void RecoveryTracker::leaveSafeMode() {
 
 void RecoveryTracker::onStarted(std::chrono::steady_clock::time_point at) {
     starts_.push_back(at);
-    while (starts_.size() > std::max(policy_.start_limit_burst, 1U)) {
-        starts_.pop_front();
+    const std::size_t keep = std::max(policy_.start_limit_burst, 1U);
+    if (starts_.size() > keep) {
+        starts_.erase(starts_.begin(), starts_.end() - static_cast<std::ptrdiff_t>(keep));
     }
 }
 

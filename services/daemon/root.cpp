@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iostream>
+#include <malloc.h>
 #include <optional>
 #include <poll.h>
 #include <signal.h>
@@ -487,6 +488,7 @@ int runRoot(const DaemonOptions& options) {
     Supervisor supervisor(loop, launcher, clock, adaptor,
                           config->process_management.max_concurrent_processes);
 
+    supervisor.reserve(std::size(kInternalServiceNames) + config->services.size());
     for (const auto& name : kInternalServiceNames) {
         supervisor.add(internalSpec(std::string(name), options, resolved.child_option));
     }
@@ -616,6 +618,9 @@ int runRoot(const DaemonOptions& options) {
 
     supervisor.startAll();
     limit_enforcer.start();
+    // Parsing the configuration and starting every service leave freed heap behind; give it back, it is
+    // not needed again while the daemon runs.
+    ::malloc_trim(0);
     if (config->process_management.enabled && !config->services.empty()) {
         spdlog::info("memory and CPU limits of the services: {}", limits.describe());
     }

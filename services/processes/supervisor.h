@@ -165,6 +165,8 @@ class Supervisor {
     Supervisor& operator=(const Supervisor&) = delete;
 
     void add(ServiceSpec spec);
+    // Room for this many services, so that adding them never moves the ones added before.
+    void reserve(std::size_t count) { services_.reserve(count); }
 
     // Jitter of backoff delays; tests script it.
     void useRandomSource(RandomSource& random) { random_ = &random; }

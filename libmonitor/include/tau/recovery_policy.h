@@ -7,7 +7,6 @@
 #include "tau/spawner.h"
 
 #include <chrono>
-#include <deque>
 #include <map>
 #include <optional>
 #include <random>
@@ -117,7 +116,8 @@ class RecoveryTracker {
     bool in_safe_mode_ = false;
     bool escalated_ = false;
     // Only the start_limit_burst most recent starts can decide whether one more start is too many.
-    std::deque<std::chrono::steady_clock::time_point> starts_;
+    // A vector, not a deque: a handful of entries, and an empty deque already costs a heap block per service.
+    std::vector<std::chrono::steady_clock::time_point> starts_;
 };
 
 struct ExplainedFailure {
