@@ -1,5 +1,7 @@
 #include "tau/cgroup.h"
 
+#include "tau/procfs.h"
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -131,24 +133,6 @@ std::vector<pid_t> parsePids(std::string_view content, const fs::path& path) {
         pids.push_back(*pid);
     }
     return pids;
-}
-
-// Mount tables escape blanks, newlines and backslashes as a backslash and three octal digits.
-std::string unescapeMountField(std::string_view field) {
-    auto isOctal = [](char c) { return c >= '0' && c <= '7'; };
-    std::string result;
-    result.reserve(field.size());
-    for (std::size_t index = 0; index < field.size(); ++index) {
-        if (field[index] == '\\' && index + 3 < field.size() && isOctal(field[index + 1]) &&
-            isOctal(field[index + 2]) && isOctal(field[index + 3])) {
-            result.push_back(static_cast<char>((field[index + 1] - '0') * 64 + (field[index + 2] - '0') * 8 +
-                                               (field[index + 3] - '0')));
-            index += 3;
-        } else {
-            result.push_back(field[index]);
-        }
-    }
-    return result;
 }
 
 struct Mount {

@@ -150,7 +150,8 @@ CpuTimes parseCpuLine(const std::vector<std::string_view>& fields, const std::fi
     return times;
 }
 
-// Mount tables escape blanks, newlines and backslashes as a backslash and three octal digits.
+} // namespace
+
 std::string unescapeMountField(std::string_view field) {
     auto isOctal = [](char c) { return c >= '0' && c <= '7'; };
     std::string result;
@@ -168,8 +169,6 @@ std::string unescapeMountField(std::string_view field) {
     }
     return result;
 }
-
-} // namespace
 
 ProcFsReader::ProcFsReader(std::filesystem::path procRoot, std::filesystem::path sysRoot)
     : proc_(std::move(procRoot)), sys_(std::move(sysRoot)) {}

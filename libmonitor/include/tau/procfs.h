@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -115,6 +116,10 @@ class ProcFsReader final : public SystemReader {
     std::filesystem::path proc_;
     std::filesystem::path sys_;
 };
+
+// A field of /proc/mounts or mountinfo as it was before the kernel escaped blanks, newlines and backslashes
+// (a backslash and three octal digits).
+std::string unescapeMountField(std::string_view field);
 
 // Filesystems that hold no user data (proc, sysfs, tmpfs, overlay layers of nothing, ...).
 bool isPseudoFilesystem(const std::string& fstype);
