@@ -1450,6 +1450,15 @@ class StandbyTest : public SupervisorTest {
         spec.standby = ServiceSpec::Standby{SIGUSR2};
         return spec;
     }
+    // A notify service "db" that is ready, with its standby spawned; returns the standby's pid.
+    pid_t startReadyNotifyServiceWithStandby() {
+        auto spec = standbySpec("db");
+        spec.notify = true;
+        supervisor().add(spec);
+        supervisor().startAll();
+        supervisor().notify({"db"}, message("READY=1"));
+        return status("db").standby.pid;
+    }
     void exitStandby(const std::string& name, ExitStatus exit) {
         const int pidfd = status(name).standby.pidfd;
         ASSERT_GE(pidfd, 0) << name << " has no standby";
@@ -1525,12 +1534,7 @@ TEST_F(StandbyTest, StandbyTakingOverFromAHungServiceStartsWithACleanSlate) {
 }
 
 TEST_F(StandbyTest, NotifyStandbyIsPromotedOnlyOnceReady) {
-    auto spec = standbySpec("db");
-    spec.notify = true;
-    supervisor().add(spec);
-    supervisor().startAll();
-    supervisor().notify({"db"}, message("READY=1"));
-    const pid_t standby_pid = status("db").standby.pid;
+    const pid_t standby_pid = startReadyNotifyServiceWithStandby();
     ASSERT_NE(standby_pid, 0);
     EXPECT_FALSE(status("db").standby.ready);
     const std::map<pid_t, pid_t> parents = {{standby_pid, 1}};
@@ -1544,12 +1548,7 @@ TEST_F(StandbyTest, NotifyStandbyIsPromotedOnlyOnceReady) {
 }
 
 TEST_F(StandbyTest, ReadyNotifyStandbyTakesOver) {
-    auto spec = standbySpec("db");
-    spec.notify = true;
-    supervisor().add(spec);
-    supervisor().startAll();
-    supervisor().notify({"db"}, message("READY=1"));
-    const pid_t standby_pid = status("db").standby.pid;
+    const pid_t standby_pid = startReadyNotifyServiceWithStandby();
     supervisor().notify({"db", true}, message("READY=1"));
     EXPECT_TRUE(status("db").standby.ready);
     EXPECT_EQ(status("db").state, ServiceState::Running);
