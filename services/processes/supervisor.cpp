@@ -743,13 +743,13 @@ void Supervisor::startStandby(ServiceStatus& service) {
     request.environment["TAU_STANDBY"] = "1";
     try {
         const auto process = launcher_.spawn(service.spec.name, request, service.spec.capture_output);
-        service.standby_recovery.onStarted(clock_.now());
+        service.standby_recovery->onStarted(clock_.now());
         service.standby =
             StandbyProcess{process.pid, process.pidfd, !service.spec.notify, false, clock_.now()};
     } catch (const SpawnError& e) {
         listener_.spawnFailed(service, std::string("standby: ") + e.what());
         constexpr auto kMinimumRetry = std::chrono::milliseconds(1000);
-        const auto decision = service.standby_recovery.onExit(
+        const auto decision = service.standby_recovery->onExit(
             ExitEvent{
                 ExitStatus{}, std::chrono::steady_clock::duration::zero(), false, FailureClass::Start, {}},
             clock_.now(), *random_);
@@ -785,7 +785,7 @@ void Supervisor::onStandbyExit(const std::string& name) {
     cancelTimer(standby_kill_timers_, name);
     const ExitEvent event{
         *status, clock_.now() - standby.started_steady, standby.stopping || shutting_down_, std::nullopt, {}};
-    const auto decision = service.standby_recovery.onExit(event, clock_.now(), *random_);
+    const auto decision = service.standby_recovery->onExit(event, clock_.now(), *random_);
     // A standby always runs the normal command: safe mode is for the main instance.
     if (bringsBack(decision.action) && !event.stop_requested) {
         scheduleStandby(service, decision.delay);

@@ -73,8 +73,11 @@ struct StandbyProcess {
 };
 
 struct ServiceStatus {
-    explicit ServiceStatus(ServiceSpec service_spec)
-        : spec(std::move(service_spec)), recovery(spec.policy), standby_recovery(spec.policy) {}
+    explicit ServiceStatus(ServiceSpec service_spec) : spec(std::move(service_spec)), recovery(spec.policy) {
+        if (spec.standby) {
+            standby_recovery.emplace(spec.policy);
+        }
+    }
 
     ServiceSpec spec;
     RecoveryTracker recovery;
@@ -94,9 +97,9 @@ struct ServiceStatus {
     StandbyProcess standby;
     bool held_by_system_safe_mode = false; // stopped to protect the critical services; restarted after
     // Its own count, so that a failing standby never spends the retries of the service itself.
-    RecoveryTracker standby_recovery;
-    std::string status_text;               // the service's own STATUS= line
-    std::chrono::milliseconds watchdog{0}; // the current interval; WATCHDOG_USEC= may change it
+    std::optional<RecoveryTracker> standby_recovery; // only with spec.standby
+    std::string status_text;                         // the service's own STATUS= line
+    std::chrono::milliseconds watchdog{0};           // the current interval; WATCHDOG_USEC= may change it
     std::chrono::steady_clock::time_point start_deadline{};
 
     std::chrono::steady_clock::duration uptime(std::chrono::steady_clock::time_point now) const {
