@@ -163,6 +163,12 @@ constexpr std::uint64_t kMaxMemoryLimitMb = std::numeric_limits<std::uint64_t>::
 // Durations become chrono milliseconds and nanoseconds downstream; a year is far beyond any sensible
 // timeout and still converts without overflow.
 constexpr double kMaxDurationSeconds = 365.0 * 24 * 60 * 60;
+// Session state travels over D-Bus as one byte array, and the D-Bus specification caps an array at 64 MiB.
+constexpr std::uint64_t kMaxStateBytes = 64 * 1024 * 1024;
+// Every kept version is read back and checksummed when the versions are listed; a hundred is plenty of
+// history for resuming and keeps that bounded.
+constexpr unsigned kMaxStateVersionsKept = 100;
+constexpr unsigned kMaxStatePoisonCrashes = 100;
 
 // The resource limits setrlimit(2) knows, by the name of their RLIMIT_ constant in lower case.
 constexpr std::string_view kResourceLimitNames[] = {"as",    "core",    "cpu",      "data",       "fsize",
@@ -620,6 +626,18 @@ class ConfigParser {
              }},
             {"system_safe_mode",
              [this, section](auto& node, auto& key) { section->system_safe_mode = readBool(node, key); }},
+            {"state_versions_kept",
+             [this, section](auto& node, auto& key) {
+                 section->state_versions_kept = readUnsigned(node, key, 1, kMaxStateVersionsKept);
+             }},
+            {"state_max_bytes",
+             [this, section](auto& node, auto& key) {
+                 section->state_max_bytes = readNonNegative(node, key, 1, kMaxStateBytes);
+             }},
+            {"state_poison_crashes",
+             [this, section](auto& node, auto& key) {
+                 section->state_poison_crashes = readUnsigned(node, key, 1, kMaxStatePoisonCrashes);
+             }},
         };
     }
 

@@ -113,7 +113,10 @@ nlohmann::ordered_json configToJson(const Config& config) {
                              {"restart_budget_burst", cr.restart_budget_burst},
                              {"restart_budget_interval_seconds", cr.restart_budget_interval_seconds},
                              {"notify_command", cr.notify_command},
-                             {"system_safe_mode", cr.system_safe_mode}};
+                             {"system_safe_mode", cr.system_safe_mode},
+                             {"state_versions_kept", cr.state_versions_kept},
+                             {"state_max_bytes", cr.state_max_bytes},
+                             {"state_poison_crashes", cr.state_poison_crashes}};
     out["health_checking"] = {{"enabled", hc.enabled},
                               {"check_interval_seconds", hc.check_interval_seconds},
                               {"system_health_checks", hc.system_health_checks},

@@ -57,6 +57,9 @@ Config customConfig() {
     cr.restart_budget_interval_seconds = 2.5;
     cr.notify_command = {"/usr/bin/notify-admin", "--urgent"};
     cr.system_safe_mode = true;
+    cr.state_versions_kept = 4;
+    cr.state_max_bytes = 2097152;
+    cr.state_poison_crashes = 5;
 
     auto& hc = config.health_checking;
     hc.enabled = false;
@@ -170,7 +173,10 @@ TEST(ConfigToJson, CrashRecovery) {
                            {"restart_budget_burst", 7},
                            {"restart_budget_interval_seconds", 2.5},
                            {"notify_command", {"/usr/bin/notify-admin", "--urgent"}},
-                           {"system_safe_mode", true}};
+                           {"system_safe_mode", true},
+                           {"state_versions_kept", 4},
+                           {"state_max_bytes", 2097152},
+                           {"state_poison_crashes", 5}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));
 }

@@ -197,6 +197,9 @@ void expectDefaults(const Config& config) {
     EXPECT_DOUBLE_EQ(cr.restart_budget_interval_seconds, 10.0);
     EXPECT_TRUE(cr.notify_command.empty());
     EXPECT_FALSE(cr.system_safe_mode);
+    EXPECT_EQ(cr.state_versions_kept, 3U);
+    EXPECT_EQ(cr.state_max_bytes, 1048576U);
+    EXPECT_EQ(cr.state_poison_crashes, 3U);
 
     const auto& hc = config.health_checking;
     EXPECT_TRUE(hc.enabled);
@@ -278,6 +281,9 @@ restart_budget_burst = 21
 restart_budget_interval_seconds = 2.5
 notify_command = ["/bin/echo", "alert"]
 system_safe_mode = true
+state_versions_kept = 5
+state_max_bytes = 67108864
+state_poison_crashes = 2
 
 [health_checking]
 enabled = false
@@ -383,6 +389,9 @@ TEST(ParseConfig, FullConfigRoundTripsEveryField) {
     EXPECT_DOUBLE_EQ(cr.restart_budget_interval_seconds, 2.5);
     EXPECT_EQ(cr.notify_command, (std::vector<std::string>{"/bin/echo", "alert"}));
     EXPECT_TRUE(cr.system_safe_mode);
+    EXPECT_EQ(cr.state_versions_kept, 5U);
+    EXPECT_EQ(cr.state_max_bytes, 67108864U);
+    EXPECT_EQ(cr.state_poison_crashes, 2U);
 
     const auto& hc = config.health_checking;
     EXPECT_FALSE(hc.enabled);
@@ -1019,6 +1028,24 @@ const ErrorCase kErrorCases[] = {
      "crash_recovery.notify_command[1]", "expected a string"},
     {"SystemSafeModeNotABoolean", "[crash_recovery]\nsystem_safe_mode = 1\n", 2, 20,
      "crash_recovery.system_safe_mode", "expected a boolean"},
+    {"StateVersionsKeptZero", "[crash_recovery]\nstate_versions_kept = 0\n", 2, 23,
+     "crash_recovery.state_versions_kept", "must be at least 1, got 0"},
+    {"StateVersionsKeptAbove100", "[crash_recovery]\nstate_versions_kept = 101\n", 2, 23,
+     "crash_recovery.state_versions_kept", "101 is too large (at most 100)"},
+    {"StateVersionsKeptNotAnInteger", "[crash_recovery]\nstate_versions_kept = 3.0\n", 2, 23,
+     "crash_recovery.state_versions_kept", "expected an integer"},
+    {"StateMaxBytesZero", "[crash_recovery]\nstate_max_bytes = 0\n", 2, 19, "crash_recovery.state_max_bytes",
+     "must be at least 1, got 0"},
+    {"StateMaxBytesNegative", "[crash_recovery]\nstate_max_bytes = -1\n", 2, 19,
+     "crash_recovery.state_max_bytes", "must not be negative"},
+    {"StateMaxBytesAbove64MiB", "[crash_recovery]\nstate_max_bytes = 67108865\n", 2, 19,
+     "crash_recovery.state_max_bytes", "67108865 is too large (at most 67108864)"},
+    {"StateMaxBytesAString", "[crash_recovery]\nstate_max_bytes = \"1M\"\n", 2, 19,
+     "crash_recovery.state_max_bytes", "expected an integer, found a string"},
+    {"StatePoisonCrashesZero", "[crash_recovery]\nstate_poison_crashes = 0\n", 2, 24,
+     "crash_recovery.state_poison_crashes", "must be at least 1, got 0"},
+    {"StatePoisonCrashesAbove100", "[crash_recovery]\nstate_poison_crashes = 1000\n", 2, 24,
+     "crash_recovery.state_poison_crashes", "1000 is too large (at most 100)"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, InvalidConfig, testing::ValuesIn(kErrorCases),

@@ -88,6 +88,12 @@ struct CrashRecoveryConfig {
     std::vector<std::string> notify_command;
     // When a critical service is given up or enters safe mode, stop every non-critical service.
     bool system_safe_mode = false;
+    // The session-state store (session-state.db in session_state_path): how many versions of a service's
+    // state are kept, the largest state a service may save, and how many crashes in a row within the
+    // startup window after loading the same version make that version quarantined.
+    unsigned state_versions_kept = 3;
+    std::uint64_t state_max_bytes = 1048576;
+    unsigned state_poison_crashes = 3;
 };
 
 struct HealthCheckingConfig {

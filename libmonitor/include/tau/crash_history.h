@@ -2,6 +2,8 @@
 // Every exit of a supervised service, the decision taken about it and how that decision turned out, in an
 // SQLite database so that the history survives restarts of the suite and power cuts.
 
+#include "tau/set_aside_database.h"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -46,12 +48,6 @@ struct ServiceCrashSummary {
     double success_rate = 0.0;                          // recovered / failures
     std::chrono::microseconds mean_time_to_recovery{0}; // over the recovered ones; 0 when none
     std::chrono::system_clock::time_point last_failure;
-};
-
-// A database file that could not be read, moved out of the way so that the history could start again.
-struct SetAsideDatabase {
-    std::filesystem::path moved_to;
-    std::string reason; // SQLite's message
 };
 
 // Every failure of the store names the database file and carries SQLite's message.
