@@ -436,6 +436,11 @@ bool isPseudoFilesystem(const std::string& fstype) {
     return kPseudoTypes.contains(fstype);
 }
 
+pid_t parentPid(const SystemReader& reader, pid_t pid) {
+    const auto stat = reader.readProcessStat(pid);
+    return stat ? stat->ppid : 0;
+}
+
 std::vector<pid_t> processTree(const SystemReader& reader, pid_t root) {
     std::map<pid_t, std::vector<pid_t>> childrenByParent;
     bool rootExists = false;

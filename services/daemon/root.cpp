@@ -581,10 +581,7 @@ int runRoot(const DaemonOptions& options) {
         }
     });
     if (notify_socket) {
-        const auto parent_of = [&reader](pid_t pid) {
-            const auto stat = reader.readProcessStat(pid);
-            return stat ? stat->ppid : 0;
-        };
+        const auto parent_of = [&reader](pid_t pid) { return parentPid(reader, pid); };
         loop.watchFd(notify_socket->fd(), POLLIN, [&, parent_of](short) {
             bus::logged("service notification", [&] {
                 for (const auto& message : notify_socket->receiveAll()) {

@@ -379,6 +379,22 @@ std::vector<wire::ProcessEntry> ProcessesAdaptor::GetProcessTree(const std::stri
     });
 }
 
+std::string ProcessesAdaptor::ServiceOfProcess(const int32_t& pid) {
+    return bus::guarded("ServiceOfProcess", [&] {
+        if (pid <= 0) {
+            throw ServiceError(ErrorCode::InvalidArgument,
+                               "ServiceOfProcess: pid: " + std::to_string(pid) + " is not a process id");
+        }
+        const auto owner =
+            supervisor().serviceOfProcess(pid, [this](pid_t child) { return parentPid(reader_, child); });
+        if (!owner) {
+            throw ServiceError(ErrorCode::NotFound,
+                               "process " + std::to_string(pid) + " belongs to no supervised service");
+        }
+        return owner->service;
+    });
+}
+
 std::string ProcessesAdaptor::GetConfig() {
     return bus::guarded("GetConfig", [&] { return configToJson(config_).dump(2); });
 }

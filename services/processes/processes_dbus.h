@@ -102,6 +102,7 @@ class ProcessesAdaptor final
     void ReportFailure(const std::string& name, const std::string& failure_class,
                        const std::string& detail) override;
     std::vector<wire::ProcessEntry> GetProcessTree(const std::string& name) override;
+    std::string ServiceOfProcess(const int32_t& pid) override;
     std::string GetConfig() override;
     std::string Version() override;
     std::string ConfigPath() override;

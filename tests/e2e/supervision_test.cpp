@@ -392,5 +392,35 @@ exec = ["/bin/sleep", "3600"]
     })) << second.output();
 }
 
+TEST(Supervision, ServiceOfProcessNamesTheServiceWhoseTreeHoldsAPid) {
+    RunningDaemon daemon(config(R"(
+[[service]]
+name = "parent"
+exec = ["/bin/sh", "-c", "sleep 3600 & wait"]
+)"));
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    const auto treeOf = [&] {
+        for (const auto& entry : cliJson(daemon, {"processes", "--tree"})) {
+            if (entry["name"] == "parent") {
+                return entry["tree"];
+            }
+        }
+        return json::array();
+    };
+    ASSERT_TRUE(waitUntil([&] { return treeOf().size() == 2; })) << treeOf().dump();
+    const auto ask = [&](int pid) {
+        return daemon.busctl({"call", "org.tauos.Processes1", "/org/tauos/Processes1", "org.tauos.Processes1",
+                              "ServiceOfProcess", "i", std::to_string(pid)});
+    };
+    for (const auto& process : treeOf()) {
+        const auto answer = ask(process["pid"].get<int>());
+        EXPECT_EQ(answer.exit_code, 0) << answer.err;
+        EXPECT_EQ(answer.out, "s \"parent\"\n") << process.dump();
+    }
+    const auto stranger = ask(::getpid());
+    EXPECT_NE(stranger.exit_code, 0);
+    EXPECT_NE(stranger.err.find("belongs to no supervised service"), std::string::npos) << stranger.err;
+}
+
 } // namespace
 } // namespace tau::test

@@ -124,6 +124,9 @@ std::string unescapeMountField(std::string_view field);
 // Filesystems that hold no user data (proc, sysfs, tmpfs, overlay layers of nothing, ...).
 bool isPseudoFilesystem(const std::string& fstype);
 
+// The parent of `pid`; 0 when the process is gone.
+pid_t parentPid(const SystemReader& reader, pid_t pid);
+
 // The pids of `root` and all its descendants, `root` first, built from the ppid of every process.
 std::vector<pid_t> processTree(const SystemReader& reader, pid_t root);
 
