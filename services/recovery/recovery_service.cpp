@@ -1,5 +1,6 @@
 #include "recovery_service.h"
 
+#include "caller_identity.h"
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
@@ -8,6 +9,7 @@
 #include "tau/dbus/org.tauos.Recovery1-adaptor.h"
 #include "tau/recovery_policy.h"
 #include "tau/spawner.h"
+#include "tau/state_store.h"
 
 #include <algorithm>
 #include <climits>
@@ -29,6 +31,9 @@ namespace {
 constexpr const char* kHistoryFileName = "crash-history.db";
 // A notification hook that hangs must not pile up: after this long it is killed.
 constexpr auto kNotifyTimeLimit = std::chrono::seconds(30);
+// ListStates entries: service, version, size, saved at (us), checksum status, quarantined.
+using StateEntryWire = sdbus::Struct<std::string, uint64_t, uint64_t, uint64_t, std::string, bool>;
+
 // Explain: 0 failures asks for this many; more than the maximum is refused.
 constexpr unsigned kDefaultExplainedFailures = 10;
 constexpr unsigned kMaxExplainedFailures = 1000;
@@ -81,6 +86,27 @@ std::chrono::system_clock::time_point timeFromWire(const char* method, const cha
 
 std::chrono::microseconds durationFromWire(uint64_t micros) {
     return std::chrono::microseconds(static_cast<long long>(std::min<uint64_t>(micros, LLONG_MAX)));
+}
+
+// The state store's failures as the documented D-Bus errors.
+[[noreturn]] void throwStateError(const std::string& method, const StateStoreError& e) {
+    ErrorCode code = ErrorCode::Unavailable;
+    std::string detail = e.what();
+    switch (e.kind()) {
+    case StateStoreError::Kind::InvalidService:
+    case StateStoreError::Kind::TooLarge:
+        code = ErrorCode::InvalidArgument;
+        break;
+    case StateStoreError::Kind::NoSuchVersion:
+        code = ErrorCode::NotFound;
+        break;
+    case StateStoreError::Kind::StorageFull:
+        detail = "the disk holding the session state is full: " + detail;
+        break;
+    case StateStoreError::Kind::Storage:
+        break;
+    }
+    throw ServiceError(code, method + ": " + detail);
 }
 
 std::string rfc3339(std::chrono::system_clock::time_point time) {
@@ -252,15 +278,21 @@ class NotifyHooks {
 class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recovery1_adaptor>,
                               public SuiteService {
   public:
-    explicit RecoveryAdaptor(ServiceContext& context)
+    RecoveryAdaptor(ServiceContext& context, std::unique_ptr<ServiceResolver> resolver)
         : AdaptorInterfaces(context.connection, bus::kRecoveryPath), config_(context.config),
-          authorizer_(context.authorizer),
-          hooks_(context.loop, context.config.crash_recovery.notify_command) {
+          authorizer_(context.authorizer), hooks_(context.loop, context.config.crash_recovery.notify_command),
+          resolver_(std::move(resolver)), callers_(*resolver_) {
         // Without its database the service still announces actions and escalations; the history calls answer
-        // Unavailable and opening is tried again on each of them.
+        // Unavailable and opening is tried again on each of them. The state store likewise.
         try {
             openHistory();
         } catch (const ServiceError&) {
+        }
+        if (config_.crash_recovery.save_session_state) {
+            try {
+                openStateStore();
+            } catch (const ServiceError&) {
+            }
         }
         registerAdaptor();
     }
@@ -296,12 +328,18 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             std::optional<ServiceError> history_error;
             try {
                 if (!record(entry)) {
-                    // The same report again, after its first delivery timed out: announced once already.
+                    // The same report again, after its first delivery timed out: announced (and counted
+                    // against its state) once already.
                     spdlog::debug("RecordExit: the exit of {} (pid {}) is recorded already", service, pid);
                     return;
                 }
             } catch (const ServiceError& e) {
+                // Without the history a report delivered twice cannot be told apart; the crash is counted
+                // anyway, since missing a poisoned state costs more than quarantining one crash early.
                 history_error = e;
+            }
+            if (failure_class == toString(FailureClass::Start)) {
+                countEarlyCrash(service);
             }
             announce(entry);
             if (history_error) {
@@ -384,10 +422,204 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         });
     }
 
+    uint64_t SaveState(const std::vector<uint8_t>& data) override {
+        return bus::guarded("SaveState", [&] {
+            auto& store = stateStore("SaveState");
+            const std::string service = callers_.requireService(getObject(), "SaveState");
+            try {
+                const uint64_t version = store.save(service, data);
+                spdlog::debug("SaveState: {} saved version {} ({} bytes)", service, version, data.size());
+                return version;
+            } catch (const StateStoreError& e) {
+                if (e.kind() != StateStoreError::Kind::TooLarge) {
+                    spdlog::error("SaveState: {}", e.what());
+                }
+                throwStateError("SaveState", e);
+            }
+        });
+    }
+
+    std::tuple<std::vector<uint8_t>, uint64_t, uint64_t> LoadState() override {
+        return bus::guarded("LoadState", [&] {
+            auto& store = stateStore("LoadState");
+            const std::string service = callers_.requireService(getObject(), "LoadState");
+            try {
+                LoadResult loaded = store.load(service);
+                if (!loaded.warning.empty()) {
+                    spdlog::warn("LoadState: {}", loaded.warning);
+                }
+                if (!loaded.state) {
+                    throw ServiceError(
+                        ErrorCode::NotFound,
+                        "LoadState: " + service + " has no session state to load" +
+                            (loaded.corrupt_skipped.empty() ? "" : " (every version is corrupt)"));
+                }
+                // From now on early crashes of the service count against this version.
+                store.recordLoaded(service, loaded.state->version);
+                return std::tuple{std::move(loaded.state->data), loaded.state->version,
+                                  wire::toMicros(loaded.state->saved_at)};
+            } catch (const StateStoreError& e) {
+                spdlog::error("LoadState: {}", e.what());
+                throwStateError("LoadState", e);
+            }
+        });
+    }
+
+    std::vector<StateEntryWire> ListStates() override {
+        return bus::guarded("ListStates", [&] {
+            auto& store = stateStore("ListStates");
+            // An administrator sees every service; a supervised service only itself; anybody else nothing.
+            std::optional<std::string> only;
+            if (!isAdmin("ListStates")) {
+                only = callers_.findService(getObject(), "ListStates");
+                if (!only) {
+                    throw ServiceError(
+                        ErrorCode::PermissionDenied,
+                        "ListStates: the caller (pid " +
+                            std::to_string(CallerIdentity::callerPid(getObject(), "ListStates")) +
+                            ") is neither an administrator nor a process of a supervised service");
+                }
+            }
+            std::vector<ServiceStateInfo> services;
+            try {
+                services = store.list();
+            } catch (const StateStoreError& e) {
+                spdlog::error("ListStates: {}", e.what());
+                throwStateError("ListStates", e);
+            }
+            std::vector<StateEntryWire> result;
+            for (const auto& info : services) {
+                if (only && info.service != *only) {
+                    continue;
+                }
+                for (const auto& version : info.versions) {
+                    result.emplace_back(info.service, version.version, version.size,
+                                        wire::toMicros(version.saved_at),
+                                        std::string(toString(version.checksum)), version.quarantined);
+                }
+            }
+            return result;
+        });
+    }
+
+    uint32_t DeleteState(const std::string& name) override {
+        return bus::guarded("DeleteState", [&] {
+            authorizer_.requireAdmin(getObject(), "DeleteState");
+            requireServiceName("DeleteState", name);
+            auto& store = stateStore("DeleteState");
+            try {
+                const std::size_t deleted = store.remove(name);
+                bus::logEvent(spdlog::level::info, "state.deleted",
+                              {{"service", name}, {"versions", std::to_string(deleted)}},
+                              fmt::format("deleted {} version(s) of the session state of {}", deleted, name));
+                return static_cast<uint32_t>(std::min<std::size_t>(deleted, UINT32_MAX));
+            } catch (const StateStoreError& e) {
+                spdlog::error("DeleteState: {}", e.what());
+                throwStateError("DeleteState", e);
+            }
+        });
+    }
+
     uint32_t HistorySize() override {
         return bus::guarded("HistorySize", [&] {
             return history_ ? static_cast<uint32_t>(std::min<std::size_t>(history_->size(), UINT32_MAX)) : 0U;
         });
+    }
+
+    // Whether the caller has the rights of the mutating methods. The Authorizer answers by throwing.
+    bool isAdmin(const std::string& method) {
+        try {
+            authorizer_.requireAdmin(getObject(), method);
+            return true;
+        } catch (const sdbus::Error& e) {
+            if (e.getName() == bus::errorName(ErrorCode::PermissionDenied)) {
+                return false;
+            }
+            throw;
+        }
+    }
+
+    // Opens the session state store, creating its directory. Throws ServiceError(Unavailable) when it cannot.
+    void openStateStore() {
+        const auto& directory = config_.crash_recovery.session_state_path;
+        const auto file = directory / kStateStoreFileName;
+        try {
+            std::error_code error;
+            std::filesystem::create_directories(directory, error);
+            if (error) {
+                throw StateStoreError(StateStoreError::Kind::Storage,
+                                      directory.string() +
+                                          ": cannot create the directory: " + error.message());
+            }
+            state_ =
+                std::make_unique<StateStore>(file, StateStoreSettings::fromConfig(config_.crash_recovery));
+        } catch (const StateStoreError& e) {
+            const std::string message = std::string("session state store unavailable: ") + e.what();
+            if (message != last_state_open_error_) {
+                spdlog::error("{}", message);
+                last_state_open_error_ = message;
+            }
+            throw ServiceError(ErrorCode::Unavailable, message);
+        }
+        last_state_open_error_.clear();
+        if (const auto& set_aside = state_->setAside()) {
+            bus::logEvent(spdlog::level::err, "state.store_corrupt",
+                          {{"file", file.string()}, {"moved_to", set_aside->moved_to.string()}},
+                          fmt::format("session state store {} could not be read ({}); moved it to {} and "
+                                      "started an empty store: every service's saved state is gone",
+                                      file.string(), set_aside->reason, set_aside->moved_to.string()));
+        }
+        spdlog::info("session state in {}", file.string());
+    }
+
+    // The state store, opened now if it could not be before.
+    StateStore& stateStore(const std::string& method) {
+        if (!config_.crash_recovery.save_session_state) {
+            throw ServiceError(
+                ErrorCode::Unavailable,
+                method + ": session state is not kept (crash_recovery.save_session_state is false)");
+        }
+        if (!state_) {
+            try {
+                openStateStore();
+            } catch (const ServiceError& e) {
+                throw ServiceError(e.code(), method + ": " + e.what());
+            }
+        }
+        return *state_;
+    }
+
+    // A crash within the startup window counts against the state version the service last loaded; enough in a
+    // row quarantine that version. The supervisor has acted on the exit already, so a failing store is only
+    // logged: the report itself must not fail for it.
+    void countEarlyCrash(const std::string& service) {
+        if (!config_.crash_recovery.save_session_state) {
+            return;
+        }
+        try {
+            const EarlyCrashResult result = stateStore("RecordExit").recordEarlyCrash(service);
+            if (!result.loaded_version) {
+                return;
+            }
+            if (!result.quarantined) {
+                spdlog::info("{} crashed during startup {} time(s) in a row after loading state version {}",
+                             service, result.crashes_in_a_row, *result.loaded_version);
+                return;
+            }
+            const QuarantineEvent& event = *result.quarantined;
+            bus::logEvent(spdlog::level::err, "state.quarantined",
+                          {{"service", event.service},
+                           {"version", std::to_string(event.version)},
+                           {"next_version", event.next_version ? std::to_string(*event.next_version) : ""}},
+                          fmt::format("quarantined session state version {} of {}: {}", event.version,
+                                      event.service, event.reason));
+        } catch (const StateStoreError& e) {
+            spdlog::error("RecordExit: counting the early crash of {} against its state: {}", service,
+                          e.what());
+        } catch (const ServiceError& e) {
+            spdlog::error("RecordExit: counting the early crash of {} against its state: {}", service,
+                          e.what());
+        }
     }
 
     // Opens the database, creating its directory. Throws ServiceError(Unavailable) when it cannot.
@@ -501,12 +733,17 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     NotifyHooks hooks_;
     std::unique_ptr<CrashHistory> history_;
     std::string last_open_error_;
+    std::unique_ptr<ServiceResolver> resolver_;
+    CallerIdentity callers_;
+    std::unique_ptr<StateStore> state_;
+    std::string last_state_open_error_;
 };
 
 } // namespace
 
 std::unique_ptr<SuiteService> makeRecoveryService(ServiceContext& context) {
-    return std::make_unique<RecoveryAdaptor>(context);
+    return std::make_unique<RecoveryAdaptor>(context,
+                                             std::make_unique<BusServiceResolver>(context.connection));
 }
 
 } // namespace tau
