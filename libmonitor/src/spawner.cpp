@@ -7,7 +7,9 @@
 #include <cstring>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <memory>
+#include <mutex>
 #include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
@@ -91,30 +93,104 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
     return result;
 }
 
-// Runs in the child between fork and exec: only async-signal-safe calls. Reports errno and the step
-// that failed through the close-on-exec pipe.
-// What the child needs, prepared before fork so that the child allocates nothing.
+// What the child needs, prepared before the clone so that the child allocates nothing.
 struct ChildSetup {
     std::optional<cpu_set_t> affinity;
     std::string oom_score_adj; // the text to write to /proc/self/oom_score_adj
 };
 
+// The descriptors a child receives sit in these slots while it is cloned: a few numbers reserved low in the
+// descriptor table, so that the child can give up the rest of the table it shares with us without copying
+// it. A parent with thousands of open descriptors (a pidfd and two output pipes per service) would otherwise
+// copy every one of them into each child and close them again at exec, on the path of every restart.
+class DescriptorSlots {
+  public:
+    static constexpr std::size_t kCount = 8; // stdout, stderr, the cgroup and up to 5 passed descriptors
+
+    static DescriptorSlots& instance() {
+        static DescriptorSlots slots;
+        return slots;
+    }
+
+    std::mutex& mutex() { return mutex_; }
+    int slot(std::size_t index) const { return slots_[index]; }
+    // The child keeps the descriptors below this number and nothing else.
+    unsigned end() const { return end_; }
+    char* stackTop() { return stack_.get() + kChildStack; }
+
+    // Points the slots at `fds` (-1: leave it at /dev/null).
+    void fill(const std::array<int, kCount>& fds) {
+        for (std::size_t i = 0; i < kCount; ++i) {
+            if (fds[i] >= 0 && dup3(fds[i], slots_[i], O_CLOEXEC) < 0) {
+                const int saved = errno;
+                clear();
+                throw SpawnError(std::string("dup3: ") + std::strerror(saved));
+            }
+        }
+    }
+    // Drops our references to what the child received, so that a pipe sees EOF once the child is gone.
+    void clear() {
+        for (const int slot : slots_) {
+            dup3(null_, slot, O_CLOEXEC);
+        }
+    }
+
+  private:
+    static constexpr std::size_t kChildStack = 256 * 1024;
+
+    DescriptorSlots() : stack_(new char[kChildStack]) {
+        null_ = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_ < 0) {
+            throw SpawnError(std::string("/dev/null: ") + std::strerror(errno));
+        }
+        for (auto& slot : slots_) {
+            slot = fcntl(null_, F_DUPFD_CLOEXEC, 3);
+            if (slot < 0) {
+                throw SpawnError(std::string("reserving a descriptor: ") + std::strerror(errno));
+            }
+            end_ = std::max(end_, static_cast<unsigned>(slot) + 1);
+        }
+    }
+
+    std::mutex mutex_;
+    std::unique_ptr<char[]> stack_; // one clone at a time, under mutex_
+    int null_ = -1;
+    std::array<int, kCount> slots_{};
+    unsigned end_ = 3;
+};
+
+constexpr std::size_t kStdoutSlot = 0;
+constexpr std::size_t kStderrSlot = 1;
+constexpr std::size_t kCgroupSlot = 2;
+constexpr std::size_t kFirstPassedSlot = 3;
+constexpr std::size_t kMaxPassed = DescriptorSlots::kCount - kFirstPassedSlot;
+
 struct ChildArguments {
-    int* error_pipe;
+    const DescriptorSlots* slots;
     const SpawnRequest* request;
     const ChildSetup* setup;
     const std::optional<Credentials>* credentials;
     char* const* argv;
     char* const* envp;
+    // Written by a child that fails; it shares our memory, and we read them once it has exited.
+    int failed_step = 0;
+    int failed_errno = 0;
 };
 
-[[noreturn]] void execChild(int error_pipe, const SpawnRequest& request, const ChildSetup& setup,
-                            const std::optional<Credentials>& creds, char* const* argv, char* const* envp) {
-    auto fail = [error_pipe](int step) {
-        const int report[2] = {step, errno};
-        [[maybe_unused]] auto ignored = ::write(error_pipe, report, sizeof report);
+// Runs in the child between clone and exec, on our memory: only async-signal-safe calls, no allocation.
+int childMain(void* argument) {
+    auto& child = *static_cast<ChildArguments*>(argument);
+    const auto& request = *child.request;
+    const auto& slots = *child.slots;
+    auto fail = [&child](int step) {
+        child.failed_step = step;
+        child.failed_errno = errno;
         _exit(127);
     };
+    // A table of our own, holding only the descriptors below the slots' end: ours 0-2 and the slots.
+    if (syscall(SYS_close_range, slots.end(), ~0U, CLOSE_RANGE_UNSHARE) < 0) {
+        fail(10);
+    }
     // Default dispositions first, while every signal is still blocked, then an empty mask.
     for (int sig = 1; sig < NSIG; ++sig) {
         signal(sig, SIG_DFL);
@@ -124,7 +200,7 @@ struct ChildArguments {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     if (request.cgroup_procs_fd >= 0) {
         // "0" stands for the writing process: this child, not the parent whose memory it borrows.
-        const ssize_t written = ::write(request.cgroup_procs_fd, "0", 1);
+        const ssize_t written = ::write(slots.slot(kCgroupSlot), "0", 1);
         if (written != 1) {
             if (written >= 0) {
                 errno = EIO;
@@ -138,16 +214,30 @@ struct ChildArguments {
     if (!request.working_directory.empty() && chdir(request.working_directory.c_str()) < 0) {
         fail(2);
     }
-    if ((request.stdout_fd >= 0 && dup2(request.stdout_fd, STDOUT_FILENO) < 0) ||
-        (request.stderr_fd >= 0 && dup2(request.stderr_fd, STDERR_FILENO) < 0)) {
+    if ((request.stdout_fd >= 0 && dup2(slots.slot(kStdoutSlot), STDOUT_FILENO) < 0) ||
+        (request.stderr_fd >= 0 && dup2(slots.slot(kStderrSlot), STDERR_FILENO) < 0)) {
         fail(8);
     }
+    // Passed descriptors become 3, 4, ...: moved above every slot first, since a target may be a slot.
+    const auto passed = request.pass_fds.size();
+    for (std::size_t i = 0; i < passed; ++i) {
+        if (dup3(slots.slot(kFirstPassedSlot + i), static_cast<int>(slots.end() + i), 0) < 0) {
+            fail(8);
+        }
+    }
+    for (std::size_t i = 0; i < passed; ++i) {
+        if (dup2(static_cast<int>(slots.end() + i), static_cast<int>(3 + i)) < 0) {
+            fail(8);
+        }
+    }
+    syscall(SYS_close_range, static_cast<unsigned>(3 + passed), ~0U, 0);
     for (const auto& limit : request.rlimits) {
         const rlimit value{static_cast<rlim_t>(limit.soft), static_cast<rlim_t>(limit.hard)};
         if (setrlimit(static_cast<__rlimit_resource>(limit.resource), &value) < 0) {
             fail(6);
         }
     }
+    const auto& setup = *child.setup;
     if (setup.affinity && sched_setaffinity(0, sizeof(cpu_set_t), &*setup.affinity) < 0) {
         fail(7);
     }
@@ -164,7 +254,7 @@ struct ChildArguments {
     if (request.umask) {
         ::umask(static_cast<mode_t>(*request.umask));
     }
-    if (creds) {
+    if (const auto& creds = *child.credentials) {
         if (creds->supplementary_groups &&
             setgroups(creds->supplementary_groups->size(), creds->supplementary_groups->data()) < 0) {
             fail(3);
@@ -176,15 +266,9 @@ struct ChildArguments {
             fail(4);
         }
     }
-    execve(argv[0], argv, envp);
+    execve(child.argv[0], child.argv, child.envp);
     fail(5);
-    _exit(127);
-}
-
-int childMain(void* argument) {
-    const auto& child = *static_cast<const ChildArguments*>(argument);
-    close(child.error_pipe[0]);
-    execChild(child.error_pipe[1], *child.request, *child.setup, *child.credentials, child.argv, child.envp);
+    return 127;
 }
 
 // The file behind a descriptor, for error messages: the cgroup.procs the caller opened.
@@ -229,39 +313,39 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
     auto argv = pointers(argv_strings);
     auto envp = pointers(env_strings);
 
-    int error_pipe[2];
-    if (pipe2(error_pipe, O_CLOEXEC) < 0) {
-        throw SpawnError(std::string("pipe: ") + std::strerror(errno));
+    if (request.pass_fds.size() > kMaxPassed) {
+        throw SpawnError("cannot pass more than " + std::to_string(kMaxPassed) + " descriptors");
     }
-    // The child shares our memory until it execs (CLONE_VM | CLONE_VFORK, as posix_spawn does): no page
-    // tables to copy, no copy-on-write faults afterwards, and the pidfd comes with the clone itself. Signals
-    // stay blocked around it so that no handler of ours runs on the child's borrowed memory.
-    ChildArguments child{error_pipe, &request, &setup, &credentials, argv.data(), envp.data()};
-    constexpr std::size_t kChildStack = 256 * 1024;
-    auto stack = std::make_unique<char[]>(kChildStack);
+    std::array<int, DescriptorSlots::kCount> received;
+    received.fill(-1);
+    received[kStdoutSlot] = request.stdout_fd;
+    received[kStderrSlot] = request.stderr_fd;
+    received[kCgroupSlot] = request.cgroup_procs_fd;
+    std::copy(request.pass_fds.begin(), request.pass_fds.end(), received.begin() + kFirstPassedSlot);
+
+    auto& slots = DescriptorSlots::instance();
+    std::lock_guard lock(slots.mutex());
+    slots.fill(received);
+    // The child shares our memory and, until its first step, our descriptor table (CLONE_VM | CLONE_VFORK,
+    // as posix_spawn does): no page tables or descriptors to copy, no copy-on-write faults afterwards, and
+    // the pidfd comes with the clone itself. We go on once it has exec'd or failed. Signals stay blocked
+    // around it so that no handler of ours runs on the child's borrowed memory.
+    ChildArguments child{&slots, &request, &setup, &credentials, argv.data(), envp.data()};
     sigset_t all;
     sigset_t previous;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &previous);
     int pidfd = -1;
-    const pid_t pid = clone(childMain, stack.get() + kChildStack,
-                            CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &child, &pidfd);
+    const pid_t pid = clone(childMain, slots.stackTop(),
+                            CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &child, &pidfd);
     const int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    close(error_pipe[1]);
+    slots.clear();
     if (pid < 0) {
-        close(error_pipe[0]);
         throw SpawnError(std::string("clone: ") + std::strerror(clone_errno));
     }
 
-    int report[2] = {0, 0};
-    ssize_t got;
-    do {
-        got = read(error_pipe[0], report, sizeof report);
-    } while (got < 0 && errno == EINTR);
-    close(error_pipe[0]);
-
-    if (got == sizeof report) {
+    if (child.failed_step != 0) {
         waitpid(pid, nullptr, 0);
         if (pidfd >= 0) {
             close(pidfd);
@@ -275,15 +359,17 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
                                                 "set resource limits for",
                                                 "set CPU affinity for",
                                                 "redirect output of",
-                                                "move into cgroup"};
-        const int step = report[0] >= 1 && report[0] <= 9 ? report[0] : 5;
+                                                "move into cgroup",
+                                                "close the descriptors of"};
+        const int step = child.failed_step >= 1 && child.failed_step <= 10 ? child.failed_step : 5;
         std::string subject = request.argv[0];
         if (step == 2) {
             subject = request.working_directory.string();
         } else if (step == 9) {
             subject = describeDescriptor(request.cgroup_procs_fd);
         }
-        throw SpawnError(std::string(steps[step]) + " '" + subject + "': " + std::strerror(report[1]));
+        throw SpawnError(std::string(steps[step]) + " '" + subject +
+                         "': " + std::strerror(child.failed_errno));
     }
     return SpawnedProcess{pid, pidfd};
 }

@@ -137,7 +137,13 @@ std::string spawnErrorOf(const SpawnRequest& request) {
     return {};
 }
 
+// The descriptors open in this process, once the spawner holds the slots it reserves on its first spawn.
 std::size_t openDescriptorCount() {
+    static const bool slots_reserved = [] {
+        Child(spawnProcess(shell("exit 0"))).waitForExit();
+        return true;
+    }();
+    (void)slots_reserved;
     std::size_t count = 0;
     for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/fd")) {
         ++count;
@@ -145,7 +151,7 @@ std::size_t openDescriptorCount() {
     return count;
 }
 
-// A pipe whose write end a child inherits under the same number, for it to report back through.
+// A pipe whose write end a child receives (SpawnRequest::pass_fds), for it to report back through.
 class ReportPipe {
   public:
     ReportPipe() {
@@ -480,7 +486,8 @@ TEST(Spawner, SwitchesToTheRequestedUser) {
     const gid_t nobody_gid = nobody->pw_gid;
 
     ReportPipe report;
-    SpawnRequest request = shell("echo \"$(id -u) $(id -g)\" >&" + std::to_string(report.writeEnd()));
+    SpawnRequest request = shell("echo \"$(id -u) $(id -g)\" >&3");
+    request.pass_fds = {report.writeEnd()};
     request.user = "nobody";
     Child child(spawnProcess(request));
     report.closeWriteEnd();
@@ -564,6 +571,31 @@ TEST(Spawner, SuccessfulSpawnAddsOnlyThePidfd) {
     EXPECT_EQ(openDescriptorCount(), descriptors_before);
 }
 
+TEST(Spawner, ChildGetsOnlyItsStandardAndPassedDescriptors) {
+    ReportPipe report;
+    ReportPipe second;
+    // Inheritable, yet not passed: the child must not see it.
+    const int stray = ::open("/dev/null", O_RDONLY);
+    ASSERT_GE(stray, 0);
+    SpawnRequest request =
+        shell("echo \"$(ls /proc/self/fd | sort -n | tr '\\n' ' ')\" >&3; echo second >&4");
+    request.pass_fds = {report.writeEnd(), second.writeEnd()};
+    Child child(spawnProcess(request));
+    report.closeWriteEnd();
+    second.closeWriteEnd();
+    ::close(stray);
+    // 0-2, the two passed ones, and the one ls opens to list them.
+    EXPECT_EQ(report.readLine(), "0 1 2 3 4 5 ");
+    EXPECT_EQ(second.readLine(), "second");
+    ASSERT_TRUE(child.waitForExit().has_value());
+}
+
+TEST(Spawner, PassingMoreThanFiveDescriptorsIsRefused) {
+    SpawnRequest request = shell("exit 0");
+    request.pass_fds = {0, 1, 2, 0, 1, 2};
+    EXPECT_THROW(spawnProcess(request), SpawnError);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Process groups
 
@@ -573,8 +605,8 @@ TEST(Spawner, SignalProcessGroupKillsChildAndGrandchild) {
     // Declared before the child so that it is cleaned up after it, once it is ours to reap.
     std::optional<Orphan> grandchild;
     ReportPipe report;
-    SpawnRequest request =
-        shell("/bin/sleep 1000 & echo $! >&" + std::to_string(report.writeEnd()) + "; wait");
+    SpawnRequest request = shell("/bin/sleep 1000 & echo $! >&3; wait");
+    request.pass_fds = {report.writeEnd()};
     Child child(spawnProcess(request));
     report.closeWriteEnd();
     const std::string grandchild_text = report.readLine();

@@ -38,6 +38,9 @@ struct SpawnRequest {
     // The child moves itself before it drops privileges, so the file need only be writable by the daemon,
     // and before exec, so that nothing the service does escapes the cgroup's limits.
     int cgroup_procs_fd = -1;
+    // Descriptors the child receives as 3, 4, ... in this order (at most 5); every other descriptor of ours
+    // is closed in the child.
+    std::vector<int> pass_fds;
 };
 
 struct SpawnedProcess {
@@ -59,7 +62,8 @@ class SpawnError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Forks and execs in a new session (so the service and its children form one process group).
+// Forks and execs in a new session (so the service and its children form one process group). The child gets
+// our descriptors 0-2 (or stdout_fd and stderr_fd) and pass_fds, nothing else.
 // Throws SpawnError when the user is unknown, fork fails, the child cannot join its cgroup or exec fails,
 // with the reason.
 SpawnedProcess spawnProcess(const SpawnRequest& request);

@@ -65,21 +65,19 @@ PrivateBus::PrivateBus(std::filesystem::path directory) : directory_(std::move(d
     if (pipe2(address_pipe, O_CLOEXEC) < 0) {
         throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
     }
-    // The write end must survive exec in the child, at a known number.
-    const int child_fd = fcntl(address_pipe[1], F_DUPFD, 3);
-    close(address_pipe[1]);
     SpawnRequest request;
     request.argv = {"/usr/bin/dbus-daemon", "--config-file=" + config.string(), "--nofork", "--nopidfile",
-                    "--print-address=" + std::to_string(child_fd)};
+                    "--print-address=3"};
+    request.pass_fds = {address_pipe[1]};
     SpawnedProcess process;
     try {
         process = spawnProcess(request);
     } catch (...) {
-        close(child_fd);
+        close(address_pipe[1]);
         close(address_pipe[0]);
         throw;
     }
-    close(child_fd);
+    close(address_pipe[1]);
     pid_ = process.pid;
     pidfd_ = process.pidfd;
 
