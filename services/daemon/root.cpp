@@ -550,11 +550,12 @@ int runRoot(const DaemonOptions& options) {
         supervisor.shutdown([&loop] { loop.quit(); });
     };
     // Orphans are reaped a moment after SIGCHLD, off the path of a supervised service's restart.
-    OrphanReaper reaper([&](pid_t pid) {
-        if (resolved.private_bus && pid == resolved.private_bus->pid()) {
-            return true;
+    OrphanReaper reaper([&] {
+        auto managed = supervisor.ownedProcesses();
+        if (resolved.private_bus) {
+            managed.push_back(resolved.private_bus->pid());
         }
-        return supervisor.ownsProcess(pid);
+        return managed;
     });
     EventLoop::TimerId reap_timer = 0;
     auto reapOrphans = [&] {

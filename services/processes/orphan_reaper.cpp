@@ -1,5 +1,6 @@
 #include "orphan_reaper.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -11,7 +12,7 @@
 
 namespace tau {
 
-OrphanReaper::OrphanReaper(std::function<bool(pid_t)> is_managed) : is_managed_(std::move(is_managed)) {}
+OrphanReaper::OrphanReaper(std::function<std::vector<pid_t>()> managed) : managed_(std::move(managed)) {}
 
 void OrphanReaper::becomeSubreaper() {
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
@@ -34,8 +35,14 @@ std::vector<pid_t> ownChildren() {
 
 std::vector<pid_t> OrphanReaper::reap() {
     std::vector<pid_t> reaped;
-    for (const pid_t pid : ownChildren()) {
-        if (is_managed_(pid)) {
+    const auto children = ownChildren();
+    if (children.empty()) {
+        return reaped;
+    }
+    auto managed = managed_();
+    std::sort(managed.begin(), managed.end());
+    for (const pid_t pid : children) {
+        if (std::binary_search(managed.begin(), managed.end(), pid)) {
             continue;
         }
         siginfo_t info{};

@@ -11,8 +11,9 @@ namespace tau {
 
 class OrphanReaper {
   public:
-    // `is_managed(pid)`: the pid is reaped elsewhere and must be left alone.
-    explicit OrphanReaper(std::function<bool(pid_t)> is_managed);
+    // `managed()`: the pids reaped elsewhere, which must be left alone. Asked once per reap, so that a reap
+    // costs the same with a thousand services as a lookup each.
+    explicit OrphanReaper(std::function<std::vector<pid_t>()> managed);
 
     // Makes the calling process the subreaper of its descendants.
     static void becomeSubreaper();
@@ -21,7 +22,7 @@ class OrphanReaper {
     std::vector<pid_t> reap();
 
   private:
-    std::function<bool(pid_t)> is_managed_;
+    std::function<std::vector<pid_t>()> managed_;
 };
 
 // The children of this process, from /proc/self/task/*/children.

@@ -469,13 +469,20 @@ std::optional<ProcessOwner> Supervisor::serviceOfProcess(pid_t pid,
     return std::nullopt;
 }
 
-bool Supervisor::ownsProcess(pid_t pid) const {
-    if (std::any_of(retired_.begin(), retired_.end(),
-                    [pid](const auto& entry) { return entry.second == pid; })) {
-        return true;
+std::vector<pid_t> Supervisor::ownedProcesses() const {
+    std::vector<pid_t> pids;
+    pids.reserve(services_.size() + retired_.size());
+    for (const auto& [pidfd, pid] : retired_) {
+        pids.push_back(pid);
     }
-    return std::any_of(services_.begin(), services_.end(),
-                       [pid](const auto& s) { return s.pid == pid || s.standby.pid == pid; });
+    for (const auto& service : services_) {
+        for (const pid_t pid : {service.pid, service.standby.pid}) {
+            if (pid != 0) {
+                pids.push_back(pid);
+            }
+        }
+    }
+    return pids;
 }
 
 void Supervisor::start(const std::string& name) {

@@ -214,8 +214,8 @@ class Supervisor {
     // The service whose main or standby process is `pid` or one of its ancestors (`parent_of` walks up).
     std::optional<ProcessOwner> serviceOfProcess(pid_t pid,
                                                  const std::function<pid_t(pid_t)>& parent_of) const;
-    // Whether `pid` is a process the supervisor waits for itself (a main, standby or retired process).
-    bool ownsProcess(pid_t pid) const;
+    // The processes the supervisor waits for itself: main, standby and retired ones.
+    std::vector<pid_t> ownedProcesses() const;
 
     const std::vector<ServiceStatus>& services() const { return services_; }
     const ServiceStatus* find(std::string_view name) const;

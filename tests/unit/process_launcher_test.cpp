@@ -115,7 +115,7 @@ TEST(OrphanReaper, ReapsAnOrphanedGrandchildButLeavesManagedChildrenAlone) {
     pollfd wait_grandchild{grandchild_fd, POLLIN, 0};
     ASSERT_EQ(::poll(&wait_grandchild, 1, 10000), 1);
 
-    OrphanReaper reaper([&](pid_t pid) { return pid == managed.pid; });
+    OrphanReaper reaper([&] { return std::vector<pid_t>{managed.pid}; });
     EXPECT_EQ(reaper.reap(), (std::vector<pid_t>{grandchild}));
     EXPECT_NE(::access(("/proc/" + std::to_string(grandchild)).c_str(), F_OK), 0);
 
