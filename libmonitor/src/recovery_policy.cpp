@@ -340,6 +340,17 @@ void RecoveryTracker::reset() {
     in_safe_mode_ = false;
 }
 
+void RecoveryTracker::restore(State state) {
+    failures_ = state.failures;
+    in_safe_mode_ = state.in_safe_mode;
+    escalated_ = state.escalated;
+    starts_ = std::move(state.starts);
+    const std::size_t keep = std::max(policy_.start_limit_burst, 1U);
+    if (starts_.size() > keep) {
+        starts_.erase(starts_.begin(), starts_.end() - static_cast<std::ptrdiff_t>(keep));
+    }
+}
+
 void RecoveryTracker::leaveSafeMode() {
     in_safe_mode_ = false;
 }
@@ -383,7 +394,8 @@ RecoveryDecision RecoveryTracker::onExit(const ExitEvent& event, std::chrono::st
         return decision;
     }
     // The supervisor only names a cause for an exit it knows to be a failure, whatever the status says.
-    if (!event.cause && status.signal == 0 && contains(policy_.success_exit_codes, status.exit_code)) {
+    if (!event.cause && status.known && status.signal == 0 &&
+        contains(policy_.success_exit_codes, status.exit_code)) {
         endIncident();
         decision.action = RecoveryAction::None;
         decision.reason = status.describe() + ", which counts as success; nothing to recover";
@@ -414,7 +426,7 @@ RecoveryDecision RecoveryTracker::onExit(const ExitEvent& event, std::chrono::st
     };
 
     if (!event.cause) {
-        if (status.signal == 0 && contains(policy_.no_restart_exit_codes, status.exit_code)) {
+        if (status.known && status.signal == 0 && contains(policy_.no_restart_exit_codes, status.exit_code)) {
             decision.failure_class = FailureClass::Exit;
             return give_up(
                 status.describe() +

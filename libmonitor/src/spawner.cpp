@@ -10,10 +10,12 @@
 #include <linux/close_range.h>
 #include <memory>
 #include <mutex>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -211,6 +213,9 @@ int childMain(void* argument) {
     if (setsid() < 0) {
         fail(1);
     }
+    if (request.parent_death_signal != 0 && prctl(PR_SET_PDEATHSIG, request.parent_death_signal) < 0) {
+        fail(11);
+    }
     if (!request.working_directory.empty() && chdir(request.working_directory.c_str()) < 0) {
         fail(2);
     }
@@ -285,6 +290,9 @@ std::string describeDescriptor(int fd) {
 } // namespace
 
 std::string ExitStatus::describe() const {
+    if (!known) {
+        return "ended (exit status unknown: not a child of this tau-monitor)";
+    }
     if (signal != 0) {
         return "killed by " + signalName(signal) + (core_dumped ? " (core dumped)" : "");
     }
@@ -360,8 +368,9 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
                                                 "set CPU affinity for",
                                                 "redirect output of",
                                                 "move into cgroup",
-                                                "close the descriptors of"};
-        const int step = child.failed_step >= 1 && child.failed_step <= 10 ? child.failed_step : 5;
+                                                "close the descriptors of",
+                                                "set the parent death signal of"};
+        const int step = child.failed_step >= 1 && child.failed_step <= 11 ? child.failed_step : 5;
         std::string subject = request.argv[0];
         if (step == 2) {
             subject = request.working_directory.string();
@@ -377,9 +386,15 @@ SpawnedProcess spawnProcess(const SpawnRequest& request) {
 std::optional<ExitStatus> reapPidfd(int pidfd) {
     siginfo_t info{};
     if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) < 0) {
-        // ECHILD: somebody else reaped it; the status is lost but the process is gone.
+        // ECHILD: not our child (its parent reaps it), or reaped already. A readable pidfd says it is gone.
         if (errno == ECHILD) {
-            return ExitStatus{};
+            pollfd readable{pidfd, POLLIN, 0};
+            if (poll(&readable, 1, 0) != 1) {
+                return std::nullopt;
+            }
+            ExitStatus unknown;
+            unknown.known = false;
+            return unknown;
         }
         return std::nullopt;
     }

@@ -7,6 +7,7 @@
 #include "process_launcher.h"
 #include "processes_dbus.h"
 #include "recovery_reporter.h"
+#include "service_journal.h"
 #include "supervisor.h"
 #include "tau/bus/bus_loop.h"
 #include "tau/bus/errors.h"
@@ -381,6 +382,42 @@ struct ResolvedBus {
     std::string description;
 };
 
+// Takes over the services that a previous root, which died, left running: each keeps its pid, its counters
+// and its place on the recovery ladder; one that ended meanwhile is recovered.
+void adoptServices(Supervisor& supervisor, const ServiceJournal& journal, OutputCapturingLauncher& launcher) {
+    for (auto& [name, entry] : journal.load()) {
+        const auto* service = supervisor.find(name);
+        if (service == nullptr || service->spec.internal) {
+            if (entry.main) {
+                spdlog::warn(
+                    "{} (pid {}) was supervised by the previous tau-monitor but is not configured any "
+                    "more; leaving it alone",
+                    name, entry.main->pid);
+            }
+            continue;
+        }
+        auto adopted = journal.adoptable(entry, launcher);
+        for (const auto& process : {adopted.main, adopted.standby}) {
+            if (process) {
+                launcher.adoptOutput(name, process->pid);
+            }
+        }
+        if (adopted.main) {
+            bus::logEvent(spdlog::level::info, "service.adopted",
+                          {{"service", name}, {"pid", std::to_string(adopted.main->pid)}},
+                          fmt::format("{} (pid {}) still runs: adopted from the previous tau-monitor", name,
+                                      adopted.main->pid));
+        } else if (hasProcess(adopted.state) && adopted.pid != 0) {
+            bus::logEvent(spdlog::level::warn, "service.lost",
+                          {{"service", name}, {"pid", std::to_string(adopted.pid)}},
+                          fmt::format("{} (pid {}) ended while no tau-monitor watched it; recovering it",
+                                      name, adopted.pid));
+        }
+        supervisor.adopt(name, std::move(adopted));
+    }
+    launcher.removeStaleOutput();
+}
+
 ResolvedBus resolveBus(const bus::BusChoice& choice) {
     ResolvedBus result;
     auto kind = choice.kind;
@@ -462,7 +499,8 @@ int runRoot(const DaemonOptions& options) {
     ProcFsReader reader;
     SystemClock clock;
     OutputCapturingLauncher launcher(
-        loop, [&log_queue](const std::string& service, pid_t pid, OutputStream stream, std::string line) {
+        loop, runtimeDirectory() / "output",
+        [&log_queue](const std::string& service, pid_t pid, OutputStream stream, std::string line) {
             // Shown on the daemon's own stderr as well, as when the service ran in a terminal.
             std::fprintf(stderr, "%s[%s]: %s\n", service.c_str(), std::string(toString(stream)).c_str(),
                          line.c_str());
@@ -614,6 +652,10 @@ int runRoot(const DaemonOptions& options) {
         pet_watchdog();
     }
 
+    // What the previous root left running is adopted first; startAll() starts the rest.
+    ServiceJournal journal(runtimeDirectory() / "services", reader);
+    supervisor.useJournal(journal);
+    adoptServices(supervisor, journal, launcher);
     supervisor.startAll();
     limit_enforcer.start();
     // Parsing the configuration and starting every service leave freed heap behind; give it back, it is
@@ -637,8 +679,11 @@ int runRoot(const DaemonOptions& options) {
     } catch (const std::exception& e) {
         spdlog::critical("event loop failed: {}; killing every service", e.what());
         supervisor.killAll();
+        journal.clear();
         return 1;
     }
+    // Every service has stopped: the next root starts them all afresh.
+    journal.clear();
     spdlog::info("stopped");
     return 0;
 }

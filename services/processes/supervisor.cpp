@@ -107,9 +107,16 @@ unsigned Supervisor::configuredActive() const {
                                                [](const auto& s) { return !s.spec.internal && s.pid != 0; }));
 }
 
+void Supervisor::changed(const ServiceStatus& service) {
+    listener_.serviceChanged(service);
+    if (journal_ != nullptr && !service.spec.internal) {
+        journal_->record(service);
+    }
+}
+
 void Supervisor::startAll() {
     for (auto& service : services_) {
-        if (service.pid != 0) {
+        if (service.pid != 0 || adopted_.contains(service.spec.name)) {
             continue;
         }
         try {
@@ -126,7 +133,7 @@ void Supervisor::spawn(ServiceStatus& service) {
     if (service.state == ServiceState::Running) {
         listener_.serviceRunning(service);
     }
-    listener_.serviceChanged(service);
+    changed(service);
     if (service.state == ServiceState::Running) {
         onRunning(service);
     }
@@ -155,7 +162,7 @@ void Supervisor::wait(ServiceStatus& service, const ServiceStatus& dependency, b
     service.waiting_for = dependency.spec.name;
     service.waiting_after_failure = after_failure;
     listener_.serviceWaiting(service, dependency);
-    listener_.serviceChanged(service);
+    changed(service);
 }
 
 void Supervisor::enterSystemSafeModeIfLost(const ServiceStatus& cause, const RecoveryDecision& decision) {
@@ -233,7 +240,7 @@ void Supervisor::startWithinBudget(ServiceStatus& service) {
     if (const auto wait = budgetWait(service); wait.count() > 0) {
         service.state = ServiceState::Backoff;
         listener_.restartDeferred(service, wait);
-        listener_.serviceChanged(service);
+        changed(service);
         scheduleRestart(service, wait, true);
         return;
     }
@@ -251,7 +258,7 @@ void Supervisor::launch(ServiceStatus& service) {
         const std::string reason = "process_management.max_concurrent_processes (" +
                                    std::to_string(max_concurrent_configured_) + ") reached";
         listener_.spawnFailed(service, reason);
-        listener_.serviceChanged(service);
+        changed(service);
         throw ServiceError(ErrorCode::LimitExceeded, "cannot start '" + service.spec.name + "': " + reason);
     }
     SpawnedProcess process;
@@ -265,7 +272,7 @@ void Supervisor::launch(ServiceStatus& service) {
         service.state = ServiceState::Failed;
         service.pid = 0;
         listener_.spawnFailed(service, e.what());
-        listener_.serviceChanged(service);
+        changed(service);
         throw ServiceError(ErrorCode::SpawnFailed, "cannot start '" + service.spec.name + "': " + e.what());
     }
     service.recovery.onStarted(clock_.now());
@@ -277,8 +284,7 @@ void Supervisor::launch(ServiceStatus& service) {
     service.kill_detail.clear();
     service.status_text.clear();
     service.watchdog = service.spec.watchdog;
-    const std::string name = service.spec.name;
-    reactor_.watchFd(process.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
+    watchMain(service);
     if (service.spec.notify) {
         service.state = ServiceState::Starting;
         armStartTimeout(service, service.spec.start_timeout);
@@ -287,6 +293,82 @@ void Supervisor::launch(ServiceStatus& service) {
         armWatchdog(service);
         armSafeModeExit(service);
     }
+}
+
+void Supervisor::watchMain(ServiceStatus& service) {
+    const std::string name = service.spec.name;
+    reactor_.watchFd(service.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
+}
+
+void Supervisor::adopt(const std::string& name, AdoptedService adopted) {
+    auto& service = get(name);
+    adopted_.insert(name);
+    service.restarts = adopted.restarts;
+    service.recovery.restore(std::move(adopted.recovery));
+    if (service.standby_recovery && adopted.standby_recovery) {
+        service.standby_recovery->restore(std::move(*adopted.standby_recovery));
+    }
+    if (adopted.standby && service.spec.standby) {
+        const auto& standby = *adopted.standby;
+        service.standby =
+            StandbyProcess{standby.pid, standby.pidfd, standby.ready, false, standby.started_steady};
+        reactor_.watchFd(standby.pidfd, POLLIN, [this, name](short) { onStandbyExit(name); });
+    } else if (adopted.standby) {
+        launcher_.release(adopted.standby->pidfd); // no standby configured any more: not ours to keep
+    }
+    if (adopted.main) {
+        const auto& main = *adopted.main;
+        service.pid = main.pid;
+        service.pidfd = main.pidfd;
+        service.started_steady = main.started_steady;
+        service.started_at = main.started_at;
+        service.running_safe_mode = adopted.running_safe_mode;
+        service.status_text = adopted.status_text;
+        service.watchdog = service.spec.watchdog;
+        watchMain(service);
+        if (service.spec.notify && !main.ready) {
+            service.state = ServiceState::Starting;
+            armStartTimeout(service, service.spec.start_timeout);
+        } else {
+            service.state = ServiceState::Running;
+            armWatchdog(service);
+            armSafeModeExit(service);
+        }
+        changed(service);
+        if (service.state == ServiceState::Running) {
+            onRunning(service);
+        }
+        return;
+    }
+    if (hasProcess(adopted.state) && adopted.pid != 0) {
+        // It ended while nobody watched: recovered like any other failure, with what is known of it.
+        service.pid = adopted.pid;
+        service.started_steady = adopted.started_steady;
+        service.state = ServiceState::Running;
+        ExitStatus unknown;
+        unknown.known = false;
+        onExit(service, adopted.pid, unknown);
+        return;
+    }
+    switch (adopted.state) {
+    case ServiceState::Stopped:
+    case ServiceState::Failed:
+        service.state = adopted.state;
+        break;
+    case ServiceState::Backoff: {
+        service.state = ServiceState::Backoff;
+        const auto now = clock_.now();
+        const auto wait = adopted.restart_due > now
+                              ? std::chrono::ceil<std::chrono::milliseconds>(adopted.restart_due - now)
+                              : std::chrono::milliseconds(0);
+        scheduleRestart(service, wait);
+        break;
+    }
+    default:
+        adopted_.erase(name); // waiting or between states: startAll() starts it as usual
+        return;
+    }
+    changed(service);
 }
 
 void Supervisor::armSafeModeExit(ServiceStatus& service) {
@@ -381,7 +463,7 @@ void Supervisor::enterRunning(ServiceStatus& service) {
     armWatchdog(service);
     armSafeModeExit(service);
     listener_.serviceRunning(service);
-    listener_.serviceChanged(service);
+    changed(service);
     onRunning(service);
 }
 
@@ -398,10 +480,10 @@ void Supervisor::notify(const ProcessOwner& sender, const NotifyMessage& message
     if (!hasProcess(service.state)) {
         return;
     }
-    bool changed = false;
+    bool status_changed = false;
     if (message.status && *message.status != service.status_text) {
         service.status_text = *message.status;
-        changed = true;
+        status_changed = true;
     }
     if (message.main_pid && *message.main_pid != service.pid) {
         const int pidfd = launcher_.open(*message.main_pid);
@@ -419,8 +501,8 @@ void Supervisor::notify(const ProcessOwner& sender, const NotifyMessage& message
             });
             service.pid = *message.main_pid;
             service.pidfd = pidfd;
-            reactor_.watchFd(pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
-            changed = true;
+            watchMain(service);
+            status_changed = true;
         }
     }
     if (message.watchdog_usec) {
@@ -447,8 +529,8 @@ void Supervisor::notify(const ProcessOwner& sender, const NotifyMessage& message
     if (message.watchdog_ping && service.state == ServiceState::Running) {
         armWatchdog(service);
     }
-    if (changed) {
-        listener_.serviceChanged(service);
+    if (status_changed) {
+        changed(service);
     }
 }
 
@@ -523,7 +605,7 @@ void Supervisor::stop(const std::string& name) {
     if (cancelTimer(restart_timers_, name) || service.state == ServiceState::Waiting) {
         // A pending restart or start is cancelled: the service stays stopped.
         service.state = ServiceState::Stopped;
-        listener_.serviceChanged(service);
+        changed(service);
         return;
     }
     if (!hasProcess(service.state)) {
@@ -567,7 +649,7 @@ void Supervisor::beginStop(ServiceStatus& service, bool send_stop_signal) {
             launcher_.signalGroup(pid, SIGKILL);
         }
     });
-    listener_.serviceChanged(service);
+    changed(service);
 }
 
 void Supervisor::onPidfdReadable(const std::string& name) {
@@ -576,9 +658,13 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     if (!status) {
         return;
     }
-    const pid_t pid = service.pid;
     reactor_.unwatchFd(service.pidfd);
     launcher_.release(service.pidfd);
+    onExit(service, service.pid, *status);
+}
+
+void Supervisor::onExit(ServiceStatus& service, pid_t pid, const ExitStatus& status) {
+    const std::string name = service.spec.name;
     // Whatever the main process left behind in its group goes with it, so a restart never runs twice.
     launcher_.signalGroup(pid, SIGKILL);
     disarmTimers(name);
@@ -586,11 +672,11 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     const auto uptime = clock_.now() - service.started_steady;
     const bool stop_requested = service.state == ServiceState::Stopping && !service.kill_reason;
     const bool restart_requested = stop_requested && service.restart_after_stop && !shutting_down_;
-    ExitEvent event{*status, uptime, stop_requested || shutting_down_, std::nullopt, {}};
+    ExitEvent event{status, uptime, stop_requested || shutting_down_, std::nullopt, {}};
     if (service.kill_reason) {
         event.cause = failureClassOf(*service.kill_reason);
     } else if (causes_) {
-        event.cause = causes_(service, *status);
+        event.cause = causes_(service, status);
     }
     const ServiceStatus* dependency = blockingDependency(service);
     if (dependency != nullptr) {
@@ -658,7 +744,7 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     } else if (restart) {
         scheduleRestart(service, decision.delay);
     }
-    listener_.serviceExited(service, pid, *status, decision, uptime);
+    listener_.serviceExited(service, pid, status, decision, uptime);
     if (restarted || promoted) {
         listener_.serviceStarted(service);
         if (service.state == ServiceState::Running) {
@@ -668,7 +754,7 @@ void Supervisor::onPidfdReadable(const std::string& name) {
     if (decision.action == RecoveryAction::WaitForDependency) {
         listener_.serviceWaiting(service, *dependency);
     }
-    listener_.serviceChanged(service);
+    changed(service);
     if ((restarted || promoted) && service.state == ServiceState::Running) {
         onRunning(service);
     }
@@ -690,6 +776,7 @@ void Supervisor::onPidfdReadable(const std::string& name) {
 void Supervisor::scheduleRestart(ServiceStatus& service, std::chrono::milliseconds delay,
                                  bool slot_reserved) {
     const std::string name = service.spec.name;
+    service.restart_due = clock_.now() + delay;
     restart_timers_[name] = reactor_.addTimer(delay, [this, name, slot_reserved] {
         restart_timers_.erase(name);
         auto& s = get(name);
@@ -719,7 +806,7 @@ bool Supervisor::promoteStandby(ServiceStatus& service, RecoveryDecision& decisi
     service.pidfd = standby.pidfd;
     standby = StandbyProcess{};
     reactor_.unwatchFd(service.pidfd);
-    reactor_.watchFd(service.pidfd, POLLIN, [this, name](short) { onPidfdReadable(name); });
+    watchMain(service);
     launcher_.signalProcess(service.pidfd, service.spec.standby->promote_signal);
     service.state = ServiceState::Running;
     service.running_safe_mode = false;
@@ -841,7 +928,7 @@ void Supervisor::recoverFromSpawnFailure(ServiceStatus& service, const ServiceEr
         service.state = ServiceState::Failed;
     }
     listener_.serviceExited(service, 0, nothing_ran, decision, std::chrono::steady_clock::duration::zero());
-    listener_.serviceChanged(service);
+    changed(service);
     enterSystemSafeModeIfLost(service, decision);
 }
 
@@ -865,13 +952,13 @@ void Supervisor::shutdown(std::function<void()> done) {
         reactor_.cancelTimer(id);
         auto& service = get(name);
         service.state = ServiceState::Stopped;
-        listener_.serviceChanged(service);
+        changed(service);
     }
     restart_timers_.clear();
     for (auto& service : services_) {
         if (service.state == ServiceState::Waiting) {
             service.state = ServiceState::Stopped;
-            listener_.serviceChanged(service);
+            changed(service);
         }
     }
     continueShutdown();

@@ -101,6 +101,7 @@ struct ServiceStatus {
     std::string status_text;                         // the service's own STATUS= line
     std::chrono::milliseconds watchdog{0};           // the current interval; WATCHDOG_USEC= may change it
     std::chrono::steady_clock::time_point start_deadline{};
+    std::chrono::steady_clock::time_point restart_due{}; // Backoff: when the pending restart is due
 
     std::chrono::steady_clock::duration uptime(std::chrono::steady_clock::time_point now) const {
         return hasProcess(state) ? now - started_steady : std::chrono::seconds(0);
@@ -152,6 +153,38 @@ class SupervisorListener {
     virtual void systemSafeModeChanged(bool active, const ServiceStatus& service) = 0;
 };
 
+// Where the supervisor writes down every change of a service, so that a supervisor started after this one
+// dies can adopt the processes that still run instead of starting them twice.
+class SupervisorJournal {
+  public:
+    virtual ~SupervisorJournal() = default;
+    virtual void record(const ServiceStatus& service) = 0;
+};
+
+// A process a previous supervisor started and that still runs.
+struct AdoptedProcess {
+    pid_t pid = 0;
+    int pidfd = -1; // opened by the caller (pidfd_open) after checking it is the same process
+    bool ready = false;
+    std::chrono::steady_clock::time_point started_steady{};
+    std::chrono::system_clock::time_point started_at{};
+};
+
+// What a previous supervisor knew of a service, for adopt().
+struct AdoptedService {
+    ServiceState state = ServiceState::Stopped; // as it was then
+    pid_t pid = 0;                              // its main process then, 0 when none
+    std::optional<AdoptedProcess> main;         // unset: pid ended while no supervisor watched it
+    std::optional<AdoptedProcess> standby;
+    unsigned restarts = 0;
+    bool running_safe_mode = false;
+    std::string status_text;
+    RecoveryTracker::State recovery;
+    std::optional<RecoveryTracker::State> standby_recovery;
+    std::chrono::steady_clock::time_point started_steady{}; // of pid
+    std::chrono::steady_clock::time_point restart_due{};    // Backoff: when its restart was due
+};
+
 // Who an sd_notify message speaks for.
 struct ProcessOwner {
     std::string service;
@@ -170,6 +203,15 @@ class Supervisor {
     void add(ServiceSpec spec);
     // Room for this many services, so that adding them never moves the ones added before.
     void reserve(std::size_t count) { services_.reserve(count); }
+
+    // Every change of a service from now on is recorded there; `journal` must outlive the supervisor.
+    void useJournal(SupervisorJournal& journal) { journal_ = &journal; }
+
+    // Takes over a service as a previous supervisor left it: a main process (and standby) that still runs is
+    // watched again with its pid; one that ended unseen is recovered as a failure whose status is unknown;
+    // a stopped or failed service stays so; a pending restart keeps its time. Call before startAll(), which
+    // then leaves the service alone. Throws ServiceError NotFound.
+    void adopt(const std::string& name, AdoptedService adopted);
 
     // Jitter of backoff delays; tests script it.
     void useRandomSource(RandomSource& random) { random_ = &random; }
@@ -252,6 +294,11 @@ class Supervisor {
     // its own), SIGKILL once the grace period is over.
     void beginStop(ServiceStatus& service, bool send_stop_signal = true);
     void onPidfdReadable(const std::string& name);
+    // The main process `pid` of the service ended with `status`: the ladder decides what follows.
+    void onExit(ServiceStatus& service, pid_t pid, const ExitStatus& status);
+    void watchMain(ServiceStatus& service);
+    // Tells the listener, and the journal, that the service changed.
+    void changed(const ServiceStatus& service);
     void recoverFromSpawnFailure(ServiceStatus& service, const ServiceError& error);
     void armWatchdog(ServiceStatus& service);
     void armStartTimeout(ServiceStatus& service, std::chrono::milliseconds timeout);
@@ -288,6 +335,8 @@ class Supervisor {
     std::set<std::string> system_safe_mode_causes_; // critical services not yet back to normal
     bool shutting_down_ = false;
     std::function<void()> shutdown_done_;
+    SupervisorJournal* journal_ = nullptr;
+    std::set<std::string> adopted_; // services startAll() leaves alone
 };
 
 } // namespace tau

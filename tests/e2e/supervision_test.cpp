@@ -392,6 +392,78 @@ exec = ["/bin/sleep", "3600"]
     })) << second.output();
 }
 
+TEST(Supervision, ARootKilledAndStartedAgainAdoptsTheServicesThatStillRun) {
+    RunningDaemon daemon(config(R"(
+[[service]]
+name = "ticker"
+exec = ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
+
+[[service]]
+name = "quiet"
+exec = ["/bin/sleep", "3600"]
+)"));
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    ASSERT_TRUE(
+        waitUntil([&] { return servicePid(daemon, "ticker") != 0 && servicePid(daemon, "quiet") != 0; }));
+    const pid_t ticker = servicePid(daemon, "ticker");
+    const pid_t quiet = servicePid(daemon, "quiet");
+
+    ASSERT_TRUE(daemon.killHard());
+    EXPECT_TRUE(processExists(ticker)) << "a service must outlive the root that supervised it";
+    EXPECT_TRUE(processExists(quiet));
+
+    daemon.relaunch();
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    EXPECT_EQ(servicePid(daemon, "ticker"), ticker) << daemon.output();
+    EXPECT_EQ(servicePid(daemon, "quiet"), quiet);
+    EXPECT_EQ(serviceEntry(daemon, "ticker")["state"], "running");
+    EXPECT_EQ(serviceEntry(daemon, "ticker")["restarts"], 0);
+    // Its output, written on while no root read it, reaches the new root: the service never got SIGPIPE.
+    const auto relaunched_at = daemon.output().size();
+    EXPECT_TRUE(waitUntil([&] {
+        return daemon.output().find("ticker[stdout]: tick", relaunched_at) != std::string::npos;
+    })) << daemon.output();
+
+    // A later crash of an adopted service is noticed and recovered.
+    ASSERT_EQ(::kill(ticker, SIGKILL), 0);
+    EXPECT_TRUE(waitUntil([&] {
+        const auto entry = serviceEntry(daemon, "ticker");
+        return entry["state"] == "running" && entry["pid"] != ticker && entry["pid"] != 0;
+    })) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] {
+        const auto entries = historyOf(daemon, "ticker");
+        return !entries.empty() && entries.back()["pid"] == ticker && entries.back()["outcome"] == "running";
+    })) << daemon.output();
+    EXPECT_EQ(servicePid(daemon, "quiet"), quiet);
+    EXPECT_EQ(daemon.terminate(), 0);
+    EXPECT_FALSE(processExists(quiet));
+}
+
+TEST(Supervision, AServiceThatEndedWhileTheRootWasDownIsStartedAgainAndRecorded) {
+    RunningDaemon daemon(config(R"(
+[[service]]
+name = "web"
+exec = ["/bin/sleep", "3600"]
+)"));
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    ASSERT_TRUE(waitUntil([&] { return servicePid(daemon, "web") != 0; }));
+    const pid_t web = servicePid(daemon, "web");
+    ASSERT_TRUE(daemon.killHard());
+    ASSERT_EQ(::kill(web, SIGKILL), 0);
+    ASSERT_TRUE(waitUntil([&] { return !processExists(web); }));
+
+    daemon.relaunch();
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] {
+        const auto entry = serviceEntry(daemon, "web");
+        return entry["state"] == "running" && entry["pid"] != web && entry["pid"] != 0;
+    })) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] {
+        const auto entries = historyOf(daemon, "web");
+        return !entries.empty() && entries.back()["pid"] == web && entries.back()["outcome"] == "running";
+    })) << daemon.output();
+}
+
 TEST(Supervision, ServiceOfProcessNamesTheServiceWhoseTreeHoldsAPid) {
     RunningDaemon daemon(config(R"(
 [[service]]

@@ -172,13 +172,35 @@ RunningDaemon::RunningDaemon(const std::string& config_toml, std::vector<std::st
     }
     const auto config_path = dir_.path() / "tau-monitor.toml";
     writeFile(config_path, config);
-    std::vector<std::string> argv = {daemonBinary(), "--foreground", "--bus",
-                                     "private",      "--config",     config_path.string()};
-    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    const int out_fd = open((dir_.path() / "daemon.out").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    pid_ = spawn(argv, clientEnv(), out_fd, out_fd);
+    argv_ = {daemonBinary(), "--foreground", "--bus", "private", "--config", config_path.string()};
+    argv_.insert(argv_.end(), extra_args.begin(), extra_args.end());
+    launch();
+}
+
+void RunningDaemon::launch() {
+    const int out_fd =
+        open((dir_.path() / "daemon.out").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    pid_ = spawn(argv_, clientEnv(), out_fd, out_fd);
     close(out_fd);
     pidfd_ = pidfdOpen(pid_);
+    exit_status_.reset();
+}
+
+bool RunningDaemon::killHard() {
+    kill(pid_, SIGKILL);
+    const auto status = waitExit(pid_, pidfd_, std::chrono::seconds(10));
+    if (!status) {
+        return false;
+    }
+    exit_status_ = exitCodeOf(*status);
+    return true;
+}
+
+void RunningDaemon::relaunch() {
+    if (pidfd_ >= 0) {
+        close(pidfd_);
+    }
+    launch();
 }
 
 RunningDaemon::~RunningDaemon() {

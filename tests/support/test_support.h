@@ -60,9 +60,17 @@ class RunningDaemon {
 
     // Sends SIGTERM and waits for the exit; returns the exit status (or -1).
     int terminate(std::chrono::milliseconds timeout = std::chrono::seconds(30));
-    std::string output() const; // what the daemon printed so far
+    std::string output() const; // what the daemon printed so far, over every launch
+
+    // SIGKILL, as a crash would end it, and waits for the exit; false on timeout.
+    bool killHard();
+    // Starts the daemon again, in the same directory with the same arguments, once it has exited.
+    void relaunch();
 
   private:
+    void launch();
+
+    std::vector<std::string> argv_;
     TempDir dir_;
     pid_t pid_ = 0;
     int pidfd_ = -1;

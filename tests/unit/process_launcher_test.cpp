@@ -4,10 +4,13 @@
 #include "process_launcher.h"
 #include "run_loop.h"
 #include "temp_dir.h"
+#include "test_support.h"
 
 #include <chrono>
 #include <fcntl.h>
+#include <filesystem>
 #include <gtest/gtest.h>
+#include <memory>
 #include <poll.h>
 #include <signal.h>
 #include <string>
@@ -39,11 +42,13 @@ SpawnRequest shell(const std::string& script) {
 class OutputCaptureTest : public ::testing::Test {
   protected:
     EventLoop loop_;
+    test::TempDir fifos_;
     std::vector<Line> lines_;
-    OutputCapturingLauncher launcher_{
-        loop_, [this](const std::string& service, pid_t pid, OutputStream stream, std::string text) {
-            lines_.push_back({service, pid, stream, std::move(text)});
-        }};
+    OutputCapturingLauncher::LineHandler collect_ = [this](const std::string& service, pid_t pid,
+                                                           OutputStream stream, std::string text) {
+        lines_.push_back({service, pid, stream, std::move(text)});
+    };
+    OutputCapturingLauncher launcher_{loop_, fifos_.path(), collect_};
 
     // Spawns, waits for the exit and for both pipes to close, and reaps.
     pid_t runToEnd(const std::string& script, bool capture = true) {
@@ -75,6 +80,42 @@ TEST_F(OutputCaptureTest, LinesOfBothStreamsArriveTaggedWithServiceAndPid) {
     }
     EXPECT_EQ(out, (std::vector<std::string>{"one", "three", "no newline at the end"}));
     EXPECT_EQ(err, (std::vector<std::string>{"two"}));
+}
+
+TEST_F(OutputCaptureTest, TheFifosGoOnceTheServiceEndedAndItsOutputIsRead) {
+    expected_lines_ = 1;
+    runToEnd("echo done");
+    runUntil(loop_, [&] { return std::filesystem::is_empty(fifos_.path()); });
+    EXPECT_TRUE(std::filesystem::is_empty(fifos_.path()));
+}
+
+TEST_F(OutputCaptureTest, OutputWrittenWhileNoSupervisorReadsWaitsForTheNextOne) {
+    const auto go = fifos_.path() / "go";
+    const auto end = fifos_.path() / "end";
+    const auto waitFor = [](const std::filesystem::path& file) {
+        return "while [ ! -e '" + file.string() + "' ]; do sleep 0.01; done; ";
+    };
+    auto first = std::make_unique<OutputCapturingLauncher>(loop_, fifos_.path(), collect_);
+    const auto process =
+        first->spawn("svc", shell("echo before; " + waitFor(go) + "echo during; " + waitFor(end)), true);
+    runUntil(loop_, [&] { return lines_.size() == 1; });
+    ASSERT_EQ(lines_.size(), 1u);
+    // The supervisor goes away; the service writes on, and must not die of SIGPIPE for it.
+    first.reset();
+    test::writeFile(go, "");
+    OutputCapturingLauncher second(loop_, fifos_.path(), collect_);
+    second.adoptOutput("svc", process.pid);
+    runUntil(loop_, [&] { return lines_.size() == 2; });
+    test::writeFile(end, "");
+    std::optional<ExitStatus> status;
+    runUntil(loop_, [&] { return (status = reapPidfd(process.pidfd)).has_value(); });
+    ::close(process.pidfd);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(status->success()) << status->describe();
+    ASSERT_EQ(lines_.size(), 2u);
+    EXPECT_EQ(lines_[0].text, "before");
+    EXPECT_EQ(lines_[1].text, "during");
+    EXPECT_EQ(lines_[1].pid, process.pid);
 }
 
 TEST_F(OutputCaptureTest, AnEndlessLineIsPassedOnInPieces) {

@@ -1826,5 +1826,152 @@ TEST_F(LimitEnforcerTest, ExpensiveRoundsSpaceTheNextOnesOut) {
     EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 40s);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Adopting what a previous supervisor left running
+
+class RecordingJournal final : public SupervisorJournal {
+  public:
+    void record(const ServiceStatus& service) override {
+        records.push_back({service.spec.name, service.state, service.pid});
+    }
+    struct Record {
+        std::string name;
+        ServiceState state;
+        pid_t pid;
+    };
+    std::vector<Record> records;
+};
+
+class AdoptionTest : public SupervisorTest {
+  protected:
+    // A process the previous supervisor started, still running: the pidfd is one the test opens.
+    AdoptedProcess stillRunning(pid_t pid) {
+        return AdoptedProcess{pid, launcher_.open(pid), true, clock_.now() - 30s,
+                              std::chrono::system_clock::now() - 30s};
+    }
+};
+
+TEST_F(AdoptionTest, ARunningServiceKeepsItsPidAndIsNotStartedAgain) {
+    supervisor().add(makeSpec("web"));
+    AdoptedService adopted;
+    adopted.state = ServiceState::Running;
+    adopted.pid = 4242;
+    adopted.main = stillRunning(4242);
+    adopted.restarts = 7;
+    adopted.recovery.failures = 2;
+    supervisor().adopt("web", adopted);
+    supervisor().startAll();
+
+    EXPECT_TRUE(launcher_.spawned().empty());
+    const auto& web = status("web");
+    EXPECT_EQ(web.state, ServiceState::Running);
+    EXPECT_EQ(web.pid, 4242);
+    EXPECT_EQ(web.restarts, 7u);
+    EXPECT_EQ(web.recovery.failures(), 2u);
+    EXPECT_TRUE(reactor_.watching(web.pidfd));
+    EXPECT_EQ(web.uptime(clock_.now()), 30s);
+}
+
+TEST_F(AdoptionTest, AnAdoptedProcessThatExitsLaterIsRecoveredOnItsLadder) {
+    supervisor().add(makeSpec("web"));
+    AdoptedService adopted;
+    adopted.state = ServiceState::Running;
+    adopted.pid = 4242;
+    adopted.main = stillRunning(4242);
+    adopted.recovery.failures = 2; // one more failure is the last of the three attempts of the ladder
+    adopted.main->started_steady = clock_.now();
+    supervisor().adopt("web", adopted);
+
+    ExitStatus unknown;
+    unknown.known = false;
+    exitService("web", unknown);
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].pid, 4242);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::Restart);
+    EXPECT_EQ(listener_.exited[0].decision.attempt, 3u);
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(launcher_.spawned(), (std::vector<std::string>{executableOf("web")}));
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+}
+
+TEST_F(AdoptionTest, AServiceThatEndedUnseenIsRecoveredAtOnce) {
+    supervisor().add(makeSpec("web"));
+    AdoptedService adopted;
+    adopted.state = ServiceState::Running;
+    adopted.pid = 4242; // gone: no main process to adopt
+    adopted.started_steady = clock_.now() - 10s;
+    supervisor().adopt("web", adopted);
+    supervisor().startAll();
+
+    ASSERT_EQ(listener_.exited.size(), 1u);
+    EXPECT_EQ(listener_.exited[0].pid, 4242);
+    EXPECT_FALSE(listener_.exited[0].status.known);
+    EXPECT_EQ(listener_.exited[0].decision.action, RecoveryAction::Restart);
+    EXPECT_EQ(status("web").state, ServiceState::Backoff);
+    EXPECT_TRUE(launcher_.spawned().empty()) << "startAll() must not start it a second time";
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+TEST_F(AdoptionTest, StoppedAndFailedServicesStaySo) {
+    supervisor().add(makeSpec("stopped"));
+    supervisor().add(makeSpec("failed"));
+    AdoptedService stopped;
+    stopped.state = ServiceState::Stopped;
+    supervisor().adopt("stopped", stopped);
+    AdoptedService failed;
+    failed.state = ServiceState::Failed;
+    supervisor().adopt("failed", failed);
+    supervisor().startAll();
+    EXPECT_TRUE(launcher_.spawned().empty());
+    EXPECT_EQ(status("stopped").state, ServiceState::Stopped);
+    EXPECT_EQ(status("failed").state, ServiceState::Failed);
+}
+
+TEST_F(AdoptionTest, APendingRestartKeepsItsTime) {
+    supervisor().add(makeSpec("web"));
+    AdoptedService adopted;
+    adopted.state = ServiceState::Backoff;
+    adopted.restart_due = clock_.now() + 40s;
+    supervisor().adopt("web", adopted);
+    supervisor().startAll();
+    EXPECT_TRUE(launcher_.spawned().empty());
+    EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 40s);
+    reactor_.fireTimer(reactor_.onlyTimer());
+    EXPECT_EQ(launcher_.spawned().size(), 1u);
+}
+
+TEST_F(AdoptionTest, ANotifyServiceThatWasNotReadyYetGetsAFreshStartTimeout) {
+    auto spec = makeSpec("web");
+    spec.notify = true;
+    spec.start_timeout = 20s;
+    supervisor().add(spec);
+    AdoptedService adopted;
+    adopted.state = ServiceState::Starting;
+    adopted.pid = 4242;
+    adopted.main = stillRunning(4242);
+    adopted.main->ready = false;
+    supervisor().adopt("web", adopted);
+    EXPECT_EQ(status("web").state, ServiceState::Starting);
+    EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 20s);
+}
+
+TEST_F(AdoptionTest, EveryChangeOfAConfiguredServiceIsJournaled) {
+    RecordingJournal journal;
+    supervisor().useJournal(journal);
+    auto internal = makeSpec("log");
+    internal.internal = true;
+    supervisor().add(internal);
+    supervisor().add(makeSpec("web"));
+    supervisor().startAll();
+    exitService("web", killedBy(SIGKILL));
+    std::vector<ServiceState> states;
+    for (const auto& record : journal.records) {
+        EXPECT_EQ(record.name, "web") << "the suite's own services are not journaled";
+        states.push_back(record.state);
+    }
+    EXPECT_EQ(states, (std::vector<ServiceState>{ServiceState::Running, ServiceState::Backoff}));
+}
+
 } // namespace
 } // namespace tau

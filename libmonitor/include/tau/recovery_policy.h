@@ -104,6 +104,17 @@ class RecoveryTracker {
     unsigned failures() const { return failures_; }
     const RecoveryPolicy& policy() const { return policy_; }
 
+    // What a restarted supervisor needs to go on where the previous one stopped.
+    struct State {
+        unsigned failures = 0;
+        bool in_safe_mode = false;
+        bool escalated = false;
+        std::vector<std::chrono::steady_clock::time_point> starts;
+        bool operator==(const State&) const = default;
+    };
+    State state() const { return {failures_, in_safe_mode_, escalated_, starts_}; }
+    void restore(State state);
+
   private:
     FailureClass classify(const ExitEvent& event) const;
     void endIncident();

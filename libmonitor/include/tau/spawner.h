@@ -41,6 +41,8 @@ struct SpawnRequest {
     // Descriptors the child receives as 3, 4, ... in this order (at most 5); every other descriptor of ours
     // is closed in the child.
     std::vector<int> pass_fds;
+    // Sent to the child when this process dies (PR_SET_PDEATHSIG); 0: none.
+    int parent_death_signal = 0;
 };
 
 struct SpawnedProcess {
@@ -52,8 +54,11 @@ struct ExitStatus {
     int exit_code = -1; // -1 when killed by a signal
     int signal = 0;     // 0 when it exited
     bool core_dumped = false;
+    // False for a process that was not our child (adopted from an earlier supervisor): the kernel tells
+    // only its parent how it ended.
+    bool known = true;
 
-    bool success() const { return signal == 0 && exit_code == 0; }
+    bool success() const { return known && signal == 0 && exit_code == 0; }
     std::string describe() const; // "exited with status 3", "killed by SIGKILL"
 };
 

@@ -69,6 +69,8 @@ PrivateBus::PrivateBus(std::filesystem::path directory) : directory_(std::move(d
     request.argv = {"/usr/bin/dbus-daemon", "--config-file=" + config.string(), "--nofork", "--nopidfile",
                     "--print-address=3"};
     request.pass_fds = {address_pipe[1]};
+    // The bus is the daemon's own: it must not outlive a daemon that was killed.
+    request.parent_death_signal = SIGTERM;
     SpawnedProcess process;
     try {
         process = spawnProcess(request);

@@ -1,0 +1,74 @@
+#pragma once
+// The root's table of the services it runs, one small file per service in <runtime dir>/services, so that a
+// root started after one that died (SIGKILL, a crash, an upgrade) adopts the processes that still run,
+// with their pids, counters, backoff state and standby, instead of killing or duplicating them.
+//
+// A process is recognised by its pid together with its start time (field 22 of /proc/<pid>/stat), so that
+// a pid the kernel has given to another process since is never taken for the service. Files are replaced
+// by rename; they need not survive a power cut, which no process survives either, and an entry written
+// during another boot is ignored.
+
+#include "supervisor.h"
+#include "tau/procfs.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace tau {
+
+class ServiceJournal final : public SupervisorJournal {
+  public:
+    // One process as recorded.
+    struct Process {
+        pid_t pid = 0;
+        std::uint64_t start_time_ticks = 0;
+        bool ready = false;
+        std::chrono::steady_clock::time_point started_steady{};
+        std::chrono::system_clock::time_point started_at{};
+    };
+    struct Entry {
+        std::string name;
+        ServiceState state = ServiceState::Stopped;
+        std::optional<Process> main;
+        std::optional<Process> standby;
+        unsigned restarts = 0;
+        bool running_safe_mode = false;
+        std::string status_text;
+        RecoveryTracker::State recovery;
+        std::optional<RecoveryTracker::State> standby_recovery;
+        std::chrono::steady_clock::time_point restart_due{};
+    };
+
+    ServiceJournal(std::filesystem::path directory, const SystemReader& reader);
+
+    void record(const ServiceStatus& service) override;
+
+    // Every entry written during this boot, by service name. An unreadable file is logged and skipped.
+    std::map<std::string, Entry> load() const;
+
+    // What adopting the entry means now: each recorded process that still runs, as the same process, gets
+    // a pidfd from `launcher`; one that is gone is left out.
+    AdoptedService adoptable(const Entry& entry, ProcessLauncher& launcher) const;
+
+    // Forgets the service; the journal of a root that stopped cleanly is empty.
+    void remove(const std::string& name);
+    void clear();
+
+    const std::filesystem::path& directory() const { return directory_; }
+
+  private:
+    std::optional<std::uint64_t> startTimeOf(pid_t pid) const;
+    std::uint64_t recordedStartTime(const std::string& key, pid_t pid);
+
+    std::filesystem::path directory_;
+    const SystemReader& reader_;
+    std::string boot_id_;
+    // Per service, the pid recorded last and its start time, so that a change of counters costs no /proc
+    // read.
+    std::map<std::string, std::pair<pid_t, std::uint64_t>> start_times_;
+};
+
+} // namespace tau

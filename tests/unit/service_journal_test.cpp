@@ -1,0 +1,136 @@
+#include "process_launcher.h"
+#include "service_journal.h"
+#include "tau/procfs.h"
+#include "temp_dir.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+namespace tau {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A real process for the journal to recognise, killed and reaped by its pidfd at the end.
+class SleepingProcess {
+  public:
+    SleepingProcess() {
+        SpawnRequest request;
+        request.argv = {"/bin/sleep", "3600"};
+        process_ = spawnProcess(request);
+    }
+    ~SleepingProcess() {
+        signalPidfd(process_.pidfd, SIGKILL);
+        pollfd exited{process_.pidfd, POLLIN, 0};
+        ::poll(&exited, 1, 10000);
+        reapPidfd(process_.pidfd);
+        ::close(process_.pidfd);
+    }
+    pid_t pid() const { return process_.pid; }
+
+  private:
+    SpawnedProcess process_;
+};
+
+class ServiceJournalTest : public ::testing::Test {
+  protected:
+    ServiceStatus runningService(pid_t pid) {
+        ServiceSpec spec;
+        spec.name = "web";
+        spec.standby = ServiceSpec::Standby{};
+        ServiceStatus status(spec);
+        status.state = ServiceState::Running;
+        status.pid = pid;
+        status.restarts = 4;
+        status.running_safe_mode = true;
+        status.status_text = "serving";
+        status.started_steady = std::chrono::steady_clock::now() - 5s;
+        status.started_at = std::chrono::system_clock::now() - 5s;
+        RecoveryTracker::State recovery;
+        recovery.failures = 2;
+        recovery.escalated = true;
+        recovery.starts = {std::chrono::steady_clock::now() - 10s};
+        status.recovery.restore(recovery);
+        return status;
+    }
+
+    nlohmann::json readEntry(const std::string& name) {
+        return nlohmann::json::parse(test::readFile(dir_.path() / name));
+    }
+
+    test::TempDir dir_;
+    ProcFsReader reader_;
+    EventLoop loop_;
+    OutputCapturingLauncher launcher_{loop_, dir_.path() / "output", [](auto&&...) {}};
+};
+
+TEST_F(ServiceJournalTest, WhatIsRecordedComesBackAndItsProcessIsAdopted) {
+    SleepingProcess process;
+    ServiceJournal journal(dir_.path(), reader_);
+    const auto status = runningService(process.pid());
+    journal.record(status);
+
+    const auto entries = ServiceJournal(dir_.path(), reader_).load();
+    ASSERT_EQ(entries.size(), 1u);
+    const auto& entry = entries.at("web");
+    EXPECT_EQ(entry.state, ServiceState::Running);
+    ASSERT_TRUE(entry.main.has_value());
+    EXPECT_EQ(entry.main->pid, process.pid());
+    EXPECT_TRUE(entry.main->ready);
+    EXPECT_EQ(entry.restarts, 4u);
+    EXPECT_TRUE(entry.running_safe_mode);
+    EXPECT_EQ(entry.status_text, "serving");
+    EXPECT_EQ(entry.recovery, status.recovery.state());
+    EXPECT_EQ(entry.main->started_steady, status.started_steady);
+    EXPECT_FALSE(entry.standby.has_value());
+    EXPECT_TRUE(entry.standby_recovery.has_value());
+
+    const auto adopted = journal.adoptable(entry, launcher_);
+    ASSERT_TRUE(adopted.main.has_value());
+    EXPECT_EQ(adopted.main->pid, process.pid());
+    EXPECT_GE(adopted.main->pidfd, 0);
+    launcher_.release(adopted.main->pidfd);
+}
+
+TEST_F(ServiceJournalTest, AProcessWithTheSamePidButAnotherStartTimeIsNotTheService) {
+    SleepingProcess process;
+    ServiceJournal journal(dir_.path(), reader_);
+    journal.record(runningService(process.pid()));
+    auto value = readEntry("web");
+    value["main"]["start_time"] = value["main"]["start_time"].get<std::uint64_t>() + 1;
+    test::writeFile(dir_.path() / "web", value.dump());
+
+    const auto entries = journal.load();
+    const auto adopted = journal.adoptable(entries.at("web"), launcher_);
+    EXPECT_FALSE(adopted.main.has_value()) << "a reused pid must never be taken for the service";
+    EXPECT_EQ(adopted.pid, process.pid());
+    EXPECT_EQ(adopted.state, ServiceState::Running);
+}
+
+TEST_F(ServiceJournalTest, EntriesOfAnotherBootAndUnreadableOnesAreIgnored) {
+    SleepingProcess process;
+    ServiceJournal journal(dir_.path(), reader_);
+    journal.record(runningService(process.pid()));
+    auto value = readEntry("web");
+    value["boot_id"] = "another-boot";
+    value["name"] = "old";
+    test::writeFile(dir_.path() / "old", value.dump());
+    test::writeFile(dir_.path() / "broken", "{ not json");
+    const auto entries = journal.load();
+    EXPECT_EQ(entries.size(), 1u);
+    EXPECT_TRUE(entries.contains("web"));
+}
+
+TEST_F(ServiceJournalTest, ClearForgetsEveryService) {
+    ServiceJournal journal(dir_.path(), reader_);
+    SleepingProcess process;
+    journal.record(runningService(process.pid()));
+    journal.clear();
+    EXPECT_TRUE(journal.load().empty());
+}
+
+} // namespace
+} // namespace tau
