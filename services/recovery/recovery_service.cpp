@@ -340,6 +340,8 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             }
             if (failure_class == toString(FailureClass::Start)) {
                 countEarlyCrash(service);
+            } else if (!failure_class.empty()) {
+                recordStableRun(service);
             }
             announce(entry);
             if (history_error) {
@@ -619,6 +621,19 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         } catch (const ServiceError& e) {
             spdlog::error("RecordExit: counting the early crash of {} against its state: {}", service,
                           e.what());
+        }
+    }
+
+    // A failure after the startup window: the service got past its start with the state it loaded, so the
+    // early crashes before do not count towards quarantining it any more.
+    void recordStableRun(const std::string& service) {
+        if (!config_.crash_recovery.save_session_state) {
+            return;
+        }
+        try {
+            stateStore("RecordExit").recordStable(service);
+        } catch (const std::exception& e) {
+            spdlog::error("RecordExit: resetting the early crashes of {}: {}", service, e.what());
         }
     }
 

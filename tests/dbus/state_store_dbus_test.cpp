@@ -118,14 +118,22 @@ class StateClient {
         return deleted;
     }
     void recordStartFailure(const std::string& service, int32_t pid, uint64_t time) {
-        proxy_->callMethod("RecordExit")
-            .onInterface(kInterface)
-            .withArguments(time, service, pid, int32_t{1}, int32_t{0}, std::string("start"),
-                           uint64_t{200'000}, uint32_t{1}, std::string("restart"), uint64_t{0}, false,
-                           std::string("exited with code 1 during startup"));
+        recordExit(service, pid, time, "start", "exited with code 1 during startup");
+    }
+    // A crash after the startup window: the service had resumed from its state fine.
+    void recordLateFailure(const std::string& service, int32_t pid, uint64_t time) {
+        recordExit(service, pid, time, "exit", "exited with code 1");
     }
 
   private:
+    void recordExit(const std::string& service, int32_t pid, uint64_t time, const std::string& failure_class,
+                    const std::string& reason) {
+        proxy_->callMethod("RecordExit")
+            .onInterface(kInterface)
+            .withArguments(time, service, pid, int32_t{1}, int32_t{0}, failure_class, uint64_t{200'000},
+                           uint32_t{1}, std::string("restart"), uint64_t{0}, false, reason);
+    }
+
     std::unique_ptr<sdbus::IProxy> proxy_;
 };
 
@@ -312,6 +320,19 @@ TEST_F(StateStoreBusTest, EarlyCrashesAfterLoadingAVersionQuarantineIt) {
     for (int32_t pid = 200; pid < 203; ++pid) {
         client_.recordStartFailure("other", pid, kTime + static_cast<uint64_t>(pid));
     }
+    EXPECT_EQ(std::get<1>(client_.load()), 1u);
+}
+
+TEST_F(StateStoreBusTest, ARunPastTheStartupWindowEndsTheRunOfEarlyCrashes) {
+    constexpr uint64_t kTime = 1'700'000'000'000'000ull;
+    EXPECT_EQ(client_.save({1}), 1u);
+    EXPECT_EQ(client_.save({2}), 2u);
+    EXPECT_EQ(std::get<1>(client_.load()), 2u);
+    client_.recordStartFailure("web", 101, kTime);
+    client_.recordLateFailure("web", 102, kTime + 1'000'000);
+    client_.recordStartFailure("web", 103, kTime + 2'000'000);
+    EXPECT_EQ(std::get<1>(client_.load()), 2u) << "two early crashes, but not in a row";
+    client_.recordStartFailure("web", 104, kTime + 3'000'000);
     EXPECT_EQ(std::get<1>(client_.load()), 1u);
 }
 
