@@ -144,16 +144,19 @@ void CrashHistory::pruneToCapacity() {
     size_ -= static_cast<std::size_t>(removed);
 }
 
+bool CrashHistory::contains(const std::string& service, std::chrono::system_clock::time_point time,
+                            int pid) const {
+    sqlite::Statement::Reading reading(db_->count_same_);
+    db_->count_same_.bind(1, service).bind(2, toMicros(time)).bind(3, pid).step();
+    return db_->count_same_.integer(0) > 0;
+}
+
 bool CrashHistory::recordExit(const CrashEntry& entry) {
     const std::size_t size_before = size_;
     try {
         sqlite::Transaction transaction(db_->db_);
-        {
-            sqlite::Statement::Reading reading(db_->count_same_);
-            db_->count_same_.bind(1, entry.service).bind(2, toMicros(entry.time)).bind(3, entry.pid).step();
-            if (db_->count_same_.integer(0) > 0) {
-                return false;
-            }
+        if (contains(entry.service, entry.time, entry.pid)) {
+            return false;
         }
         db_->fail_pending_.bind(1, entry.service).run();
         db_->insert_.bind(1, toMicros(entry.time))

@@ -327,7 +327,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             // keep it, and the caller learns about the history afterwards.
             std::optional<ServiceError> history_error;
             try {
-                if (!record(entry)) {
+                if (recorded(entry)) {
                     // The same report again, after its first delivery timed out: announced (and counted
                     // against its state) once already.
                     spdlog::debug("RecordExit: the exit of {} (pid {}) is recorded already", service, pid);
@@ -338,10 +338,20 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
                 // anyway, since missing a poisoned state costs more than quarantining one crash early.
                 history_error = e;
             }
+            // What the exit means for the service's session state goes into the history with it.
             if (failure_class == toString(FailureClass::Start)) {
-                countEarlyCrash(service);
+                if (const auto note = countEarlyCrash(service)) {
+                    entry.reason += "; " + *note;
+                }
             } else if (!failure_class.empty()) {
                 recordStableRun(service);
+            }
+            if (!history_error) {
+                try {
+                    record(entry);
+                } catch (const ServiceError& e) {
+                    history_error = e;
+                }
             }
             announce(entry);
             if (history_error) {
@@ -594,27 +604,32 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     // A crash within the startup window counts against the state version the service last loaded; enough in a
     // row quarantine that version. The supervisor has acted on the exit already, so a failing store is only
     // logged: the report itself must not fail for it.
-    void countEarlyCrash(const std::string& service) {
+    std::optional<std::string> countEarlyCrash(const std::string& service) {
         if (!config_.crash_recovery.save_session_state) {
-            return;
+            return std::nullopt;
         }
         try {
             const EarlyCrashResult result = stateStore("RecordExit").recordEarlyCrash(service);
             if (!result.loaded_version) {
-                return;
+                return std::nullopt;
             }
             if (!result.quarantined) {
-                spdlog::info("{} crashed during startup {} time(s) in a row after loading state version {}",
-                             service, result.crashes_in_a_row, *result.loaded_version);
-                return;
+                auto note =
+                    fmt::format("early crash {} of {} in a row after loading session state version {}",
+                                result.crashes_in_a_row, config_.crash_recovery.state_poison_crashes,
+                                *result.loaded_version);
+                spdlog::info("{}: {}", service, note);
+                return note;
             }
             const QuarantineEvent& event = *result.quarantined;
+            auto note = fmt::format("session state version {} quarantined: {}", event.version, event.reason);
             bus::logEvent(spdlog::level::err, "state.quarantined",
                           {{"service", event.service},
                            {"version", std::to_string(event.version)},
                            {"next_version", event.next_version ? std::to_string(*event.next_version) : ""}},
                           fmt::format("quarantined session state version {} of {}: {}", event.version,
                                       event.service, event.reason));
+            return note;
         } catch (const StateStoreError& e) {
             spdlog::error("RecordExit: counting the early crash of {} against its state: {}", service,
                           e.what());
@@ -622,6 +637,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             spdlog::error("RecordExit: counting the early crash of {} against its state: {}", service,
                           e.what());
         }
+        return std::nullopt;
     }
 
     // A failure after the startup window: the service got past its start with the state it loaded, so the
@@ -696,12 +712,20 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     }
 
     // Throws ServiceError(Unavailable) when the history cannot keep the entry. False when it had it already.
-    bool record(const CrashEntry& entry) {
+    bool recorded(const CrashEntry& entry) {
+        try {
+            return history().contains(entry.service, entry.time, entry.pid);
+        } catch (const CrashHistoryError& e) {
+            spdlog::error("crash history: {}", e.what());
+            throw ServiceError(ErrorCode::Unavailable, std::string("RecordExit: ") + e.what());
+        }
+    }
+
+    void record(const CrashEntry& entry) {
         auto& store = history();
         const std::size_t size_before = store.size();
-        bool recorded = false;
         try {
-            recorded = store.recordExit(entry);
+            store.recordExit(entry);
         } catch (const CrashHistoryError& e) {
             spdlog::error("crash history: {}", e.what());
             throw ServiceError(ErrorCode::Unavailable, std::string("RecordExit: ") + e.what());
@@ -709,7 +733,6 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         if (store.size() != size_before) {
             announceHistorySize();
         }
-        return recorded;
     }
 
     void announce(const CrashEntry& entry) {

@@ -3,6 +3,7 @@
 
 #include "recovery_service.h"
 #include "service_harness.h"
+#include "tau/bus/wire.h"
 #include "tau/state_store.h"
 #include "test_support.h"
 
@@ -111,6 +112,19 @@ class StateClient {
         std::vector<StateEntry> entries;
         proxy_->callMethod("ListStates").onInterface(kInterface).storeResultsTo(entries);
         return entries;
+    }
+    // The reasons of the service's recorded exits, newest first.
+    std::vector<std::string> historyReasons(const std::string& service) {
+        std::vector<tau::wire::HistoryEntry> entries;
+        proxy_->callMethod("GetHistory")
+            .onInterface(kInterface)
+            .withArguments(service, std::string(), uint64_t{0}, uint32_t{0})
+            .storeResultsTo(entries);
+        std::vector<std::string> reasons;
+        for (const auto& entry : entries) {
+            reasons.push_back(entry.get<11>());
+        }
+        return reasons;
     }
     uint32_t remove(const std::string& name) {
         uint32_t deleted = 0;
@@ -316,6 +330,13 @@ TEST_F(StateStoreBusTest, EarlyCrashesAfterLoadingAVersionQuarantineIt) {
     ASSERT_EQ(servicesIn(entries), (std::vector<std::string>{"web:2", "web:1"}));
     EXPECT_TRUE(entries[0].get<5>());
     EXPECT_FALSE(entries[1].get<5>());
+    // Each step is in the crash history, with the exit that caused it.
+    const auto reasons = client_.historyReasons("web");
+    ASSERT_EQ(reasons.size(), 2u);
+    EXPECT_NE(reasons[0].find("session state version 2 quarantined"), std::string::npos) << reasons[0];
+    EXPECT_NE(reasons[1].find("early crash 1 of 2 in a row after loading session state version 2"),
+              std::string::npos)
+        << reasons[1];
     // Early crashes of another service do not count against this one's state.
     for (int32_t pid = 200; pid < 203; ++pid) {
         client_.recordStartFailure("other", pid, kTime + static_cast<uint64_t>(pid));

@@ -75,6 +75,9 @@ class CrashHistory {
     // false then. Throws CrashHistoryError.
     bool recordExit(const CrashEntry& entry);
 
+    // Whether the exit of `service`'s process `pid` at `time` is recorded already. Throws CrashHistoryError.
+    bool contains(const std::string& service, std::chrono::system_clock::time_point time, int pid) const;
+
     // Closes the newest pending exit of `service`: outcome "running", time to running = time - its time.
     // Returns false when nothing was pending (a report delivered twice finds nothing the second time,
     // since reports arrive in order). Throws CrashHistoryError.
