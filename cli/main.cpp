@@ -34,6 +34,7 @@ using tau::wire::Memory;
 using tau::wire::Network;
 using tau::wire::ProcessEntry;
 using tau::wire::ServiceEntry;
+using tau::wire::StateEntry;
 using tau::wire::SummaryEntry;
 using tau::wire::Swap;
 
@@ -315,11 +316,39 @@ std::vector<HistoryEntry> getHistory(Client& client, const std::string& service,
     return history;
 }
 
-// Per critical service: where it stands in its recovery, from the supervisor and the crash history.
+// The stored versions of session state the caller may see; nullopt (with the reason) when it may see none.
+std::optional<std::vector<StateEntry>> listStates(Client& client, std::string& why_not) {
+    std::vector<StateEntry> states;
+    try {
+        client.proxy(names::kRecoveryName, names::kRecoveryPath)
+            ->callMethod("ListStates")
+            .onInterface(names::kRecoveryName)
+            .storeResultsTo(states);
+    } catch (const sdbus::Error& e) {
+        if (e.getName() != "org.tauos.Error.PermissionDenied" &&
+            e.getName() != "org.tauos.Error.Unavailable") {
+            throw;
+        }
+        why_not = e.getMessage();
+        return std::nullopt;
+    }
+    return states;
+}
+
+// Per critical service, and per service with saved session state: where it stands in its recovery (from the
+// supervisor and the crash history) and the versions of its state.
 int showRecoverySession(Client& client, const std::string& service) {
     const auto history = getHistory(client, service, "", 0, 0);
+    std::string states_unavailable;
+    const auto states = listStates(client, states_unavailable);
     auto services = listServices(client);
-    std::erase_if(services, [](const ServiceEntry& s) { return !s.get<7>(); });
+    const auto hasState = [&](const std::string& name) {
+        return states && std::any_of(states->begin(), states->end(),
+                                     [&](const StateEntry& state) { return state.get<0>() == name; });
+    };
+    std::erase_if(services, [&](const ServiceEntry& s) {
+        return (!service.empty() && s.get<0>() != service) || (!s.get<7>() && !hasState(s.get<0>()));
+    });
     auto lastExitOf = [&](const std::string& name) -> const HistoryEntry* {
         for (const auto& h : history) {
             if (h.get<1>() == name) {
@@ -338,11 +367,24 @@ int showRecoverySession(Client& client, const std::string& service) {
                           {"uptime_usec", s.get<4>()}};
             if (const auto* last = lastExitOf(s.get<0>())) {
                 const auto exit = tau::wire::crashEntryFromWire(*last);
-                entry["last_exit"] = {{"time_usec", last->get<0>()},
-                                      {"exit_code", exit.exit_code},
-                                      {"signal", exit.signal},
-                                      {"action", exit.action},
-                                      {"attempt", exit.attempt}};
+                entry["last_exit"] = {{"time_usec", last->get<0>()}, {"exit_code", exit.exit_code},
+                                      {"signal", exit.signal},       {"action", exit.action},
+                                      {"attempt", exit.attempt},     {"reason", exit.reason}};
+            }
+            if (states) {
+                json versions = json::array();
+                for (const auto& state : *states) {
+                    if (state.get<0>() == s.get<0>()) {
+                        versions.push_back({{"version", state.get<1>()},
+                                            {"size", state.get<2>()},
+                                            {"saved_at_usec", state.get<3>()},
+                                            {"checksum", state.get<4>()},
+                                            {"quarantined", state.get<5>()}});
+                    }
+                }
+                entry["state_versions"] = std::move(versions);
+            } else {
+                entry["state_versions_unavailable"] = states_unavailable;
             }
             out.push_back(std::move(entry));
         }
@@ -364,6 +406,19 @@ int showRecoverySession(Client& client, const std::string& service) {
                    action});
     }
     table.print(std::cout);
+    std::cout << "\nSession state\n";
+    if (!states) {
+        std::cout << "  not shown: " << states_unavailable << '\n';
+        return 0;
+    }
+    Table versions({"SERVICE", "VERSION", "SIZE", "SAVED", "CHECKSUM", "QUARANTINED"});
+    for (const auto& state : *states) {
+        if (service.empty() || state.get<0>() == service) {
+            versions.add({state.get<0>(), std::to_string(state.get<1>()), formatBytes(state.get<2>()),
+                          formatTime(state.get<3>()), state.get<4>(), state.get<5>() ? "yes" : "no"});
+        }
+    }
+    versions.print(std::cout);
     return 0;
 }
 

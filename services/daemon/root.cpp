@@ -198,8 +198,9 @@ int rlimitResource(const std::string& name) {
     return resources.at(name); // the configuration admits only these names
 }
 
+// `bus`: the bus the suite runs on, as --bus takes it; services find org.tauos.Recovery1 there.
 ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
-                           const std::filesystem::path& notify_socket) {
+                           const std::filesystem::path& notify_socket, const std::string& bus) {
     ServiceSpec spec;
     spec.name = service.name;
     spec.critical = config.isCritical(service.name);
@@ -209,6 +210,7 @@ ServiceSpec configuredSpec(const ServiceConfig& service, const Config& config,
     if (!notify_socket.empty()) {
         spec.spawn.environment["NOTIFY_SOCKET"] = notify_socket.string();
     }
+    spec.spawn.environment["TAU_MONITOR_BUS"] = bus;
     if (service.watchdog_seconds > 0) {
         spec.spawn.environment["WATCHDOG_USEC"] =
             std::to_string(std::llround(service.watchdog_seconds * 1'000'000.0));
@@ -532,7 +534,8 @@ int runRoot(const DaemonOptions& options) {
     }
     if (config->process_management.enabled) {
         for (const auto* service : startOrder(*config)) {
-            auto spec = configuredSpec(*service, *config, notify_socket ? notify_socket->path() : "");
+            auto spec = configuredSpec(*service, *config, notify_socket ? notify_socket->path() : "",
+                                       resolved.child_option);
             if (!service->rlimits.contains("nofile")) {
                 spec.spawn.rlimits.push_back(
                     {RLIMIT_NOFILE, service_nofile.rlim_cur, service_nofile.rlim_max});

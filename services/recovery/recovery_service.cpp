@@ -31,8 +31,6 @@ namespace {
 constexpr const char* kHistoryFileName = "crash-history.db";
 // A notification hook that hangs must not pile up: after this long it is killed.
 constexpr auto kNotifyTimeLimit = std::chrono::seconds(30);
-// ListStates entries: service, version, size, saved at (us), checksum status, quarantined.
-using StateEntryWire = sdbus::Struct<std::string, uint64_t, uint64_t, uint64_t, std::string, bool>;
 
 // Explain: 0 failures asks for this many; more than the maximum is refused.
 constexpr unsigned kDefaultExplainedFailures = 10;
@@ -466,8 +464,14 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
                         "LoadState: " + service + " has no session state to load" +
                             (loaded.corrupt_skipped.empty() ? "" : " (every version is corrupt)"));
                 }
-                // From now on early crashes of the service count against this version.
-                store.recordLoaded(service, loaded.state->version);
+                // From now on early crashes of the service count against this version. Failing to note that
+                // (a full disk) must not keep a service from its state: it only weakens the quarantine.
+                try {
+                    store.recordLoaded(service, loaded.state->version);
+                } catch (const StateStoreError& e) {
+                    spdlog::error("LoadState: early crashes of {} cannot count against version {}: {}",
+                                  service, loaded.state->version, e.what());
+                }
                 return std::tuple{std::move(loaded.state->data), loaded.state->version,
                                   wire::toMicros(loaded.state->saved_at)};
             } catch (const StateStoreError& e) {
@@ -477,7 +481,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
         });
     }
 
-    std::vector<StateEntryWire> ListStates() override {
+    std::vector<wire::StateEntry> ListStates() override {
         return bus::guarded("ListStates", [&] {
             auto& store = stateStore("ListStates");
             // An administrator sees every service; a supervised service only itself; anybody else nothing.
@@ -499,7 +503,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
                 spdlog::error("ListStates: {}", e.what());
                 throwStateError("ListStates", e);
             }
-            std::vector<StateEntryWire> result;
+            std::vector<wire::StateEntry> result;
             for (const auto& info : services) {
                 if (only && info.service != *only) {
                     continue;

@@ -7,7 +7,10 @@
 #include "tau/state_store.h"
 #include "test_support.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -15,12 +18,13 @@
 #include <mutex>
 #include <optional>
 #include <sdbus-c++/sdbus-c++.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 namespace tau::test {
 namespace {
 
-using StateEntry = sdbus::Struct<std::string, uint64_t, uint64_t, uint64_t, std::string, bool>;
+using tau::wire::StateEntry;
 using Bytes = std::vector<uint8_t>;
 
 constexpr const char* kInterface = "org.tauos.Recovery1";
@@ -374,6 +378,81 @@ TEST(StateStoreBusCallerTest, CorruptStoreIsSetAsideAndTheServiceStartsEmpty) {
         set_aside = set_aside || entry.path().filename().string().rfind("session-state.db.corrupt-", 0) == 0;
     }
     EXPECT_TRUE(set_aside);
+}
+
+// A small file system of its own for the state, unmounted on the way out.
+class SmallFileSystem {
+  public:
+    explicit SmallFileSystem(const std::filesystem::path& at) : at_(at) {
+        std::filesystem::create_directories(at_);
+        if (::geteuid() != 0) {
+            reason_ = "mounting a small tmpfs needs root";
+        } else if (::mount("tau-test", at_.c_str(), "tmpfs", 0, "size=1m") != 0) {
+            reason_ = std::string("cannot mount a tmpfs here: ") + std::strerror(errno);
+        } else {
+            mounted_ = true;
+        }
+    }
+    ~SmallFileSystem() {
+        if (mounted_) {
+            ::umount2(at_.c_str(), MNT_DETACH);
+        }
+    }
+    bool mounted() const { return mounted_; }
+    const std::string& reason() const { return reason_; }
+
+    // Fills what is left with a file; true once a write failed for want of space.
+    bool fill() {
+        std::FILE* filler = std::fopen((at_ / "filler").c_str(), "w");
+        if (filler == nullptr) {
+            return false;
+        }
+        const std::string block(4096, 'f');
+        bool full = false;
+        for (int i = 0; i < 1024 && !full; ++i) {
+            full = std::fwrite(block.data(), 1, block.size(), filler) != block.size() ||
+                   std::fflush(filler) != 0;
+        }
+        std::fclose(filler);
+        return full;
+    }
+    void makeRoom() { std::filesystem::remove(at_ / "filler"); }
+
+  private:
+    std::filesystem::path at_;
+    bool mounted_ = false;
+    std::string reason_;
+};
+
+TEST(StateStoreBusCallerTest, AFullDiskFailsTheSaveClearlyAndKeepsThePreviousVersion) {
+    TempDir dir;
+    Config config = stateConfig(dir);
+    config.crash_recovery.state_max_bytes = 512 * 1024;
+    SmallFileSystem disk(config.crash_recovery.session_state_path);
+    if (!disk.mounted()) {
+        GTEST_SKIP() << disk.reason();
+    }
+    {
+        ServiceHarness harness(config, makeRecoveryService, "org.tauos.Recovery1");
+        FakeProcesses processes(harness.address());
+        processes.map(getpid(), "web");
+        StateClient client(harness.client());
+        const Bytes first(64 * 1024, 1);
+        EXPECT_EQ(client.save(first), 1u);
+        ASSERT_TRUE(disk.fill());
+
+        const auto refused = errorOf([&] { client.save(Bytes(256 * 1024, 2)); });
+        EXPECT_TRUE(startsWith(refused, "org.tauos.Error.Unavailable")) << refused;
+        EXPECT_NE(refused.find("full"), std::string::npos) << refused;
+        auto [data, version, saved_at] = client.load();
+        EXPECT_EQ(version, 1u);
+        EXPECT_EQ(data, first);
+
+        // Writing resumes once there is room again.
+        disk.makeRoom();
+        EXPECT_EQ(client.save(Bytes(256 * 1024, 3)), 2u);
+        EXPECT_EQ(std::get<1>(client.load()), 2u);
+    }
 }
 
 } // namespace

@@ -38,6 +38,9 @@ using HistoryEntry = sdbus::Struct<uint64_t, std::string, int32_t, int32_t, int3
 // org.tauos.Recovery1.GetSummary: service, failures, recovered, success rate, mean time to recovery, time of
 // the last failure (microseconds)
 using SummaryEntry = sdbus::Struct<std::string, uint32_t, uint32_t, double, uint64_t, uint64_t>;
+// org.tauos.Recovery1.ListStates: service, version, size, saved at (microseconds), checksum status,
+// quarantined
+using StateEntry = sdbus::Struct<std::string, uint64_t, uint64_t, uint64_t, std::string, bool>;
 // org.tauos.Recovery1.Explain: attempt, action, strategy, delay, shortest delay, longest delay (microseconds)
 using ExplainStep = sdbus::Struct<uint32_t, std::string, std::string, uint64_t, uint64_t, uint64_t>;
 // org.tauos.Health1.GetHealth: name, status, value, score, weight, contribution, message
