@@ -151,5 +151,33 @@ TEST(SessionState, ADamagedStateDatabaseIsSetAsideAndTheSuiteRunsOn) {
     EXPECT_EQ(serviceEntry(first, "counter")["state"], "running");
 }
 
+TEST(SessionState, TheDemoCounterWrittenWithBusctlGoesOnAfterItsCrashes) {
+    RunningDaemon daemon(R"(
+[resource_monitoring]
+enabled = false
+
+[health_checking]
+enabled = false
+
+[crash_recovery]
+session_state_path = "@DIR@/state"
+
+[logging]
+log_file_path = "@DIR@/log/tau.log"
+
+[[service]]
+name = "counter"
+exec = [")" + std::string(TAU_SOURCE_DIR) +
+                         R"(/config/examples/demo-services/counter.sh"]
+environment = { COUNTER_STEPS_BEFORE_CRASH = "4", COUNTER_INTERVAL = "0.05" }
+)");
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    EXPECT_TRUE(waitUntil([&] {
+        return daemon.output().find("counter: resuming at 8") != std::string::npos;
+    })) << daemon.output();
+    EXPECT_NE(daemon.output().find("counter: resuming at 0"), std::string::npos);
+    EXPECT_NE(daemon.output().find("counter: resuming at 4"), std::string::npos);
+}
+
 } // namespace
 } // namespace tau::test
