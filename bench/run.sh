@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Benchmarks of tau-monitor: crash-to-restart latency against bench/baseline_restarter, and, with
-# --services N, tau-monitor supervising N services.
+# Benchmarks of tau-monitor: crash-to-restart latency against bench/baseline_restarter; with
+# --services N, tau-monitor supervising N services; with --state, session state round trips.
 #
 # usage: bench/run.sh [crash_restart_bench options...]
 #        bench/run.sh --services N [many_services_bench options...]
+#        bench/run.sh --state [state_store_bench options...]
 #
 #   Builds tau-monitor, tau-monitor-cli and the benchmark programs in the build directory (build/, or
 #   $TAU_BUILD_DIR; configured and fully built first with scripts/build.sh when it does not exist yet),
@@ -18,7 +19,13 @@
 #     bench/run.sh --services 1000
 #     bench/run.sh --services 200 --startup-runs 1 --idle-window-s 20
 #
-#   --help also prints the options of both drivers.
+#   With --state it runs state_store_bench: SaveState + LoadState of 4 KiB and 256 KiB through the whole
+#   suite, with the state database in the build directory (a real disk, so that durable writes cost what
+#   they cost), e.g.:
+#
+#     bench/run.sh --state --rounds 1000
+#
+#   --help also prints the options of the drivers.
 #
 #   Exit status: 0 when tau-monitor meets the targets, 1 when it misses them, 2 on any other error.
 #   See bench/README.md for what is measured and how to read the output.
@@ -31,14 +38,15 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$script"
     # The drivers' own options; they build in moments and need nothing of tau-monitor.
     if [[ -f "$build_dir/CMakeCache.txt" ]] &&
-        cmake --build "$build_dir" --target crash_restart_bench many_services_bench >/dev/null 2>&1; then
-        for driver in crash_restart_bench many_services_bench; do
+        cmake --build "$build_dir" --target crash_restart_bench many_services_bench state_store_bench \
+            >/dev/null 2>&1; then
+        for driver in crash_restart_bench many_services_bench state_store_bench; do
             echo
             "$build_dir/bench/$driver" --help
         done
     else
         echo
-        echo "(the options of crash_restart_bench and many_services_bench: build them in $build_dir first)"
+        echo "(the options of the drivers: build them in $build_dir first)"
     fi
     exit 0
 fi
@@ -47,6 +55,8 @@ driver=crash_restart_bench
 for argument in "$@"; do
     if [[ "$argument" == "--services" ]]; then
         driver=many_services_bench
+    elif [[ "$argument" == "--state" ]]; then
+        driver=state_store_bench
     fi
 done
 
@@ -61,6 +71,15 @@ if ! build_log=$(cmake --build "$build_dir" -j"$(nproc)" \
 fi
 
 bench_dir="$build_dir/bench"
+if [[ "$driver" == state_store_bench ]]; then
+    cmake --build "$build_dir" --target state_client >/dev/null
+    arguments=()
+    for argument in "$@"; do
+        [[ "$argument" == "--state" ]] || arguments+=("$argument")
+    done
+    exec "$bench_dir/state_store_bench" --tau-monitor "$build_dir/services/tau-monitor" \
+        --client "$bench_dir/state_client" --directory "$build_dir" "${arguments[@]}"
+fi
 "$bench_dir/$driver" \
     --tau-monitor "$build_dir/services/tau-monitor" \
     --tau-cli "$build_dir/cli/tau-monitor-cli" \

@@ -5,6 +5,7 @@
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
 #include "tau/bus/wire.h"
+#include "tau/client/byte_arrays.h"
 #include "tau/crash_history.h"
 #include "tau/dbus/org.tauos.Recovery1-adaptor.h"
 #include "tau/recovery_policy.h"

@@ -225,6 +225,17 @@ TEST_F(StateStoreBusTest, SavedBytesComeBackWithTheirVersion) {
     EXPECT_EQ(version, 3u);
 }
 
+TEST_F(StateStoreBusTest, EmptyAndLargestStatesArriveWhole) {
+    EXPECT_EQ(client_.save({}), 1u);
+    EXPECT_TRUE(std::get<0>(client_.load()).empty());
+    Bytes largest(16);
+    for (std::size_t i = 0; i < largest.size(); ++i) {
+        largest[i] = static_cast<uint8_t>(255 - i);
+    }
+    EXPECT_EQ(client_.save(largest), 2u);
+    EXPECT_EQ(std::get<0>(client_.load()), largest);
+}
+
 TEST_F(StateStoreBusTest, StateLargerThanTheLimitIsRefusedWithSizeAndLimit) {
     EXPECT_EQ(client_.save(Bytes(16, 7)), 1u);
     const auto error = errorOf([&] { client_.save(Bytes(17, 7)); });

@@ -1,7 +1,7 @@
 #pragma once
 // Session state for a supervised service written in C++: save your state as bytes whenever it changes, and
 // load it back when you start, so that a restart resumes where the crash stopped you. Header-only; needs
-// sdbus-c++ and nothing else of tau-monitor.
+// sdbus-c++ and libsystemd (sd-bus), nothing else of tau-monitor.
 //
 //     auto connection = tau::client::connectToSupervisor();
 //     tau::client::SessionState state(*connection);
@@ -19,6 +19,8 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include "tau/client/byte_arrays.h"
+
 #include <sdbus-c++/sdbus-c++.h>
 #include <string>
 #include <vector>
