@@ -776,6 +776,8 @@ class ConfigParser {
                 {"user", [&](auto& node, auto& key) { service.user = readString(node, key); }},
                 {"group", [&](auto& node, auto& key) { service.group = readString(node, key); }},
                 {"critical", [&](auto& node, auto& key) { service.critical = readBool(node, key); }},
+                {"state_handoff",
+                 [&](auto& node, auto& key) { service.state_handoff = readBool(node, key); }},
                 {"priority",
                  [&](auto& node, auto& key) {
                      std::string text = readString(node, key);

@@ -149,6 +149,7 @@ nlohmann::ordered_json configToJson(const Config& config) {
                       {"type", toString(service.type)},
                       {"start_timeout_seconds", service.start_timeout_seconds},
                       {"watchdog_seconds", service.watchdog_seconds},
+                      {"state_handoff", service.state_handoff},
                       {"rlimits", resourceLimitsToJson(service.rlimits)},
                       {"depends_on", service.depends_on},
                       {"recovery", recoveryToJson(service.recovery)}};

@@ -18,6 +18,7 @@
 #include "tau/paths.h"
 #include "tau/service_order.h"
 #include "tau/signals.h"
+#include "tau/state_handoff_files.h"
 
 #include <cerrno>
 #include <cmath>
@@ -47,7 +48,8 @@ constexpr auto kInternalRestartDelay = std::chrono::milliseconds(500);
 constexpr auto kOrphanReapDelay = std::chrono::milliseconds(100);
 // The service manager's protocol variables are meant for tau-monitor, not for the services it starts.
 const std::vector<std::string> kManagerVariables = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                                                    "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+                                                    "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES",
+                                                    "TAU_STATE_FD"};
 
 // Holds the pid file locked for the daemon's life, so a second daemon notices the first.
 class PidFile {
@@ -542,6 +544,10 @@ int runRoot(const DaemonOptions& options) {
             }
             limits.apply(*service, spec);
             supervisor.add(std::move(spec));
+            if (service->state_handoff) {
+                launcher.handOffStateOf(service->name, config->crash_recovery.session_state_path /
+                                                           kStateHandoffDirectory / service->name);
+            }
         }
     }
     adaptor.attach(supervisor);

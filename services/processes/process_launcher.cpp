@@ -46,6 +46,27 @@ std::filesystem::path OutputCapturingLauncher::fifoPath(const std::string& servi
 
 SpawnedProcess OutputCapturingLauncher::spawn(const std::string& service, const SpawnRequest& request,
                                               bool capture_output) {
+    if (const auto handoff = handoffs_.find(service); handoff != handoffs_.end()) {
+        const int fd = ::open(handoff->second.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            SpawnRequest with_state = request;
+            with_state.pass_fds.insert(with_state.pass_fds.begin(), fd);
+            with_state.environment["TAU_STATE_FD"] = "3";
+            try {
+                auto process = spawnCapturing(service, with_state, capture_output);
+                ::close(fd);
+                return process;
+            } catch (...) {
+                ::close(fd);
+                throw;
+            }
+        }
+    }
+    return spawnCapturing(service, request, capture_output);
+}
+
+SpawnedProcess OutputCapturingLauncher::spawnCapturing(const std::string& service,
+                                                       const SpawnRequest& request, bool capture_output) {
     if (!capture_output) {
         return spawnProcess(request);
     }

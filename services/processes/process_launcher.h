@@ -39,6 +39,12 @@ class OutputCapturingLauncher final : public ProcessLauncher {
     int open(pid_t pid) override;
     void release(int pidfd) override;
 
+    // Every process of `service` started from now on gets the file `handoff` as descriptor 3 and
+    // TAU_STATE_FD=3, whenever it exists (its session state, tau/client/state_handoff.h).
+    void handOffStateOf(const std::string& service, std::filesystem::path handoff) {
+        handoffs_[service] = std::move(handoff);
+    }
+
     // Reads on from the FIFOs of a process that an earlier supervisor started.
     void adoptOutput(const std::string& service, pid_t pid);
     // Deletes the FIFOs nothing reads any more (of processes that ended while no supervisor ran).
@@ -53,6 +59,8 @@ class OutputCapturingLauncher final : public ProcessLauncher {
         std::filesystem::path fifo;
     };
     std::filesystem::path fifoPath(const std::string& service, pid_t pid, OutputStream stream) const;
+    SpawnedProcess spawnCapturing(const std::string& service, const SpawnRequest& request,
+                                  bool capture_output);
     void watch(int fd, const std::string& service, pid_t pid, OutputStream stream,
                std::filesystem::path fifo);
     void drain(int fd);
@@ -62,6 +70,7 @@ class OutputCapturingLauncher final : public ProcessLauncher {
     std::filesystem::path directory_;
     LineHandler on_line_;
     std::map<int, Pipe> pipes_;
+    std::map<std::string, std::filesystem::path> handoffs_;
 };
 
 } // namespace tau

@@ -10,6 +10,7 @@
 #include "tau/dbus/org.tauos.Recovery1-adaptor.h"
 #include "tau/recovery_policy.h"
 #include "tau/spawner.h"
+#include "tau/state_handoff_files.h"
 #include "tau/state_store.h"
 
 #include <algorithm>
@@ -440,6 +441,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             try {
                 const uint64_t version = store.save(service, data);
                 spdlog::debug("SaveState: {} saved version {} ({} bytes)", service, version, data.size());
+                refreshHandoff(service);
                 return version;
             } catch (const StateStoreError& e) {
                 if (e.kind() != StateStoreError::Kind::TooLarge) {
@@ -526,6 +528,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             auto& store = stateStore("DeleteState");
             try {
                 const std::size_t deleted = store.remove(name);
+                handoff_.remove(name);
                 bus::logEvent(spdlog::level::info, "state.deleted",
                               {{"service", name}, {"versions", std::to_string(deleted)}},
                               fmt::format("deleted {} version(s) of the session state of {}", deleted, name));
@@ -579,6 +582,9 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
             throw ServiceError(ErrorCode::Unavailable, message);
         }
         last_state_open_error_.clear();
+        for (const auto& service : config_.services) {
+            refreshHandoff(service.name);
+        }
         if (const auto& set_aside = state_->setAside()) {
             bus::logEvent(spdlog::level::err, "state.store_corrupt",
                           {{"file", file.string()}, {"moved_to", set_aside->moved_to.string()}},
@@ -627,6 +633,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
                 return note;
             }
             const QuarantineEvent& event = *result.quarantined;
+            refreshHandoff(service);
             auto note = fmt::format("session state version {} quarantined: {}", event.version, event.reason);
             bus::logEvent(spdlog::level::err, "state.quarantined",
                           {{"service", event.service},
@@ -643,6 +650,28 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
                           e.what());
         }
         return std::nullopt;
+    }
+
+    // Makes the service's handoff file (state_handoff = true) hold what LoadState would return now. When that
+    // fails the file goes, so that the service's next start asks LoadState rather than resume from an older
+    // version; the state itself is safe in the store either way.
+    void refreshHandoff(const std::string& service) {
+        const auto configured = std::find_if(config_.services.begin(), config_.services.end(),
+                                             [&](const ServiceConfig& s) { return s.name == service; });
+        if (configured == config_.services.end() || !configured->state_handoff || !state_) {
+            return;
+        }
+        try {
+            if (auto loaded = state_->load(service); loaded.state) {
+                handoff_.write(service, *loaded.state);
+            } else {
+                handoff_.remove(service);
+            }
+        } catch (const StateStoreError& e) {
+            handoff_.remove(service);
+            spdlog::error("state handoff of {}: {}; its next start asks LoadState instead", service,
+                          e.what());
+        }
     }
 
     // A failure after the startup window: the service got past its start with the state it loaded, so the
@@ -779,6 +808,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     std::unique_ptr<ServiceResolver> resolver_;
     CallerIdentity callers_;
     std::unique_ptr<StateStore> state_;
+    StateHandoffFiles handoff_{config_.crash_recovery.session_state_path / kStateHandoffDirectory};
     std::string last_state_open_error_;
 };
 

@@ -17,7 +17,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string counterConfig() {
+std::string counterConfig(bool state_handoff = false) {
     return R"(
 [resource_monitoring]
 enabled = false
@@ -37,6 +37,9 @@ name = "counter"
 exec = [")" +
            std::string(TAU_TEST_STATE_COUNTER) +
            R"(", "@DIR@/counter.log"]
+state_handoff = )" +
+           (state_handoff ? std::string("true") : std::string("false")) +
+           R"(
 [service.recovery]
 strategy = "restart"
 max_attempts = 100
@@ -48,6 +51,7 @@ start_limit_burst = 100
 struct CounterLog {
     std::vector<std::uint64_t> resumed;
     std::vector<std::uint64_t> saved;
+    std::vector<std::uint64_t> handed; // resumed from the state handed over at exec
 
     std::uint64_t lastSaved() const { return saved.empty() ? 0 : saved.back(); }
 };
@@ -58,7 +62,7 @@ CounterLog readCounterLog(const RunningDaemon& daemon) {
     std::string word;
     std::uint64_t count = 0;
     while (in >> word >> count) {
-        (word == "resumed" ? log.resumed : log.saved).push_back(count);
+        (word == "saved" ? log.saved : word == "handed" ? log.handed : log.resumed).push_back(count);
     }
     return log;
 }
@@ -101,6 +105,27 @@ TEST(SessionState, ACrashedServiceResumesFromItsLastSave) {
     }
     const auto table = daemon.cli({"recovery", "--session"});
     EXPECT_NE(table.out.find("QUARANTINED"), std::string::npos) << table.out;
+}
+
+TEST(SessionState, AServiceWithStateHandoffGetsItsLastSaveAtExec) {
+    RunningDaemon daemon(counterConfig(true));
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    ASSERT_TRUE(waitUntil([&] { return readCounterLog(daemon).lastSaved() >= 5; })) << daemon.output();
+    EXPECT_TRUE(readCounterLog(daemon).handed.empty()) << "nothing was saved before its first start";
+    for (int crash = 0; crash < 3; ++crash) {
+        const pid_t counter = servicePid(daemon, "counter");
+        const std::size_t handed = readCounterLog(daemon).handed.size();
+        ASSERT_EQ(::kill(counter, SIGKILL), 0);
+        const std::uint64_t acknowledged = readCounterLog(daemon).lastSaved();
+        ASSERT_TRUE(waitUntil([&] { return readCounterLog(daemon).handed.size() > handed; }))
+            << daemon.output();
+        const std::uint64_t resumed = readCounterLog(daemon).handed.back();
+        EXPECT_GE(resumed, acknowledged);
+        EXPECT_LE(resumed, acknowledged + 1);
+        ASSERT_TRUE(waitUntil([&] { return readCounterLog(daemon).lastSaved() > resumed + 2; }));
+    }
+    EXPECT_EQ(readCounterLog(daemon).resumed, (std::vector<std::uint64_t>{0}))
+        << "after its first start it never needed LoadState";
 }
 
 TEST(SessionState, KillingTheRecoveryServiceDuringSavesLosesNoAcknowledgedSave) {

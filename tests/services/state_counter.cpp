@@ -1,9 +1,10 @@
 // A supervised service that counts, keeping its count in tau-monitor's session state through the C++
 // client header: killed and restarted, it goes on from the last count it saved. It appends what it does to
-// the file named by argv[1]: "resumed N" once at start (0 when nothing was saved), then "saved N" after
-// each acknowledged save. With argv[2] = "once" it saves a single count and waits.
+// the file named by argv[1]: "resumed N" once at start (0 when nothing was saved), or "handed N" when the
+// supervisor handed it its state at exec (state_handoff), then "saved N" after each acknowledged save.
 
 #include "tau/client/session_state.h"
+#include "tau/client/state_handoff.h"
 
 #include <chrono>
 #include <cstdint>
@@ -41,15 +42,15 @@ void append(const char* file, const std::string& line) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s LOG-FILE [once]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s LOG-FILE\n", argv[0]);
         return 64;
     }
-    const bool once = argc > 2 && std::string(argv[2]) == "once";
+    const auto handed = tau::client::takeHandedOverState();
     auto connection = tau::client::connectToSupervisor();
     tau::client::SessionState state(*connection);
     // The suite may still be starting its recovery service: try for a while.
     std::optional<tau::client::SavedState> saved;
-    for (int attempt = 0;; ++attempt) {
+    for (int attempt = 0; !handed; ++attempt) {
         try {
             saved = state.load();
             break;
@@ -61,17 +62,12 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
     }
-    std::uint64_t count = saved ? decode(saved->data) : 0;
-    append(argv[1], "resumed " + std::to_string(count));
+    std::uint64_t count = handed ? decode(handed->data) : saved ? decode(saved->data) : 0;
+    append(argv[1], (handed ? "handed " : "resumed ") + std::to_string(count));
     for (;;) {
         ++count;
         state.save(encode(count));
         append(argv[1], "saved " + std::to_string(count));
-        if (once) {
-            for (;;) {
-                std::this_thread::sleep_for(std::chrono::hours(1));
-            }
-        }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 }

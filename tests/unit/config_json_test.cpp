@@ -152,11 +152,16 @@ TEST(ConfigToJson, ResourceMonitoring) {
 
 TEST(ConfigToJson, ProcessManagement) {
     const json section = configToJson(customConfig()).at("process_management");
-    const json expected = {
-        {"enabled", false},           {"max_concurrent_processes", 12}, {"process_priority_levels", 3},
-        {"memory_limit_mb", 4096},    {"cpu_limit_percent", 33.5},      {"limit_check_interval_seconds", 0.25},
-        {"limit_violation_samples", 4}, {"auto_cleanup_zombies", false},
-        {"process_isolation", false}, {"resource_pooling", false}};
+    const json expected = {{"enabled", false},
+                           {"max_concurrent_processes", 12},
+                           {"process_priority_levels", 3},
+                           {"memory_limit_mb", 4096},
+                           {"cpu_limit_percent", 33.5},
+                           {"limit_check_interval_seconds", 0.25},
+                           {"limit_violation_samples", 4},
+                           {"auto_cleanup_zombies", false},
+                           {"process_isolation", false},
+                           {"resource_pooling", false}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));
 }
@@ -243,6 +248,7 @@ TEST(ConfigToJson, ServiceWithEveryFieldSet) {
                                                      "type",
                                                      "start_timeout_seconds",
                                                      "watchdog_seconds",
+                                                     "state_handoff",
                                                      "rlimits",
                                                      "depends_on",
                                                      "recovery",
@@ -330,7 +336,7 @@ TEST(ConfigToJson, OptionalServiceFieldsAreLeftOutWhenUnset) {
               (std::vector<std::string>{"name", "exec", "environment", "working_directory", "user", "group",
                                         "critical", "priority", "cpu_affinity", "stop_timeout_seconds",
                                         "stop_signal", "type", "start_timeout_seconds", "watchdog_seconds",
-                                        "rlimits", "depends_on", "recovery"}));
+                                        "state_handoff", "rlimits", "depends_on", "recovery"}));
     // Unset but not optional: present with their defaults.
     EXPECT_EQ(db.at("working_directory"), "");
     EXPECT_EQ(db.at("user"), "");

@@ -27,20 +27,20 @@ std::optional<RecoveryStrategy> recoveryStrategyFromString(std::string_view text
 
 // Why a service's main process ended, as far as recovery is concerned.
 enum class FailureClass {
-    Exit,           // exited with a status that is neither success nor "do not restart"
-    Signal,         // killed by a signal nobody asked for
-    Oom,            // killed by the kernel's OOM killer
-    Watchdog,       // missed its sd_notify watchdog deadline
-    Probe,          // a liveness probe failed
-    ResourceLimit,  // killed for staying over its CPU or memory limit
-    Start,          // crashed within its startup window, never became ready, or could not be spawned
+    Exit,          // exited with a status that is neither success nor "do not restart"
+    Signal,        // killed by a signal nobody asked for
+    Oom,           // killed by the kernel's OOM killer
+    Watchdog,      // missed its sd_notify watchdog deadline
+    Probe,         // a liveness probe failed
+    ResourceLimit, // killed for staying over its CPU or memory limit
+    Start,         // crashed within its startup window, never became ready, or could not be spawned
 };
-std::string_view toString(FailureClass failure_class);  // "exit", "signal", "oom", "watchdog", "probe",
-                                                         // "resource_limit", "start"
+std::string_view toString(FailureClass failure_class); // "exit", "signal", "oom", "watchdog", "probe",
+                                                       // "resource_limit", "start"
 std::optional<FailureClass> failureClassFromString(std::string_view text);
 
 enum class ServiceType { Simple, Notify };
-std::string_view toString(ServiceType type);  // "simple", "notify"
+std::string_view toString(ServiceType type); // "simple", "notify"
 
 struct ResourceMonitoringConfig {
     bool enabled = true;
@@ -128,44 +128,45 @@ struct LadderStep {
     RecoveryStrategy strategy = RecoveryStrategy::Restart;
     // How many failures this step handles; unset only on the last step, where it means "all that follow".
     std::optional<unsigned> attempts;
-    double delay_seconds = 1.0;  // restart_with_delay, safe_mode: the delay; restart_with_backoff: the first delay
+    double delay_seconds =
+        1.0; // restart_with_delay, safe_mode: the delay; restart_with_backoff: the first delay
     double backoff_factor = 2.0;
     double max_delay_seconds = 300.0;
-    double jitter = 0.1;  // each delay is moved by up to this fraction of itself, either way
+    double jitter = 0.1; // each delay is moved by up to this fraction of itself, either way
 };
 
 struct ServiceRecoveryConfig {
-    // The short form `strategy` / `delay_seconds` / `max_attempts` (plus the backoff keys) becomes a ladder of
-    // one step whose attempts are max_attempts, or crash_recovery.max_recovery_attempts when unset. The long
-    // form `ladder = [...]` gives the steps. Never empty after parsing.
+    // The short form `strategy` / `delay_seconds` / `max_attempts` (plus the backoff keys) becomes a ladder
+    // of one step whose attempts are max_attempts, or crash_recovery.max_recovery_attempts when unset. The
+    // long form `ladder = [...]` gives the steps. Never empty after parsing.
     std::vector<LadderStep> ladder;
     // Ladders for particular failure classes; a class without one uses `ladder`.
     std::map<FailureClass, std::vector<LadderStep>> class_ladders;
     // An uptime this long ends the incident: the failure count starts again from zero.
     // Unset: crash_recovery.recovery_timeout_seconds.
     std::optional<double> stability_seconds;
-    double start_seconds = 1.0;  // a crash sooner than this after the start is a failed start
+    double start_seconds = 1.0; // a crash sooner than this after the start is a failed start
     unsigned start_limit_burst = 5;
     double start_limit_interval_seconds = 10.0;
     std::vector<int> success_exit_codes = {0};
-    std::vector<int> no_restart_exit_codes;  // e.g. 78, a configuration error: restarting will not help
+    std::vector<int> no_restart_exit_codes; // e.g. 78, a configuration error: restarting will not help
     std::vector<int> no_restart_signals;
 };
 
 // What the service runs instead while the ladder holds it in safe mode.
 struct SafeModeConfig {
-    std::vector<std::string> exec;  // empty: the normal exec
-    std::map<std::string, std::string> environment;  // added to the normal environment
-    double stability_seconds = 60.0;  // stable this long in safe mode: back to normal
+    std::vector<std::string> exec;                  // empty: the normal exec
+    std::map<std::string, std::string> environment; // added to the normal environment
+    double stability_seconds = 60.0;                // stable this long in safe mode: back to normal
 };
 
 struct StandbyConfig {
-    int promote_signal = 10;  // SIGUSR1: tells the warm standby it is now the active instance
+    int promote_signal = 10; // SIGUSR1: tells the warm standby it is now the active instance
 };
 
 struct ResourceLimit {
     std::uint64_t soft = 0;
-    std::uint64_t hard = 0;  // RLIM_INFINITY for "infinity"
+    std::uint64_t hard = 0; // RLIM_INFINITY for "infinity"
 };
 
 struct ServiceConfig {
@@ -181,12 +182,13 @@ struct ServiceConfig {
     std::optional<std::uint64_t> memory_limit_mb;
     std::optional<double> cpu_limit_percent;
     double stop_timeout_seconds = 10.0;
-    int stop_signal = 15;  // SIGTERM; the config names it ("SIGINT", "SIGQUIT", ...)
+    int stop_signal = 15; // SIGTERM; the config names it ("SIGINT", "SIGQUIT", ...)
     std::optional<unsigned> umask;
     ServiceType type = ServiceType::Simple;
-    double start_timeout_seconds = 90.0;  // type notify: READY=1 must come within this
-    double watchdog_seconds = 0.0;        // 0: no watchdog; otherwise WATCHDOG=1 must come this often
-    std::map<std::string, ResourceLimit> rlimits;  // "nofile", "core", ...: applied before exec
+    double start_timeout_seconds = 90.0; // type notify: READY=1 must come within this
+    double watchdog_seconds = 0.0;       // 0: no watchdog; otherwise WATCHDOG=1 must come this often
+    bool state_handoff = false; // its last session state is passed at exec as descriptor 3 (TAU_STATE_FD)
+    std::map<std::string, ResourceLimit> rlimits; // "nofile", "core", ...: applied before exec
     std::vector<std::string> depends_on;
     std::optional<SafeModeConfig> safe_mode;
     std::optional<StandbyConfig> standby;
