@@ -26,7 +26,9 @@ std::string_view toString(OutputStream stream) {
 OutputCapturingLauncher::OutputCapturingLauncher(Reactor& reactor, std::filesystem::path directory,
                                                  LineHandler on_line)
     : reactor_(reactor), directory_(std::move(directory)), on_line_(std::move(on_line)) {
-    std::filesystem::create_directories(directory_);
+    // Without it every spawn that captures output fails, naming the FIFO it could not make.
+    std::error_code ignored;
+    std::filesystem::create_directories(directory_, ignored);
 }
 
 OutputCapturingLauncher::~OutputCapturingLauncher() {

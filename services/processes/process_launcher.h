@@ -25,7 +25,7 @@ class OutputCapturingLauncher final : public ProcessLauncher {
     using LineHandler =
         std::function<void(const std::string& service, pid_t pid, OutputStream stream, std::string line)>;
 
-    // `directory` holds the FIFOs; it is created if need be.
+    // `directory` holds the FIFOs; it is created if need be (a spawn that cannot make its FIFOs fails).
     OutputCapturingLauncher(Reactor& reactor, std::filesystem::path directory, LineHandler on_line);
     ~OutputCapturingLauncher() override;
     OutputCapturingLauncher(const OutputCapturingLauncher&) = delete;

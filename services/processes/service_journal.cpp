@@ -154,20 +154,28 @@ void ServiceJournal::record(const ServiceStatus& service) {
     }
     const auto file = directory_ / name;
     const auto temporary = directory_ / ("." + name + ".tmp");
+    std::string problem;
     {
         std::ofstream out(temporary, std::ios::trunc);
         out << entry.dump();
         if (!out.flush()) {
-            spdlog::error("{}: cannot write the service journal: {}", temporary.string(),
-                          std::strerror(errno));
-            return;
+            problem = temporary.string() + ": " + std::strerror(errno);
         }
     }
     std::error_code error;
-    std::filesystem::rename(temporary, file, error);
-    if (error) {
-        spdlog::error("{}: cannot write the service journal: {}", file.string(), error.message());
+    if (problem.empty()) {
+        std::filesystem::rename(temporary, file, error);
+        if (error) {
+            problem = file.string() + ": " + error.message();
+        }
     }
+    // Said once, not on every change of every service, until writing works again.
+    if (!problem.empty() && !failing_) {
+        spdlog::error("cannot write the service journal ({}); a restarted tau-monitor will not find the "
+                      "services that still run",
+                      problem);
+    }
+    failing_ = !problem.empty();
 }
 
 std::map<std::string, ServiceJournal::Entry> ServiceJournal::load() const {

@@ -69,6 +69,7 @@ class ServiceJournal final : public SupervisorJournal {
     // Per service, the pid recorded last and its start time, so that a change of counters costs no /proc
     // read.
     std::map<std::string, std::pair<pid_t, std::uint64_t>> start_times_;
+    bool failing_ = false;
 };
 
 } // namespace tau

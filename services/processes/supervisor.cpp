@@ -285,7 +285,11 @@ void Supervisor::launch(ServiceStatus& service) {
     service.status_text.clear();
     service.watchdog = service.spec.watchdog;
     watchMain(service);
-    if (service.spec.notify) {
+    beginRun(service, false);
+}
+
+void Supervisor::beginRun(ServiceStatus& service, bool ready) {
+    if (service.spec.notify && !ready) {
         service.state = ServiceState::Starting;
         armStartTimeout(service, service.spec.start_timeout);
     } else {
@@ -326,14 +330,7 @@ void Supervisor::adopt(const std::string& name, AdoptedService adopted) {
         service.status_text = adopted.status_text;
         service.watchdog = service.spec.watchdog;
         watchMain(service);
-        if (service.spec.notify && !main.ready) {
-            service.state = ServiceState::Starting;
-            armStartTimeout(service, service.spec.start_timeout);
-        } else {
-            service.state = ServiceState::Running;
-            armWatchdog(service);
-            armSafeModeExit(service);
-        }
+        beginRun(service, main.ready);
         changed(service);
         if (service.state == ServiceState::Running) {
             onRunning(service);

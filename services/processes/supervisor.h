@@ -297,6 +297,8 @@ class Supervisor {
     // The main process `pid` of the service ended with `status`: the ladder decides what follows.
     void onExit(ServiceStatus& service, pid_t pid, const ExitStatus& status);
     void watchMain(ServiceStatus& service);
+    // A new main process: starting (with its start timeout) until a notify service is ready, else running.
+    void beginRun(ServiceStatus& service, bool ready);
     // Tells the listener, and the journal, that the service changed.
     void changed(const ServiceStatus& service);
     void recoverFromSpawnFailure(ServiceStatus& service, const ServiceError& error);

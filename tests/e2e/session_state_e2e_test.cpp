@@ -17,7 +17,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string counterConfig(bool state_handoff = false) {
+std::string suiteConfig(const std::string& services) {
     return R"(
 [resource_monitoring]
 enabled = false
@@ -31,20 +31,22 @@ critical_processes = ["counter"]
 
 [logging]
 log_file_path = "@DIR@/log/tau.log"
+)" + services;
+}
 
+std::string counterConfig(bool state_handoff = false) {
+    return suiteConfig(R"(
 [[service]]
 name = "counter"
-exec = [")" +
-           std::string(TAU_TEST_STATE_COUNTER) +
-           R"(", "@DIR@/counter.log"]
-state_handoff = )" +
-           (state_handoff ? std::string("true") : std::string("false")) +
-           R"(
+exec = [")" + std::string(TAU_TEST_STATE_COUNTER) +
+                       R"(", "@DIR@/counter.log"]
+state_handoff = )" + (state_handoff ? std::string("true") : std::string("false")) +
+                       R"(
 [service.recovery]
 strategy = "restart"
 max_attempts = 100
 start_limit_burst = 100
-)";
+)");
 }
 
 // What the counter wrote: the counts it resumed from and the counts whose save was acknowledged.
@@ -177,25 +179,13 @@ TEST(SessionState, ADamagedStateDatabaseIsSetAsideAndTheSuiteRunsOn) {
 }
 
 TEST(SessionState, TheDemoCounterWrittenWithBusctlGoesOnAfterItsCrashes) {
-    RunningDaemon daemon(R"(
-[resource_monitoring]
-enabled = false
-
-[health_checking]
-enabled = false
-
-[crash_recovery]
-session_state_path = "@DIR@/state"
-
-[logging]
-log_file_path = "@DIR@/log/tau.log"
-
+    RunningDaemon daemon(suiteConfig(R"(
 [[service]]
 name = "counter"
 exec = [")" + std::string(TAU_SOURCE_DIR) +
-                         R"(/config/examples/demo-services/counter.sh"]
+                                     R"(/config/examples/demo-services/counter.sh"]
 environment = { COUNTER_STEPS_BEFORE_CRASH = "4", COUNTER_INTERVAL = "0.05" }
-)");
+)"));
     ASSERT_TRUE(daemon.waitReady()) << daemon.output();
     EXPECT_TRUE(waitUntil([&] {
         return daemon.output().find("counter: resuming at 8") != std::string::npos;
