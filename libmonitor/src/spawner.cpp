@@ -223,6 +223,22 @@ int childMain(void* argument) {
         (request.stderr_fd >= 0 && dup2(slots.slot(kStderrSlot), STDERR_FILENO) < 0)) {
         fail(8);
     }
+    if (request.output_read_write) {
+        // Best effort: without /proc the pipe stays write-only, which only matters once the reader is gone.
+        char path[] = "/proc/self/fd/N";
+        for (const auto& [fd, given] :
+             {std::pair{STDOUT_FILENO, request.stdout_fd}, std::pair{STDERR_FILENO, request.stderr_fd}}) {
+            if (given < 0) {
+                continue;
+            }
+            path[sizeof path - 2] = static_cast<char>('0' + fd);
+            const int read_write = open(path, O_RDWR);
+            if (read_write >= 0) {
+                dup2(read_write, fd);
+                close(read_write);
+            }
+        }
+    }
     // Passed descriptors become 3, 4, ...: moved above every slot first, since a target may be a slot.
     const auto passed = request.pass_fds.size();
     for (std::size_t i = 0; i < passed; ++i) {

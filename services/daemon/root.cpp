@@ -419,7 +419,6 @@ void adoptServices(Supervisor& supervisor, const ServiceJournal& journal, Output
         }
         supervisor.adopt(name, std::move(adopted));
     }
-    launcher.removeStaleOutput();
 }
 
 ResolvedBus resolveBus(const bus::BusChoice& choice) {
@@ -503,8 +502,7 @@ int runRoot(const DaemonOptions& options) {
     ProcFsReader reader;
     SystemClock clock;
     OutputCapturingLauncher launcher(
-        loop, runtimeDirectory() / "output",
-        [&log_queue](const std::string& service, pid_t pid, OutputStream stream, std::string line) {
+        loop, [&log_queue](const std::string& service, pid_t pid, OutputStream stream, std::string line) {
             // Shown on the daemon's own stderr as well, as when the service ran in a terminal.
             std::fprintf(stderr, "%s[%s]: %s\n", service.c_str(), std::string(toString(stream)).c_str(),
                          line.c_str());

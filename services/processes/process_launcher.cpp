@@ -1,11 +1,9 @@
 #include "process_launcher.h"
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
-#include <set>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,27 +21,13 @@ std::string_view toString(OutputStream stream) {
     return stream == OutputStream::Stdout ? "stdout" : "stderr";
 }
 
-OutputCapturingLauncher::OutputCapturingLauncher(Reactor& reactor, std::filesystem::path directory,
-                                                 LineHandler on_line)
-    : reactor_(reactor), directory_(std::move(directory)), on_line_(std::move(on_line)) {
-    // Without it every spawn that captures output fails, naming the FIFO it could not make.
-    std::error_code ignored;
-    std::filesystem::create_directories(directory_, ignored);
-}
+OutputCapturingLauncher::OutputCapturingLauncher(Reactor& reactor, LineHandler on_line)
+    : reactor_(reactor), on_line_(std::move(on_line)) {}
 
 OutputCapturingLauncher::~OutputCapturingLauncher() {
-    // The FIFOs stay: services that outlive this supervisor keep writing into them for the next one.
     while (!pipes_.empty()) {
-        const int fd = pipes_.begin()->first;
-        reactor_.unwatchFd(fd);
-        ::close(fd);
-        pipes_.erase(fd);
+        closePipe(pipes_.begin()->first);
     }
-}
-
-std::filesystem::path OutputCapturingLauncher::fifoPath(const std::string& service, pid_t pid,
-                                                        OutputStream stream) const {
-    return directory_ / (service + "." + std::to_string(pid) + "." + std::string(toString(stream)));
 }
 
 SpawnedProcess OutputCapturingLauncher::spawn(const std::string& service, const SpawnRequest& request,
@@ -72,78 +56,54 @@ SpawnedProcess OutputCapturingLauncher::spawnCapturing(const std::string& servic
     if (!capture_output) {
         return spawnProcess(request);
     }
-    // Each stream: our read end, and the child's end, open for reading too, so that it never sees EPIPE.
-    struct Fifo {
-        std::filesystem::path path;
-        int ours = -1;
-        int child = -1;
-    };
-    std::array<Fifo, 2> fifos;
-    const auto closeAll = [&fifos] {
-        for (auto& fifo : fifos) {
-            for (const int fd : {fifo.ours, fifo.child}) {
-                if (fd >= 0) {
-                    ::close(fd);
-                }
-            }
-            std::error_code ignored;
-            std::filesystem::remove(fifo.path, ignored);
-        }
-    };
-    for (std::size_t i = 0; i < fifos.size(); ++i) {
-        auto& fifo = fifos[i];
-        fifo.path = directory_ / ("." + service + (i == 0 ? ".stdout" : ".stderr") + ".new");
-        ::unlink(fifo.path.c_str());
-        if (::mkfifo(fifo.path.c_str(), 0600) < 0 ||
-            (fifo.ours = ::open(fifo.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 ||
-            (fifo.child = ::open(fifo.path.c_str(), O_RDWR | O_CLOEXEC)) < 0) {
-            const std::string message = fifo.path.string() + ": " + std::strerror(errno);
-            closeAll();
-            throw SpawnError(message);
-        }
+    int out[2];
+    int err[2];
+    if (::pipe2(out, O_CLOEXEC) < 0) {
+        throw SpawnError(std::string("pipe: ") + std::strerror(errno));
+    }
+    if (::pipe2(err, O_CLOEXEC) < 0) {
+        const int saved = errno;
+        ::close(out[0]);
+        ::close(out[1]);
+        throw SpawnError(std::string("pipe: ") + std::strerror(saved));
     }
     SpawnRequest captured = request;
-    captured.stdout_fd = fifos[0].child;
-    captured.stderr_fd = fifos[1].child;
+    captured.stdout_fd = out[1];
+    captured.stderr_fd = err[1];
+    captured.output_read_write = true;
     SpawnedProcess process;
     try {
         process = spawnProcess(captured);
     } catch (...) {
-        closeAll();
+        for (const int fd : {out[0], out[1], err[0], err[1]}) {
+            ::close(fd);
+        }
         throw;
     }
-    for (std::size_t i = 0; i < fifos.size(); ++i) {
-        ::close(fifos[i].child);
-        const auto stream = i == 0 ? OutputStream::Stdout : OutputStream::Stderr;
-        const auto path = fifoPath(service, process.pid, stream);
-        std::error_code error;
-        std::filesystem::rename(fifos[i].path, path, error);
-        watch(fifos[i].ours, service, process.pid, stream, error ? fifos[i].path : path);
-    }
+    // The child holds the write ends now; once it and its descendants are gone, the read ends see EOF.
+    ::close(out[1]);
+    ::close(err[1]);
+    watch(out[0], service, process.pid, OutputStream::Stdout);
+    watch(err[0], service, process.pid, OutputStream::Stderr);
     return process;
 }
 
 void OutputCapturingLauncher::adoptOutput(const std::string& service, pid_t pid) {
     for (const auto stream : {OutputStream::Stdout, OutputStream::Stderr}) {
-        auto path = fifoPath(service, pid, stream);
+        // The pipe the previous root read, reached through the service's own descriptor.
+        const std::string path =
+            "/proc/" + std::to_string(pid) + "/fd/" +
+            std::to_string(stream == OutputStream::Stdout ? STDOUT_FILENO : STDERR_FILENO);
         const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        if (fd >= 0) {
-            watch(fd, service, pid, stream, std::move(path));
+        if (fd < 0) {
+            continue;
         }
-    }
-}
-
-void OutputCapturingLauncher::removeStaleOutput() {
-    std::set<std::filesystem::path> read;
-    for (const auto& [fd, pipe] : pipes_) {
-        read.insert(pipe.fifo);
-    }
-    std::error_code error;
-    for (const auto& entry : std::filesystem::directory_iterator(directory_, error)) {
-        if (!read.contains(entry.path())) {
-            std::error_code ignored;
-            std::filesystem::remove(entry.path(), ignored);
+        struct stat info {};
+        if (::fstat(fd, &info) != 0 || !S_ISFIFO(info.st_mode)) {
+            ::close(fd); // it pointed its output elsewhere itself: not ours to read
+            continue;
         }
+        watch(fd, service, pid, stream);
     }
 }
 
@@ -155,9 +115,9 @@ int OutputCapturingLauncher::open(pid_t pid) {
     return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
-void OutputCapturingLauncher::watch(int fd, const std::string& service, pid_t pid, OutputStream stream,
-                                    std::filesystem::path fifo) {
-    pipes_[fd] = Pipe{service, pid, stream, {}, std::move(fifo)};
+void OutputCapturingLauncher::watch(int fd, const std::string& service, pid_t pid, OutputStream stream) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    pipes_[fd] = Pipe{service, pid, stream, {}};
     reactor_.watchFd(fd, POLLIN, [this, fd](short) { drain(fd); });
 }
 
@@ -196,8 +156,6 @@ void OutputCapturingLauncher::drain(int fd) {
 
 void OutputCapturingLauncher::closePipe(int fd) {
     reactor_.unwatchFd(fd);
-    std::error_code ignored;
-    std::filesystem::remove(pipes_.at(fd).fifo, ignored);
     pipes_.erase(fd);
     ::close(fd);
 }

@@ -2,10 +2,10 @@
 // The real ProcessLauncher: forks through the spawner and turns each captured line of a service's stdout and
 // stderr into a call of `on_line`, from the loop, without ever blocking on a pipe.
 //
-// Output goes through named FIFOs, <directory>/<service>.<pid>.stdout and .stderr, which the service holds
-// open for reading and writing: when the supervisor dies its services do not get SIGPIPE on their next line,
-// what they write meanwhile waits in the FIFO (until it is full), and the next supervisor reads on from the
-// same FIFOs when it adopts them.
+// A service holds its output pipes open for reading as well as writing (SpawnRequest::output_read_write):
+// when the supervisor dies its services do not get SIGPIPE on their next line, what they write meanwhile
+// waits in the pipe (until it is full), and the next supervisor reads on from the same pipes, which it
+// reaches through /proc/<pid>/fd/1 and 2 when it adopts the service.
 
 #include "supervisor.h"
 #include "tau/event_loop.h"
@@ -25,8 +25,7 @@ class OutputCapturingLauncher final : public ProcessLauncher {
     using LineHandler =
         std::function<void(const std::string& service, pid_t pid, OutputStream stream, std::string line)>;
 
-    // `directory` holds the FIFOs; it is created if need be (a spawn that cannot make its FIFOs fails).
-    OutputCapturingLauncher(Reactor& reactor, std::filesystem::path directory, LineHandler on_line);
+    OutputCapturingLauncher(Reactor& reactor, LineHandler on_line);
     ~OutputCapturingLauncher() override;
     OutputCapturingLauncher(const OutputCapturingLauncher&) = delete;
     OutputCapturingLauncher& operator=(const OutputCapturingLauncher&) = delete;
@@ -45,10 +44,8 @@ class OutputCapturingLauncher final : public ProcessLauncher {
         handoffs_[service] = std::move(handoff);
     }
 
-    // Reads on from the FIFOs of a process that an earlier supervisor started.
+    // Reads on from the output pipes of a process that an earlier supervisor started.
     void adoptOutput(const std::string& service, pid_t pid);
-    // Deletes the FIFOs nothing reads any more (of processes that ended while no supervisor ran).
-    void removeStaleOutput();
 
   private:
     struct Pipe {
@@ -56,18 +53,14 @@ class OutputCapturingLauncher final : public ProcessLauncher {
         pid_t pid; // the main process that was spawned with this pipe
         OutputStream stream;
         std::string partial; // a line not yet ended by '\n'
-        std::filesystem::path fifo;
     };
-    std::filesystem::path fifoPath(const std::string& service, pid_t pid, OutputStream stream) const;
     SpawnedProcess spawnCapturing(const std::string& service, const SpawnRequest& request,
                                   bool capture_output);
-    void watch(int fd, const std::string& service, pid_t pid, OutputStream stream,
-               std::filesystem::path fifo);
+    void watch(int fd, const std::string& service, pid_t pid, OutputStream stream);
     void drain(int fd);
     void closePipe(int fd);
 
     Reactor& reactor_;
-    std::filesystem::path directory_;
     LineHandler on_line_;
     std::map<int, Pipe> pipes_;
     std::map<std::string, std::filesystem::path> handoffs_;

@@ -1,11 +1,15 @@
 #include "service_journal.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <system_error>
+#include <unistd.h>
 
 namespace tau {
 namespace {
@@ -152,23 +156,8 @@ void ServiceJournal::record(const ServiceStatus& service) {
     if (service.standby_recovery) {
         entry["standby_recovery"] = toJson(service.standby_recovery->state());
     }
-    const auto file = directory_ / name;
-    const auto temporary = directory_ / ("." + name + ".tmp");
-    std::string problem;
-    {
-        std::ofstream out(temporary, std::ios::trunc);
-        out << entry.dump();
-        if (!out.flush()) {
-            problem = temporary.string() + ": " + std::strerror(errno);
-        }
-    }
-    std::error_code error;
-    if (problem.empty()) {
-        std::filesystem::rename(temporary, file, error);
-        if (error) {
-            problem = file.string() + ": " + error.message();
-        }
-    }
+    std::string text = entry.dump();
+    std::string problem = write(name, text);
     // Said once, not on every change of every service, until writing works again.
     if (!problem.empty() && !failing_) {
         spdlog::error("cannot write the service journal ({}); a restarted tau-monitor will not find the "
@@ -176,6 +165,36 @@ void ServiceJournal::record(const ServiceStatus& service) {
                       problem);
     }
     failing_ = !problem.empty();
+}
+
+std::string ServiceJournal::write(const std::string& name, std::string& text) {
+    const auto file = directory_ / name;
+    auto [it, added] = files_.try_emplace(name, File{});
+    auto& open = it->second;
+    if (open.fd < 0) {
+        open.fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (open.fd < 0) {
+            files_.erase(it);
+            return file.string() + ": " + std::strerror(errno);
+        }
+        // A record left by an earlier root may be longer: the new ones cover it whole.
+        struct stat info {};
+        open.size = ::fstat(open.fd, &info) == 0 ? static_cast<std::size_t>(info.st_size) : 0;
+    }
+    // One write of the whole record over the one before, padded with blanks (which JSON ignores) to a size
+    // that only grows: a killed root leaves either record whole, and no rename makes the file system flush.
+    std::size_t size = std::max<std::size_t>(open.size, 4096);
+    while (size < text.size() + 1) {
+        size *= 2;
+    }
+    text.resize(size, ' ');
+    text.back() = '\n';
+    const ssize_t written = ::pwrite(open.fd, text.data(), text.size(), 0);
+    if (written != static_cast<ssize_t>(text.size())) {
+        return file.string() + ": " + (written < 0 ? std::strerror(errno) : "short write");
+    }
+    open.size = size;
+    return {};
 }
 
 std::map<std::string, ServiceJournal::Entry> ServiceJournal::load() const {
@@ -252,7 +271,17 @@ AdoptedService ServiceJournal::adoptable(const Entry& entry, ProcessLauncher& la
     return adopted;
 }
 
+ServiceJournal::~ServiceJournal() {
+    for (const auto& [name, file] : files_) {
+        ::close(file.fd);
+    }
+}
+
 void ServiceJournal::remove(const std::string& name) {
+    if (const auto it = files_.find(name); it != files_.end()) {
+        ::close(it->second.fd);
+        files_.erase(it);
+    }
     std::error_code ignored;
     std::filesystem::remove(directory_ / name, ignored);
     start_times_.erase(name);
@@ -260,6 +289,10 @@ void ServiceJournal::remove(const std::string& name) {
 }
 
 void ServiceJournal::clear() {
+    for (const auto& [name, file] : files_) {
+        ::close(file.fd);
+    }
+    files_.clear();
     std::error_code error;
     for (const auto& file : std::filesystem::directory_iterator(directory_, error)) {
         std::error_code ignored;

@@ -4,9 +4,9 @@
 // with their pids, counters, backoff state and standby, instead of killing or duplicating them.
 //
 // A process is recognised by its pid together with its start time (field 22 of /proc/<pid>/stat), so that
-// a pid the kernel has given to another process since is never taken for the service. Files are replaced
-// by rename; they need not survive a power cut, which no process survives either, and an entry written
-// during another boot is ignored.
+// a pid the kernel has given to another process since is never taken for the service. A record is
+// rewritten in place with one write; it need not survive a power cut, which no process survives either,
+// and an entry written during another boot is ignored.
 
 #include "supervisor.h"
 #include "tau/procfs.h"
@@ -43,6 +43,9 @@ class ServiceJournal final : public SupervisorJournal {
     };
 
     ServiceJournal(std::filesystem::path directory, const SystemReader& reader);
+    ~ServiceJournal() override;
+    ServiceJournal(const ServiceJournal&) = delete;
+    ServiceJournal& operator=(const ServiceJournal&) = delete;
 
     void record(const ServiceStatus& service) override;
 
@@ -62,6 +65,13 @@ class ServiceJournal final : public SupervisorJournal {
   private:
     std::optional<std::uint64_t> startTimeOf(pid_t pid) const;
     std::uint64_t recordedStartTime(const std::string& key, pid_t pid);
+    // Writes `text` as the service's record; an error message, or "" when it was written.
+    std::string write(const std::string& name, std::string& text);
+
+    struct File {
+        int fd = -1;
+        std::size_t size = 0; // of the record last written
+    };
 
     std::filesystem::path directory_;
     const SystemReader& reader_;
@@ -69,6 +79,7 @@ class ServiceJournal final : public SupervisorJournal {
     // Per service, the pid recorded last and its start time, so that a change of counters costs no /proc
     // read.
     std::map<std::string, std::pair<pid_t, std::uint64_t>> start_times_;
+    std::map<std::string, File> files_; // kept open: a change costs one write
     bool failing_ = false;
 };
 

@@ -42,13 +42,13 @@ SpawnRequest shell(const std::string& script) {
 class OutputCaptureTest : public ::testing::Test {
   protected:
     EventLoop loop_;
-    test::TempDir fifos_;
+    test::TempDir files_;
     std::vector<Line> lines_;
     OutputCapturingLauncher::LineHandler collect_ = [this](const std::string& service, pid_t pid,
                                                            OutputStream stream, std::string text) {
         lines_.push_back({service, pid, stream, std::move(text)});
     };
-    OutputCapturingLauncher launcher_{loop_, fifos_.path(), collect_};
+    OutputCapturingLauncher launcher_{loop_, collect_};
 
     // Spawns, waits for the exit and for both pipes to close, and reaps.
     pid_t runToEnd(const std::string& script, bool capture = true) {
@@ -82,20 +82,13 @@ TEST_F(OutputCaptureTest, LinesOfBothStreamsArriveTaggedWithServiceAndPid) {
     EXPECT_EQ(err, (std::vector<std::string>{"two"}));
 }
 
-TEST_F(OutputCaptureTest, TheFifosGoOnceTheServiceEndedAndItsOutputIsRead) {
-    expected_lines_ = 1;
-    runToEnd("echo done");
-    runUntil(loop_, [&] { return std::filesystem::is_empty(fifos_.path()); });
-    EXPECT_TRUE(std::filesystem::is_empty(fifos_.path()));
-}
-
 TEST_F(OutputCaptureTest, OutputWrittenWhileNoSupervisorReadsWaitsForTheNextOne) {
-    const auto go = fifos_.path() / "go";
-    const auto end = fifos_.path() / "end";
+    const auto go = files_.path() / "go";
+    const auto end = files_.path() / "end";
     const auto waitFor = [](const std::filesystem::path& file) {
         return "while [ ! -e '" + file.string() + "' ]; do sleep 0.01; done; ";
     };
-    auto first = std::make_unique<OutputCapturingLauncher>(loop_, fifos_.path(), collect_);
+    auto first = std::make_unique<OutputCapturingLauncher>(loop_, collect_);
     const auto process =
         first->spawn("svc", shell("echo before; " + waitFor(go) + "echo during; " + waitFor(end)), true);
     runUntil(loop_, [&] { return lines_.size() == 1; });
@@ -103,7 +96,7 @@ TEST_F(OutputCaptureTest, OutputWrittenWhileNoSupervisorReadsWaitsForTheNextOne)
     // The supervisor goes away; the service writes on, and must not die of SIGPIPE for it.
     first.reset();
     test::writeFile(go, "");
-    OutputCapturingLauncher second(loop_, fifos_.path(), collect_);
+    OutputCapturingLauncher second(loop_, collect_);
     second.adoptOutput("svc", process.pid);
     runUntil(loop_, [&] { return lines_.size() == 2; });
     test::writeFile(end, "");

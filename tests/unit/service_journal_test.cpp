@@ -64,7 +64,7 @@ class ServiceJournalTest : public ::testing::Test {
     test::TempDir dir_;
     ProcFsReader reader_;
     EventLoop loop_;
-    OutputCapturingLauncher launcher_{loop_, dir_.path() / "output", [](auto&&...) {}};
+    OutputCapturingLauncher launcher_{loop_, [](auto&&...) {}};
 };
 
 TEST_F(ServiceJournalTest, WhatIsRecordedComesBackAndItsProcessIsAdopted) {

@@ -34,6 +34,9 @@ struct SpawnRequest {
     std::vector<Limit> rlimits;
     int stdout_fd = -1; // -1: inherit
     int stderr_fd = -1; // -1: inherit
+    // stdout_fd and stderr_fd (pipes) are reopened for reading and writing in the child, so that it holds a
+    // reader of its own and never gets SIGPIPE while nobody else reads them.
+    bool output_read_write = false;
     // An open cgroup.procs of the cgroup the child must run in (ServiceCgroups::group()); -1: stay in ours.
     // The child moves itself before it drops privileges, so the file need only be writable by the daemon,
     // and before exec, so that nothing the service does escapes the cgroup's limits.
