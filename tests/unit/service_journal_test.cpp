@@ -124,6 +124,31 @@ TEST_F(ServiceJournalTest, EntriesOfAnotherBootAndUnreadableOnesAreIgnored) {
     EXPECT_TRUE(entries.contains("web"));
 }
 
+TEST_F(ServiceJournalTest, AShorterRecordOverALongerOneReadsBackWhole) {
+    SleepingProcess process;
+    auto status = runningService(process.pid());
+    RecoveryTracker::State many;
+    for (int i = 0; i < 600; ++i) {
+        many.starts.push_back(std::chrono::steady_clock::now() - std::chrono::seconds(i));
+    }
+    ServiceSpec spec;
+    spec.name = "web";
+    spec.policy.start_limit_burst = 1000;
+    ServiceStatus busy(spec);
+    busy.state = ServiceState::Running;
+    busy.pid = process.pid();
+    busy.recovery.restore(many);
+    ServiceJournal(dir_.path(), reader_).record(busy);
+    EXPECT_GT(std::filesystem::file_size(dir_.path() / "web"), 4096u);
+
+    // A later root writes a short record over it.
+    ServiceJournal journal(dir_.path(), reader_);
+    journal.record(status);
+    const auto entries = journal.load();
+    ASSERT_TRUE(entries.contains("web"));
+    EXPECT_EQ(entries.at("web").recovery, status.recovery.state());
+}
+
 TEST_F(ServiceJournalTest, ClearForgetsEveryService) {
     ServiceJournal journal(dir_.path(), reader_);
     SleepingProcess process;
