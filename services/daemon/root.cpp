@@ -388,8 +388,12 @@ struct ResolvedBus {
 
 // Takes over the services that a previous root, which died, left running: each keeps its pid, its counters
 // and its place on the recovery ladder; one that ended meanwhile is recovered.
-void adoptServices(Supervisor& supervisor, const ServiceJournal& journal, OutputCapturingLauncher& launcher) {
-    for (auto& [name, entry] : journal.load()) {
+void adoptServices(Supervisor& supervisor, ServiceJournal& journal, OutputCapturingLauncher& launcher) {
+    const auto entries = journal.load();
+    // From here on the journal is this root's: every service is written into it anew as it is adopted or
+    // started.
+    journal.clear();
+    for (const auto& [name, entry] : entries) {
         const auto* service = supervisor.find(name);
         if (service == nullptr || service->spec.internal) {
             if (entry.main) {

@@ -43,10 +43,15 @@ std::chrono::system_clock::time_point wallFrom(const json& value) {
         duration_cast<std::chrono::system_clock::duration>(microseconds(value.get<std::int64_t>())));
 }
 
+// Enough of the newest starts for any sane start limit, and a bound that keeps a record within its slot.
+constexpr std::size_t kStartsKept = 64;
+constexpr std::size_t kStatusTextKept = 512;
+
 json toJson(const RecoveryTracker::State& state) {
     json starts = json::array();
-    for (const auto at : state.starts) {
-        starts.push_back(toJson(at));
+    const std::size_t first = state.starts.size() > kStartsKept ? state.starts.size() - kStartsKept : 0;
+    for (std::size_t i = first; i < state.starts.size(); ++i) {
+        starts.push_back(toJson(state.starts[i]));
     }
     return {{"failures", state.failures},
             {"in_safe_mode", state.in_safe_mode},
@@ -103,10 +108,17 @@ ServiceJournal::ServiceJournal(std::filesystem::path directory, const SystemRead
     : directory_(std::move(directory)), reader_(reader), boot_id_(readBootId()) {
     std::error_code error;
     std::filesystem::create_directories(directory_, error);
-    if (error) {
-        spdlog::error("{}: cannot create the service journal: {}; a restarted tau-monitor will not find the "
+    fd_ = ::open(file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+        spdlog::error("{}: cannot open the service journal: {}; a restarted tau-monitor will not find the "
                       "services that still run",
-                      directory_.string(), error.message());
+                      file().string(), std::strerror(errno));
+    }
+}
+
+ServiceJournal::~ServiceJournal() {
+    if (fd_ >= 0) {
+        ::close(fd_);
     }
 }
 
@@ -135,7 +147,7 @@ void ServiceJournal::record(const ServiceStatus& service) {
                {"state", toString(service.state)},
                {"restarts", service.restarts},
                {"running_safe_mode", service.running_safe_mode},
-               {"status_text", service.status_text},
+               {"status_text", service.status_text.substr(0, kStatusTextKept)},
                {"restart_due_ns", toJson(service.restart_due)},
                {"recovery", toJson(service.recovery.state())},
                {"main", nullptr},
@@ -168,46 +180,36 @@ void ServiceJournal::record(const ServiceStatus& service) {
 }
 
 std::string ServiceJournal::write(const std::string& name, std::string& text) {
-    const auto file = directory_ / name;
-    auto [it, added] = files_.try_emplace(name, File{});
-    auto& open = it->second;
-    if (open.fd < 0) {
-        open.fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-        if (open.fd < 0) {
-            files_.erase(it);
-            return file.string() + ": " + std::strerror(errno);
-        }
-        // A record left by an earlier root may be longer: the new ones cover it whole.
-        struct stat info {};
-        open.size = ::fstat(open.fd, &info) == 0 ? static_cast<std::size_t>(info.st_size) : 0;
+    if (fd_ < 0) {
+        return file().string() + ": not open";
     }
-    // One write of the whole record over the one before, padded with blanks (which JSON ignores) to a size
-    // that only grows: a killed root leaves either record whole, and no rename makes the file system flush.
-    std::size_t size = std::max<std::size_t>(open.size, 4096);
-    while (size < text.size() + 1) {
-        size *= 2;
+    if (text.size() >= kSlotSize) {
+        return name + ": a record of " + std::to_string(text.size()) + " bytes does not fit its slot";
     }
-    text.resize(size, ' ');
+    const auto [slot, added] = slots_.try_emplace(name, slots_.size());
+    // One write of the whole slot over the one before, padded with blanks (which JSON ignores): a killed root
+    // leaves either record whole, and the file is never renamed or grown on the path of a restart.
+    text.resize(kSlotSize, ' ');
     text.back() = '\n';
-    const ssize_t written = ::pwrite(open.fd, text.data(), text.size(), 0);
+    const auto offset = static_cast<off_t>(slot->second * kSlotSize);
+    const ssize_t written = ::pwrite(fd_, text.data(), text.size(), offset);
     if (written != static_cast<ssize_t>(text.size())) {
-        return file.string() + ": " + (written < 0 ? std::strerror(errno) : "short write");
+        return file().string() + ": " + (written < 0 ? std::strerror(errno) : "short write");
     }
-    open.size = size;
     return {};
 }
 
 std::map<std::string, ServiceJournal::Entry> ServiceJournal::load() const {
     std::map<std::string, Entry> entries;
-    std::error_code error;
-    for (const auto& file : std::filesystem::directory_iterator(directory_, error)) {
-        const std::string filename = file.path().filename().string();
-        if (filename.starts_with(".")) {
-            continue;
+    std::ifstream in(file());
+    const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (std::size_t offset = 0; offset < content.size(); offset += kSlotSize) {
+        const std::string_view slot = std::string_view(content).substr(offset, kSlotSize);
+        if (slot.find_first_not_of(" \n") == std::string_view::npos) {
+            continue; // a service removed
         }
         try {
-            std::ifstream in(file.path());
-            const json value = json::parse(in);
+            const json value = json::parse(slot);
             if (value.at("format").get<int>() != kFormat ||
                 value.at("boot_id").get<std::string>() != boot_id_) {
                 continue; // another boot: none of its processes can still run
@@ -215,7 +217,7 @@ std::map<std::string, ServiceJournal::Entry> ServiceJournal::load() const {
             Entry entry;
             entry.name = value.at("name").get<std::string>();
             const auto state = stateFrom(value.at("state").get<std::string>());
-            if (!state || entry.name != filename) {
+            if (!state || entry.name.empty()) {
                 throw std::runtime_error("unknown state or name");
             }
             entry.state = *state;
@@ -231,8 +233,8 @@ std::map<std::string, ServiceJournal::Entry> ServiceJournal::load() const {
             }
             entries.emplace(entry.name, std::move(entry));
         } catch (const std::exception& e) {
-            spdlog::warn("{}: ignoring an unreadable service journal entry: {}", file.path().string(),
-                         e.what());
+            spdlog::warn("{}: ignoring an unreadable service journal entry at offset {}: {}", file().string(),
+                         offset, e.what());
         }
     }
     return entries;
@@ -271,33 +273,22 @@ AdoptedService ServiceJournal::adoptable(const Entry& entry, ProcessLauncher& la
     return adopted;
 }
 
-ServiceJournal::~ServiceJournal() {
-    for (const auto& [name, file] : files_) {
-        ::close(file.fd);
-    }
-}
-
 void ServiceJournal::remove(const std::string& name) {
-    if (const auto it = files_.find(name); it != files_.end()) {
-        ::close(it->second.fd);
-        files_.erase(it);
+    const auto slot = slots_.find(name);
+    if (slot != slots_.end() && fd_ >= 0) {
+        const std::string blank(kSlotSize, ' ');
+        [[maybe_unused]] const auto ignored =
+            ::pwrite(fd_, blank.data(), blank.size(), static_cast<off_t>(slot->second * kSlotSize));
     }
-    std::error_code ignored;
-    std::filesystem::remove(directory_ / name, ignored);
     start_times_.erase(name);
     start_times_.erase(name + "\n");
 }
 
 void ServiceJournal::clear() {
-    for (const auto& [name, file] : files_) {
-        ::close(file.fd);
+    if (fd_ >= 0 && ::ftruncate(fd_, 0) != 0) {
+        spdlog::error("{}: cannot empty the service journal: {}", file().string(), std::strerror(errno));
     }
-    files_.clear();
-    std::error_code error;
-    for (const auto& file : std::filesystem::directory_iterator(directory_, error)) {
-        std::error_code ignored;
-        std::filesystem::remove(file.path(), ignored);
-    }
+    slots_.clear();
     start_times_.clear();
 }
 

@@ -1,12 +1,12 @@
 #pragma once
-// The root's table of the services it runs, one small file per service in <runtime dir>/services, so that a
+// The root's table of the services it runs, one slot per service in <runtime dir>/services/journal, so that a
 // root started after one that died (SIGKILL, a crash, an upgrade) adopts the processes that still run,
 // with their pids, counters, backoff state and standby, instead of killing or duplicating them.
 //
 // A process is recognised by its pid together with its start time (field 22 of /proc/<pid>/stat), so that
 // a pid the kernel has given to another process since is never taken for the service. A record is
-// rewritten in place with one write; it need not survive a power cut, which no process survives either,
-// and an entry written during another boot is ignored.
+// rewritten in place with one write into its slot of one file; it need not survive a power cut, which no
+// process survives either, and an entry written during another boot is ignored.
 
 #include "supervisor.h"
 #include "tau/procfs.h"
@@ -56,11 +56,14 @@ class ServiceJournal final : public SupervisorJournal {
     // a pidfd from `launcher`; one that is gone is left out.
     AdoptedService adoptable(const Entry& entry, ProcessLauncher& launcher) const;
 
-    // Forgets the service; the journal of a root that stopped cleanly is empty.
+    // Forgets the service.
     void remove(const std::string& name);
+    // Forgets every service: the journal of a root that stopped cleanly is empty, and a root empties the one
+    // it adopted from before it writes its own.
     void clear();
 
-    const std::filesystem::path& directory() const { return directory_; }
+    std::filesystem::path file() const { return directory_ / "journal"; }
+    static constexpr std::size_t kSlotSize = 4096; // one record at most, blank-padded
 
   private:
     std::optional<std::uint64_t> startTimeOf(pid_t pid) const;
@@ -68,18 +71,14 @@ class ServiceJournal final : public SupervisorJournal {
     // Writes `text` as the service's record; an error message, or "" when it was written.
     std::string write(const std::string& name, std::string& text);
 
-    struct File {
-        int fd = -1;
-        std::size_t size = 0; // of the record last written
-    };
-
     std::filesystem::path directory_;
     const SystemReader& reader_;
     std::string boot_id_;
     // Per service, the pid recorded last and its start time, so that a change of counters costs no /proc
     // read.
     std::map<std::string, std::pair<pid_t, std::uint64_t>> start_times_;
-    std::map<std::string, File> files_; // kept open: a change costs one write
+    int fd_ = -1;
+    std::map<std::string, std::size_t> slots_; // by name: slot numbers in the order first written
     bool failing_ = false;
 };
 

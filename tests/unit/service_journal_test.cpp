@@ -57,8 +57,20 @@ class ServiceJournalTest : public ::testing::Test {
         return status;
     }
 
-    nlohmann::json readEntry(const std::string& name) {
-        return nlohmann::json::parse(test::readFile(dir_.path() / name));
+    std::filesystem::path journalFile() const { return dir_.path() / "journal"; }
+
+    nlohmann::json readSlot(std::size_t slot) {
+        const std::string content = test::readFile(journalFile());
+        return nlohmann::json::parse(
+            content.substr(slot * ServiceJournal::kSlotSize, ServiceJournal::kSlotSize));
+    }
+    // Writes `text` into the slot as a root would: blank-padded to the slot's size.
+    void writeSlot(std::size_t slot, std::string text) {
+        std::string content = test::readFile(journalFile());
+        text.resize(ServiceJournal::kSlotSize, ' ');
+        content.resize(std::max(content.size(), (slot + 1) * ServiceJournal::kSlotSize), ' ');
+        content.replace(slot * ServiceJournal::kSlotSize, ServiceJournal::kSlotSize, text);
+        test::writeFile(journalFile(), content);
     }
 
     test::TempDir dir_;
@@ -99,9 +111,9 @@ TEST_F(ServiceJournalTest, AProcessWithTheSamePidButAnotherStartTimeIsNotTheServ
     SleepingProcess process;
     ServiceJournal journal(dir_.path(), reader_);
     journal.record(runningService(process.pid()));
-    auto value = readEntry("web");
+    auto value = readSlot(0);
     value["main"]["start_time"] = value["main"]["start_time"].get<std::uint64_t>() + 1;
-    test::writeFile(dir_.path() / "web", value.dump());
+    writeSlot(0, value.dump());
 
     const auto entries = journal.load();
     const auto adopted = journal.adoptable(entries.at("web"), launcher_);
@@ -114,39 +126,59 @@ TEST_F(ServiceJournalTest, EntriesOfAnotherBootAndUnreadableOnesAreIgnored) {
     SleepingProcess process;
     ServiceJournal journal(dir_.path(), reader_);
     journal.record(runningService(process.pid()));
-    auto value = readEntry("web");
+    auto value = readSlot(0);
     value["boot_id"] = "another-boot";
     value["name"] = "old";
-    test::writeFile(dir_.path() / "old", value.dump());
-    test::writeFile(dir_.path() / "broken", "{ not json");
+    writeSlot(1, value.dump());
+    writeSlot(2, "{ not json");
     const auto entries = journal.load();
     EXPECT_EQ(entries.size(), 1u);
     EXPECT_TRUE(entries.contains("web"));
 }
 
-TEST_F(ServiceJournalTest, AShorterRecordOverALongerOneReadsBackWhole) {
+TEST_F(ServiceJournalTest, EveryRecordFitsItsSlotKeepingTheNewestStarts) {
     SleepingProcess process;
-    auto status = runningService(process.pid());
-    RecoveryTracker::State many;
-    for (int i = 0; i < 600; ++i) {
-        many.starts.push_back(std::chrono::steady_clock::now() - std::chrono::seconds(i));
-    }
     ServiceSpec spec;
     spec.name = "web";
     spec.policy.start_limit_burst = 1000;
     ServiceStatus busy(spec);
     busy.state = ServiceState::Running;
     busy.pid = process.pid();
+    busy.status_text = std::string(10000, 's');
+    RecoveryTracker::State many;
+    const auto now = std::chrono::steady_clock::now();
+    for (int i = 600; i > 0; --i) {
+        many.starts.push_back(now - std::chrono::seconds(i));
+    }
     busy.recovery.restore(many);
-    ServiceJournal(dir_.path(), reader_).record(busy);
-    EXPECT_GT(std::filesystem::file_size(dir_.path() / "web"), 4096u);
-
-    // A later root writes a short record over it.
     ServiceJournal journal(dir_.path(), reader_);
-    journal.record(status);
+    journal.record(busy);
+    journal.record(runningService(process.pid())); // the same slot, a shorter record
+
+    busy.recovery.restore(many);
+    journal.record(busy);
     const auto entries = journal.load();
     ASSERT_TRUE(entries.contains("web"));
-    EXPECT_EQ(entries.at("web").recovery, status.recovery.state());
+    const auto& starts = entries.at("web").recovery.starts;
+    ASSERT_EQ(starts.size(), 64u);
+    EXPECT_EQ(starts.back(), many.starts.back());
+    EXPECT_EQ(entries.at("web").status_text.size(), 512u);
+}
+
+TEST_F(ServiceJournalTest, ServicesHaveASlotEachAndARemovedOneIsForgotten) {
+    SleepingProcess process;
+    ServiceJournal journal(dir_.path(), reader_);
+    auto web = runningService(process.pid());
+    journal.record(web);
+    ServiceSpec spec;
+    spec.name = "db";
+    ServiceStatus db(spec);
+    journal.record(db);
+    EXPECT_EQ(journal.load().size(), 2u);
+    journal.remove("web");
+    const auto entries = journal.load();
+    EXPECT_EQ(entries.size(), 1u);
+    EXPECT_TRUE(entries.contains("db"));
 }
 
 TEST_F(ServiceJournalTest, ClearForgetsEveryService) {
