@@ -17,7 +17,8 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string suiteConfig(const std::string& services) {
+// `crash_recovery`: more keys of [crash_recovery].
+std::string suiteConfig(const std::string& services, const std::string& crash_recovery = "") {
     return R"(
 [resource_monitoring]
 enabled = false
@@ -28,7 +29,8 @@ enabled = false
 [crash_recovery]
 session_state_path = "@DIR@/state"
 critical_processes = ["counter"]
-
+)" + crash_recovery +
+           R"(
 [logging]
 log_file_path = "@DIR@/log/tau.log"
 )" + services;
@@ -53,7 +55,8 @@ start_limit_burst = 100
 struct CounterLog {
     std::vector<std::uint64_t> resumed;
     std::vector<std::uint64_t> saved;
-    std::vector<std::uint64_t> handed; // resumed from the state handed over at exec
+    std::vector<std::uint64_t> handed;   // resumed from the state handed over at exec
+    std::vector<std::uint64_t> poisoned; // crashed at once on the state it loaded
 
     std::uint64_t lastSaved() const { return saved.empty() ? 0 : saved.back(); }
 };
@@ -64,7 +67,11 @@ CounterLog readCounterLog(const RunningDaemon& daemon) {
     std::string word;
     std::uint64_t count = 0;
     while (in >> word >> count) {
-        (word == "saved" ? log.saved : word == "handed" ? log.handed : log.resumed).push_back(count);
+        (word == "saved"      ? log.saved
+         : word == "handed"   ? log.handed
+         : word == "poisoned" ? log.poisoned
+                              : log.resumed)
+            .push_back(count);
     }
     return log;
 }
@@ -128,6 +135,36 @@ TEST(SessionState, AServiceWithStateHandoffGetsItsLastSaveAtExec) {
     }
     EXPECT_EQ(readCounterLog(daemon).resumed, (std::vector<std::uint64_t>{0}))
         << "after its first start it never needed LoadState";
+}
+
+TEST(SessionState, AStateThatCrashesTheServiceAtEveryStartIsQuarantined) {
+    // Counts of 5 and more are poison: once the newest versions all hold one, only quarantining them lets
+    // the service start again, from the last version without poison or from nothing.
+    RunningDaemon daemon(suiteConfig(R"(
+[[service]]
+name = "counter"
+exec = [")" + std::string(TAU_TEST_STATE_COUNTER) +
+                                         R"(", "@DIR@/counter.log", "5"]
+[service.recovery]
+strategy = "restart"
+max_attempts = 100
+start_limit_burst = 100
+)",
+                                     "state_versions_kept = 3\nstate_poison_crashes = 2\n"));
+    ASSERT_TRUE(daemon.waitReady()) << daemon.output();
+    ASSERT_TRUE(waitUntil([&] { return readCounterLog(daemon).lastSaved() >= 8; })) << daemon.output();
+    ASSERT_EQ(::kill(servicePid(daemon, "counter"), SIGKILL), 0);
+    // Each of the three poisoned versions crashes it twice, then it starts from nothing.
+    ASSERT_TRUE(waitUntil([&] { return readCounterLog(daemon).resumed.size() >= 2; })) << daemon.output();
+    const auto log = readCounterLog(daemon);
+    EXPECT_EQ(log.resumed, (std::vector<std::uint64_t>{0, 0}));
+    EXPECT_EQ(log.poisoned.size(), 6u);
+    std::size_t quarantines = 0;
+    for (const auto& entry : cliJson(daemon, {"recovery", "--history", "--service", "counter"})) {
+        const std::string reason = entry["reason"];
+        quarantines += reason.find("quarantined") != std::string::npos ? 1 : 0;
+    }
+    EXPECT_EQ(quarantines, 3u);
 }
 
 TEST(SessionState, KillingTheRecoveryServiceDuringSavesLosesNoAcknowledgedSave) {

@@ -2,6 +2,8 @@
 // client header: killed and restarted, it goes on from the last count it saved. It appends what it does to
 // the file named by argv[1]: "resumed N" once at start (0 when nothing was saved), or "handed N" when the
 // supervisor handed it its state at exec (state_handoff), then "saved N" after each acknowledged save.
+// With argv[2] = P, a count of P or more found at start is poison: it writes "poisoned N" and exits 1 at
+// once, as a service would crash on a state it cannot handle.
 
 #include "tau/client/session_state.h"
 #include "tau/client/state_handoff.h"
@@ -42,7 +44,7 @@ void append(const char* file, const std::string& line) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s LOG-FILE\n", argv[0]);
+        std::fprintf(stderr, "usage: %s LOG-FILE [POISON]\n", argv[0]);
         return 64;
     }
     const auto handed = tau::client::takeHandedOverState();
@@ -63,6 +65,10 @@ int main(int argc, char** argv) {
         }
     }
     std::uint64_t count = handed ? decode(handed->data) : saved ? decode(saved->data) : 0;
+    if (argc > 2 && count >= std::stoull(argv[2])) {
+        append(argv[1], "poisoned " + std::to_string(count));
+        return 1;
+    }
     append(argv[1], (handed ? "handed " : "resumed ") + std::to_string(count));
     for (;;) {
         ++count;

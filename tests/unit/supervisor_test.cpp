@@ -1956,6 +1956,27 @@ TEST_F(AdoptionTest, ANotifyServiceThatWasNotReadyYetGetsAFreshStartTimeout) {
     EXPECT_EQ(reactor_.delayOf(reactor_.onlyTimer()), 20s);
 }
 
+TEST_F(AdoptionTest, AnAdoptedStandbyKeepsItsRoleAndTakesOverWhenTheMainInstanceFails) {
+    auto spec = makeSpec("web");
+    spec.standby = ServiceSpec::Standby{SIGUSR2};
+    supervisor().add(spec);
+    AdoptedService adopted;
+    adopted.state = ServiceState::Running;
+    adopted.pid = 4242;
+    adopted.main = stillRunning(4242);
+    adopted.standby = stillRunning(4343);
+    supervisor().adopt("web", adopted);
+    supervisor().startAll();
+    EXPECT_TRUE(launcher_.spawned().empty()) << "neither instance is started again";
+    EXPECT_EQ(status("web").standby.pid, 4343);
+
+    exitService("web", killedBy(SIGKILL));
+    EXPECT_EQ(status("web").pid, 4343) << "the adopted standby took over";
+    EXPECT_EQ(status("web").state, ServiceState::Running);
+    ASSERT_FALSE(launcher_.processSignals().empty());
+    EXPECT_EQ(launcher_.processSignals().back().signal, SIGUSR2);
+}
+
 TEST_F(AdoptionTest, EveryChangeOfAConfiguredServiceIsJournaled) {
     RecordingJournal journal;
     supervisor().useJournal(journal);
