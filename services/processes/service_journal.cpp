@@ -258,18 +258,13 @@ AdoptedService ServiceJournal::adoptable(const Entry& entry, ProcessLauncher& la
                               recorded->started_at};
     };
     AdoptedService adopted;
+    static_cast<CarriedOver&>(adopted) = entry;
     adopted.state = entry.state;
     adopted.pid = entry.main ? entry.main->pid : 0;
     adopted.main = stillRunning(entry.main);
     adopted.standby = stillRunning(entry.standby);
-    adopted.restarts = entry.restarts;
-    adopted.running_safe_mode = entry.running_safe_mode;
-    adopted.status_text = entry.status_text;
-    adopted.recovery = entry.recovery;
-    adopted.standby_recovery = entry.standby_recovery;
     adopted.started_steady =
         entry.main ? entry.main->started_steady : std::chrono::steady_clock::time_point{};
-    adopted.restart_due = entry.restart_due;
     return adopted;
 }
 

@@ -29,17 +29,11 @@ class ServiceJournal final : public SupervisorJournal {
         std::chrono::steady_clock::time_point started_steady{};
         std::chrono::system_clock::time_point started_at{};
     };
-    struct Entry {
+    struct Entry : CarriedOver {
         std::string name;
         ServiceState state = ServiceState::Stopped;
         std::optional<Process> main;
         std::optional<Process> standby;
-        unsigned restarts = 0;
-        bool running_safe_mode = false;
-        std::string status_text;
-        RecoveryTracker::State recovery;
-        std::optional<RecoveryTracker::State> standby_recovery;
-        std::chrono::steady_clock::time_point restart_due{};
     };
 
     ServiceJournal(std::filesystem::path directory, const SystemReader& reader);

@@ -170,19 +170,23 @@ struct AdoptedProcess {
     std::chrono::system_clock::time_point started_at{};
 };
 
-// What a previous supervisor knew of a service, for adopt().
-struct AdoptedService {
-    ServiceState state = ServiceState::Stopped; // as it was then
-    pid_t pid = 0;                              // its main process then, 0 when none
-    std::optional<AdoptedProcess> main;         // unset: pid ended while no supervisor watched it
-    std::optional<AdoptedProcess> standby;
+// What of a service carries over from one supervisor to the next.
+struct CarriedOver {
     unsigned restarts = 0;
     bool running_safe_mode = false;
     std::string status_text;
     RecoveryTracker::State recovery;
     std::optional<RecoveryTracker::State> standby_recovery;
+    std::chrono::steady_clock::time_point restart_due{}; // Backoff: when its restart was due
+};
+
+// What a previous supervisor knew of a service, for adopt().
+struct AdoptedService : CarriedOver {
+    ServiceState state = ServiceState::Stopped; // as it was then
+    pid_t pid = 0;                              // its main process then, 0 when none
+    std::optional<AdoptedProcess> main;         // unset: pid ended while no supervisor watched it
+    std::optional<AdoptedProcess> standby;
     std::chrono::steady_clock::time_point started_steady{}; // of pid
-    std::chrono::steady_clock::time_point restart_due{};    // Backoff: when its restart was due
 };
 
 // Who an sd_notify message speaks for.
