@@ -94,7 +94,7 @@ void OutputCapturingLauncher::adoptOutput(const std::string& service, pid_t pid)
         const std::string path =
             "/proc/" + std::to_string(pid) + "/fd/" +
             std::to_string(stream == OutputStream::Stdout ? STDOUT_FILENO : STDERR_FILENO);
-        const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0) {
             continue;
         }
