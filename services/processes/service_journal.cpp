@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -47,16 +49,16 @@ std::chrono::system_clock::time_point wallFrom(const json& value) {
 constexpr std::size_t kStartsKept = 64;
 constexpr std::size_t kStatusTextKept = 512;
 
-json toJson(const RecoveryTracker::State& state) {
-    json starts = json::array();
+// Records are written on the path of every restart and of every start at boot: formatted straight into
+// the slot's text rather than built as a JSON tree first.
+void append(std::string& text, const RecoveryTracker::State& state) {
+    fmt::format_to(std::back_inserter(text), R"({{"failures":{},"in_safe_mode":{},"escalated":{},"starts":[)",
+                   state.failures, state.in_safe_mode, state.escalated);
     const std::size_t first = state.starts.size() > kStartsKept ? state.starts.size() - kStartsKept : 0;
     for (std::size_t i = first; i < state.starts.size(); ++i) {
-        starts.push_back(toJson(state.starts[i]));
+        fmt::format_to(std::back_inserter(text), "{}{}", i == first ? "" : ",", toJson(state.starts[i]));
     }
-    return {{"failures", state.failures},
-            {"in_safe_mode", state.in_safe_mode},
-            {"escalated", state.escalated},
-            {"starts", std::move(starts)}};
+    text += "]}";
 }
 
 RecoveryTracker::State trackerFrom(const json& value) {
@@ -70,12 +72,15 @@ RecoveryTracker::State trackerFrom(const json& value) {
     return state;
 }
 
-json toJson(const ServiceJournal::Process& process) {
-    return {{"pid", process.pid},
-            {"start_time", process.start_time_ticks},
-            {"ready", process.ready},
-            {"started_steady_ns", toJson(process.started_steady)},
-            {"started_at_us", toJson(process.started_at)}};
+void append(std::string& text, const std::optional<ServiceJournal::Process>& process) {
+    if (!process) {
+        text += "null";
+        return;
+    }
+    fmt::format_to(std::back_inserter(text),
+                   R"({{"pid":{},"start_time":{},"ready":{},"started_steady_ns":{},"started_at_us":{}}})",
+                   process->pid, process->start_time_ticks, process->ready, toJson(process->started_steady),
+                   toJson(process->started_at));
 }
 
 std::optional<ServiceJournal::Process> processFrom(const json& value) {
@@ -141,34 +146,43 @@ std::uint64_t ServiceJournal::recordedStartTime(const std::string& key, pid_t pi
 
 void ServiceJournal::record(const ServiceStatus& service) {
     const std::string& name = service.spec.name;
-    json entry{{"format", kFormat},
-               {"boot_id", boot_id_},
-               {"name", name},
-               {"state", toString(service.state)},
-               {"restarts", service.restarts},
-               {"running_safe_mode", service.running_safe_mode},
-               {"status_text", service.status_text.substr(0, kStatusTextKept)},
-               {"restart_due_ns", toJson(service.restart_due)},
-               {"recovery", toJson(service.recovery.state())},
-               {"main", nullptr},
-               {"standby", nullptr},
-               {"standby_recovery", nullptr}};
+    std::optional<Process> main;
     if (service.pid != 0) {
-        entry["main"] = toJson(Process{service.pid, recordedStartTime(name, service.pid),
-                                       service.state == ServiceState::Running, service.started_steady,
-                                       service.started_at});
+        main = Process{service.pid, recordedStartTime(name, service.pid),
+                       service.state == ServiceState::Running, service.started_steady, service.started_at};
     }
+    std::optional<Process> standby;
     if (service.standby.pid != 0) {
-        entry["standby"] = toJson(Process{service.standby.pid,
-                                          recordedStartTime(name + "\n", service.standby.pid),
-                                          service.standby.ready,
-                                          service.standby.started_steady,
-                                          {}});
+        standby = Process{service.standby.pid,
+                          recordedStartTime(name + "\n", service.standby.pid),
+                          service.standby.ready,
+                          service.standby.started_steady,
+                          {}};
     }
+    std::string text;
+    text.reserve(1024);
+    // The name and the status text are the only free text; the JSON library escapes them.
+    fmt::format_to(
+        std::back_inserter(text),
+        R"({{"format":{},"boot_id":{},"name":{},"state":"{}","restarts":{},"running_safe_mode":{},)"
+        R"("status_text":{},"restart_due_ns":{},"recovery":)",
+        kFormat, json(boot_id_).dump(), json(name).dump(), toString(service.state), service.restarts,
+        service.running_safe_mode,
+        json(service.status_text.substr(0, kStatusTextKept))
+            .dump(-1, ' ', false, json::error_handler_t::replace),
+        toJson(service.restart_due));
+    append(text, service.recovery.state());
+    text += R"(,"main":)";
+    append(text, main);
+    text += R"(,"standby":)";
+    append(text, standby);
+    text += R"(,"standby_recovery":)";
     if (service.standby_recovery) {
-        entry["standby_recovery"] = toJson(service.standby_recovery->state());
+        append(text, service.standby_recovery->state());
+    } else {
+        text += "null";
     }
-    std::string text = entry.dump();
+    text += "}";
     std::string problem = write(name, text);
     // Said once, not on every change of every service, until writing works again.
     if (!problem.empty() && !failing_) {

@@ -181,6 +181,19 @@ TEST_F(ServiceJournalTest, ServicesHaveASlotEachAndARemovedOneIsForgotten) {
     EXPECT_TRUE(entries.contains("db"));
 }
 
+TEST_F(ServiceJournalTest, AStatusTextThatIsNotUtf8IsKeptReadable) {
+    SleepingProcess process;
+    auto status = runningService(process.pid());
+    status.status_text = "half \xc3 a character, \"quoted\"\n";
+    ServiceJournal journal(dir_.path(), reader_);
+    journal.record(status);
+    const auto entries = journal.load();
+    ASSERT_TRUE(entries.contains("web"));
+    const std::string text = entries.at("web").status_text;
+    EXPECT_NE(text.find("\"quoted\""), std::string::npos) << text;
+    EXPECT_EQ(text.find("\xef\xbf\xbd"), 5u) << "the broken byte is replaced by U+FFFD: " << text;
+}
+
 TEST_F(ServiceJournalTest, ClearForgetsEveryService) {
     ServiceJournal journal(dir_.path(), reader_);
     SleepingProcess process;
