@@ -1,6 +1,7 @@
 #include "tau/state_handoff_files.h"
 
 #include "tau/client/state_handoff.h"
+#include "tau/fd_io.h"
 
 #include <cerrno>
 #include <cstring>
@@ -14,22 +15,6 @@ namespace {
     throw StateStoreError(error == ENOSPC || error == EDQUOT ? StateStoreError::Kind::StorageFull
                                                              : StateStoreError::Kind::Storage,
                           file.string() + ": cannot " + what + ": " + std::strerror(error));
-}
-
-bool writeAll(int fd, const void* data, std::size_t size) {
-    const auto* bytes = static_cast<const char*>(data);
-    while (size > 0) {
-        const ssize_t written = ::write(fd, bytes, size);
-        if (written < 0 && errno == EINTR) {
-            continue;
-        }
-        if (written <= 0) {
-            return false;
-        }
-        bytes += written;
-        size -= static_cast<std::size_t>(written);
-    }
-    return true;
 }
 
 } // namespace

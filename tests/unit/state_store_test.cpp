@@ -1,4 +1,5 @@
 #include "fake_clock.h"
+#include "tau/fd_io.h"
 #include "tau/sha256.h"
 #include "tau/state_store.h"
 #include "temp_dir.h"
@@ -707,38 +708,6 @@ StateBytes contentOf(std::uint64_t version) {
         byte = static_cast<std::uint8_t>(value >> 24);
     }
     return data;
-}
-
-bool readAll(int fd, void* buffer, std::size_t size) {
-    auto* bytes = static_cast<char*>(buffer);
-    while (size > 0) {
-        const ssize_t got = ::read(fd, bytes, size);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            return false;
-        }
-        bytes += got;
-        size -= static_cast<std::size_t>(got);
-    }
-    return true;
-}
-
-bool writeAll(int fd, const void* buffer, std::size_t size) {
-    const auto* bytes = static_cast<const char*>(buffer);
-    while (size > 0) {
-        const ssize_t written = ::write(fd, bytes, size);
-        if (written < 0 && errno == EINTR) {
-            continue;
-        }
-        if (written <= 0) {
-            return false;
-        }
-        bytes += written;
-        size -= static_cast<std::size_t>(written);
-    }
-    return true;
 }
 
 // In a child: saves the versions after the newest one stored, without end, and writes each number to
