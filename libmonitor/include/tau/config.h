@@ -42,6 +42,32 @@ std::optional<FailureClass> failureClassFromString(std::string_view text);
 enum class ServiceType { Simple, Notify };
 std::string_view toString(ServiceType type); // "simple", "notify"
 
+// One alarm level of a metric where higher is worse. It is entered at `enter` after `enter_samples`
+// consecutive samples at or above it and left below `exit` after `exit_samples` consecutive samples there;
+// the gap between the two values keeps a value that hovers at the limit from flapping.
+struct ThresholdBand {
+    double enter = 0;
+    double exit = 0; // at most `enter`
+    unsigned enter_samples = 1;
+    unsigned exit_samples = 1;
+};
+
+// A warning level learned from the metric itself: entered above mean + k standard deviations of the
+// last `window_samples` samples, left below mean + exit_k standard deviations.
+struct AdaptiveThreshold {
+    unsigned window_samples = 60;
+    unsigned min_samples = 10; // no adaptive alarm until the window holds this many samples
+    double k = 2.0;
+    double exit_k = 1.5; // below k
+};
+
+struct ThresholdSpec {
+    std::optional<ThresholdBand> warning;
+    std::optional<ThresholdBand> critical;
+    // Replaces the warning band's values (its sample counts still apply); critical stays fixed.
+    std::optional<AdaptiveThreshold> adaptive;
+};
+
 struct ResourceMonitoringConfig {
     bool enabled = true;
     unsigned interval_seconds = 30;
@@ -52,6 +78,9 @@ struct ResourceMonitoringConfig {
     bool temperature_monitoring = true;
     bool alert_on_threshold = true;
     bool log_resource_usage = true;
+    // Per metric name ("cpu_percent", "disk_used_percent", ...); applies to every scope of the metric.
+    // Metrics named by the *_threshold_percent keys get a warning band from them unless listed here.
+    std::map<std::string, ThresholdSpec> thresholds;
 };
 
 struct ProcessManagementConfig {
