@@ -543,7 +543,115 @@ class ConfigParser {
              [this, section](auto& node, auto& key) { section->alert_on_threshold = readBool(node, key); }},
             {"log_resource_usage",
              [this, section](auto& node, auto& key) { section->log_resource_usage = readBool(node, key); }},
+            {"thresholds",
+             [this, section](auto& node, auto& key) { section->thresholds = readThresholds(node, key); }},
         };
+    }
+
+    std::map<std::string, ThresholdSpec> readThresholds(const toml::node& node,
+                                                        const std::string& key) const {
+        std::map<std::string, ThresholdSpec> specs;
+        for (auto&& [name, value] : requireTable(node, key)) {
+            std::string metricKey = childKey(key, name.str());
+            if (!contains(kThresholdMetrics, name.str())) {
+                std::string known;
+                for (std::string_view metric : kThresholdMetrics)
+                    known += (known.empty() ? "" : ", ") + std::string(metric);
+                failAtKey(name, value, metricKey, "unknown metric (expected one of " + known + ")");
+            }
+            specs.emplace(std::string(name.str()),
+                          readThresholdSpec(requireTable(value, metricKey), metricKey));
+        }
+        return specs;
+    }
+
+    ThresholdSpec readThresholdSpec(const toml::table& table, const std::string& key) const {
+        ThresholdSpec spec;
+        readFields(
+            table, key,
+            {{"warning", [&, this](auto& node, auto& bandKey) { spec.warning = readBand(node, bandKey); }},
+             {"critical", [&, this](auto& node, auto& bandKey) { spec.critical = readBand(node, bandKey); }},
+             {"adaptive", [&, this](auto& node, auto& adaptiveKey) {
+                  if (node.is_boolean()) {
+                      if (readBool(node, adaptiveKey))
+                          spec.adaptive = AdaptiveThreshold{};
+                      return;
+                  }
+                  spec.adaptive = readAdaptive(requireTable(node, adaptiveKey), adaptiveKey);
+              }}});
+        if (!spec.warning && !spec.critical && !spec.adaptive)
+            fail(table, key, "needs a warning, critical or adaptive level");
+        if (spec.warning && spec.critical && spec.critical->enter < spec.warning->enter) {
+            fail(*table.get("critical"), key + ".critical.enter",
+                 "must be at least warning.enter (" + formatNumber(spec.warning->enter) + "), got " +
+                     formatNumber(spec.critical->enter));
+        }
+        return spec;
+    }
+
+    // `exit` defaults to 5 % below `enter`, a gap that suits percentages, bytes and degrees alike.
+    ThresholdBand readBand(const toml::node& node, const std::string& key) const {
+        const toml::table& table = requireTable(node, key);
+        auto anyNumber = [](double) { return true; };
+        ThresholdBand band;
+        std::optional<double> exit;
+        readFields(
+            table, key,
+            {{"enter",
+              [&, this](auto& value, auto& valueKey) {
+                  band.enter = readNumber(value, valueKey, anyNumber, "");
+              }},
+             {"exit",
+              [&, this](auto& value, auto& valueKey) { exit = readNumber(value, valueKey, anyNumber, ""); }},
+             {"enter_samples",
+              [&, this](auto& value, auto& valueKey) {
+                  band.enter_samples = readUnsigned(value, valueKey, 1);
+              }},
+             {"exit_samples", [&, this](auto& value, auto& valueKey) {
+                  band.exit_samples = readUnsigned(value, valueKey, 1);
+              }}});
+        if (!table.contains("enter"))
+            fail(table, key + ".enter", "missing required key");
+        band.exit = exit.value_or(band.enter - std::fabs(band.enter) * 0.05);
+        if (band.exit > band.enter) {
+            fail(*table.get("exit"), key + ".exit",
+                 "must be at most enter (" + formatNumber(band.enter) + "), got " + formatNumber(band.exit));
+        }
+        return band;
+    }
+
+    AdaptiveThreshold readAdaptive(const toml::table& table, const std::string& key) const {
+        AdaptiveThreshold adaptive;
+        auto positive = [](double value) { return value > 0; };
+        readFields(table, key,
+                   {{"window_samples",
+                     [&, this](auto& node, auto& valueKey) {
+                         adaptive.window_samples = readUnsigned(node, valueKey, 2, 100000);
+                     }},
+                    {"min_samples",
+                     [&, this](auto& node, auto& valueKey) {
+                         adaptive.min_samples = readUnsigned(node, valueKey, 2);
+                     }},
+                    {"k",
+                     [&, this](auto& node, auto& valueKey) {
+                         adaptive.k = readNumber(node, valueKey, positive, "must be greater than 0");
+                     }},
+                    {"exit_k", [&, this](auto& node, auto& valueKey) {
+                         adaptive.exit_k = readNumber(
+                             node, valueKey, [](double value) { return value >= 0; }, "must be at least 0");
+                     }}});
+        if (adaptive.min_samples > adaptive.window_samples) {
+            fail(*table.get("min_samples"), key + ".min_samples",
+                 "must be at most window_samples (" + std::to_string(adaptive.window_samples) + "), got " +
+                     std::to_string(adaptive.min_samples));
+        }
+        if (!table.contains("exit_k"))
+            adaptive.exit_k = std::min(adaptive.exit_k, adaptive.k * 0.75);
+        if (adaptive.exit_k >= adaptive.k) {
+            fail(*table.get("exit_k"), key + ".exit_k",
+                 "must be below k (" + formatNumber(adaptive.k) + "), got " + formatNumber(adaptive.exit_k));
+        }
+        return adaptive;
     }
 
     std::vector<Field> processManagementFields() {

@@ -75,6 +75,32 @@ json resourceLimitsToJson(const std::map<std::string, ResourceLimit>& limits) {
     return out;
 }
 
+json bandToJson(const ThresholdBand& band) {
+    return {{"enter", band.enter},
+            {"exit", band.exit},
+            {"enter_samples", band.enter_samples},
+            {"exit_samples", band.exit_samples}};
+}
+
+json thresholdsToJson(const std::map<std::string, ThresholdSpec>& specs) {
+    json out = json::object();
+    for (const auto& [metric, spec] : specs) {
+        json entry = json::object();
+        if (spec.warning)
+            entry["warning"] = bandToJson(*spec.warning);
+        if (spec.critical)
+            entry["critical"] = bandToJson(*spec.critical);
+        if (spec.adaptive) {
+            entry["adaptive"] = {{"window_samples", spec.adaptive->window_samples},
+                                 {"min_samples", spec.adaptive->min_samples},
+                                 {"k", spec.adaptive->k},
+                                 {"exit_k", spec.adaptive->exit_k}};
+        }
+        out[metric] = std::move(entry);
+    }
+    return out;
+}
+
 } // namespace
 
 nlohmann::ordered_json configToJson(const Config& config) {
@@ -92,7 +118,8 @@ nlohmann::ordered_json configToJson(const Config& config) {
                                   {"network_monitoring", rm.network_monitoring},
                                   {"temperature_monitoring", rm.temperature_monitoring},
                                   {"alert_on_threshold", rm.alert_on_threshold},
-                                  {"log_resource_usage", rm.log_resource_usage}};
+                                  {"log_resource_usage", rm.log_resource_usage},
+                                  {"thresholds", thresholdsToJson(rm.thresholds)}};
     out["process_management"] = {{"enabled", pm.enabled},
                                  {"max_concurrent_processes", pm.max_concurrent_processes},
                                  {"process_priority_levels", pm.process_priority_levels},

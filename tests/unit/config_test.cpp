@@ -659,6 +659,50 @@ TEST_P(InvalidConfig, IsReportedWithPositionAndKey) {
     EXPECT_EQ(std::string(error.what()).rfind(prefix, 0), 0U) << error.what();
 }
 
+TEST(ConfigThresholds, ReadsBandsSampleCountsAndAdaptiveLevels) {
+    Config config = parseConfig(R"(
+[resource_monitoring.thresholds.cpu_percent]
+warning = { enter = 80, exit = 70, enter_samples = 3, exit_samples = 2 }
+critical = { enter = 95 }
+[resource_monitoring.thresholds.memory_used_percent]
+adaptive = true
+[resource_monitoring.thresholds.temperature_celsius.adaptive]
+window_samples = 120
+min_samples = 20
+k = 3
+)",
+                                kSourcePath);
+    const auto& thresholds = config.resource_monitoring.thresholds;
+    ASSERT_EQ(thresholds.size(), 3U);
+    const ThresholdSpec& cpu = thresholds.at("cpu_percent");
+    ASSERT_TRUE(cpu.warning && cpu.critical);
+    EXPECT_DOUBLE_EQ(cpu.warning->enter, 80);
+    EXPECT_DOUBLE_EQ(cpu.warning->exit, 70);
+    EXPECT_EQ(cpu.warning->enter_samples, 3U);
+    EXPECT_EQ(cpu.warning->exit_samples, 2U);
+    EXPECT_DOUBLE_EQ(cpu.critical->exit, 95 * 0.95);
+    EXPECT_EQ(cpu.critical->enter_samples, 1U);
+    EXPECT_FALSE(cpu.adaptive);
+    const ThresholdSpec& memory = thresholds.at("memory_used_percent");
+    ASSERT_TRUE(memory.adaptive);
+    EXPECT_EQ(memory.adaptive->window_samples, 60U);
+    EXPECT_EQ(memory.adaptive->min_samples, 10U);
+    EXPECT_DOUBLE_EQ(memory.adaptive->k, 2);
+    EXPECT_DOUBLE_EQ(memory.adaptive->exit_k, 1.5);
+    const ThresholdSpec& temperature = thresholds.at("temperature_celsius");
+    EXPECT_EQ(temperature.adaptive->window_samples, 120U);
+    EXPECT_EQ(temperature.adaptive->min_samples, 20U);
+    EXPECT_DOUBLE_EQ(temperature.adaptive->k, 3);
+    EXPECT_DOUBLE_EQ(temperature.adaptive->exit_k, 1.5);
+}
+
+TEST(ConfigThresholds, AdaptiveFalseLeavesOnlyTheFixedLevels) {
+    Config config = parseConfig(
+        "[resource_monitoring.thresholds]\ncpu_percent = { adaptive = false, critical = { enter = 99 } }\n",
+        kSourcePath);
+    EXPECT_FALSE(config.resource_monitoring.thresholds.at("cpu_percent").adaptive);
+}
+
 std::string service(std::string_view body) {
     return "[[service]]\nname = \"svc\"\nexec = [\"/bin/true\"]\n" + std::string(body);
 }
@@ -712,6 +756,33 @@ const ErrorCase kErrorCases[] = {
     // Out of range
     {"CpuThresholdZero", "[resource_monitoring]\ncpu_threshold_percent = 0\n", 2, 25,
      "resource_monitoring.cpu_threshold_percent", "greater than 0 and at most 100"},
+    {"UnknownThresholdMetric", "[resource_monitoring.thresholds]\ncpu = { warning = { enter = 1 } }\n", 2, 1,
+     "resource_monitoring.thresholds.cpu", "unknown metric"},
+    {"ThresholdWithoutLevel", "[resource_monitoring.thresholds]\ncpu_percent = {}\n", 2, 15,
+     "resource_monitoring.thresholds.cpu_percent", "needs a warning, critical or adaptive level"},
+    {"ThresholdExitAboveEnter",
+     "[resource_monitoring.thresholds]\ncpu_percent = { warning = { enter = 80, exit = 90 } }\n", 2, 48,
+     "resource_monitoring.thresholds.cpu_percent.warning.exit", "must be at most enter (80), got 90"},
+    {"ThresholdWithoutEnter", "[resource_monitoring.thresholds]\ncpu_percent = { warning = { exit = 70 } }\n",
+     2, 27, "resource_monitoring.thresholds.cpu_percent.warning.enter", "missing required key"},
+    {"CriticalBelowWarning",
+     "[resource_monitoring.thresholds]\ncpu_percent = { warning = { enter = 80 }, critical = { enter = 70 } "
+     "}\n",
+     2, 54, "resource_monitoring.thresholds.cpu_percent.critical.enter",
+     "must be at least warning.enter (80), got 70"},
+    {"ThresholdZeroSamples",
+     "[resource_monitoring.thresholds]\ncpu_percent = { warning = { enter = 80, enter_samples = 0 } }\n", 2,
+     57, "resource_monitoring.thresholds.cpu_percent.warning.enter_samples", "must be at least 1"},
+    {"AdaptiveMinAboveWindow",
+     "[resource_monitoring.thresholds]\ncpu_percent = { adaptive = { window_samples = 5, min_samples = 10 } "
+     "}\n",
+     2, 64, "resource_monitoring.thresholds.cpu_percent.adaptive.min_samples",
+     "must be at most window_samples (5), got 10"},
+    {"AdaptiveExitNotBelowK",
+     "[resource_monitoring.thresholds]\ncpu_percent = { adaptive = { k = 1, exit_k = 1 } }\n", 2, 46,
+     "resource_monitoring.thresholds.cpu_percent.adaptive.exit_k", "must be below k (1), got 1"},
+    {"AdaptiveWrongType", "[resource_monitoring.thresholds]\ncpu_percent = { adaptive = \"yes\" }\n", 2, 28,
+     "resource_monitoring.thresholds.cpu_percent.adaptive", "expected a table, found a string"},
     {"MemoryThresholdAbove100", "[resource_monitoring]\nmemory_threshold_percent = 100.5\n", 2, 28,
      "resource_monitoring.memory_threshold_percent", "at most 100, got 100.5"},
     {"DiskThresholdNegative", "[resource_monitoring]\ndisk_threshold_percent = -1.0\n", 2, 26,

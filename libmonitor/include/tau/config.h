@@ -68,6 +68,30 @@ struct ThresholdSpec {
     std::optional<AdaptiveThreshold> adaptive;
 };
 
+// The metrics a threshold may watch; in all of them a higher value is worse. Scopes: "system", or the
+// mount point (disk_*), block device (disk_io_*), sensor (temperature_*), interface (network_*) or service.
+inline constexpr std::string_view kThresholdMetrics[] = {
+    "cpu_percent",
+    "cpu_iowait_percent",
+    "cpu_steal_percent",
+    "memory_used_percent",
+    "swap_used_percent",
+    "load_percent",
+    "disk_used_percent",
+    "disk_inodes_used_percent",
+    "disk_io_utilization_percent",
+    "temperature_celsius",
+    "pressure_cpu_some_avg10",
+    "pressure_memory_some_avg10",
+    "pressure_memory_full_avg10",
+    "pressure_io_some_avg10",
+    "pressure_io_full_avg10",
+    "network_errors_per_second",
+    "network_drops_per_second",
+    "service_cpu_percent",
+    "service_memory_bytes",
+};
+
 struct ResourceMonitoringConfig {
     bool enabled = true;
     unsigned interval_seconds = 30;
