@@ -1,7 +1,9 @@
 #include "tau/config.h"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -113,6 +115,27 @@ std::string_view toString(ServiceType type) {
     return "simple";
 }
 
+std::optional<Endpoint> parseEndpoint(std::string_view text) {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+        return std::nullopt;
+    std::string host(text.substr(0, colon));
+    const std::string_view portText = text.substr(colon + 1);
+    unsigned port = 0;
+    const auto [end, error] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
+    if (error != std::errc() || end != portText.data() + portText.size() || port == 0 || port > 65535)
+        return std::nullopt;
+    unsigned char address[sizeof(in6_addr)];
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        if (inet_pton(AF_INET6, host.c_str(), address) != 1)
+            return std::nullopt;
+    } else if (host != "localhost" && inet_pton(AF_INET, host.c_str(), address) != 1) {
+        return std::nullopt;
+    }
+    return Endpoint{host, static_cast<std::uint16_t>(port)};
+}
+
 const ServiceConfig* Config::findService(std::string_view name) const {
     auto found = std::find_if(services.begin(), services.end(),
                               [&](const ServiceConfig& service) { return service.name == name; });
@@ -155,8 +178,9 @@ namespace {
 
 constexpr std::string_view kConfigDirVariable = "${config_dir}";
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warning", "error", "critical"};
-constexpr std::string_view kSystemHealthChecks[] = {"cpu_usage",  "memory_usage", "disk_usage",
-                                                    "swap_usage", "load_average", "network_connectivity"};
+constexpr std::string_view kSystemHealthChecks[] = {"cpu_usage",  "memory_usage",        "disk_usage",
+                                                    "swap_usage", "load_average",        "temperature",
+                                                    "pressure",   "network_connectivity"};
 constexpr std::size_t kMaxServiceNameLength = 64;
 // The same limit in bytes must still fit in 64 bits.
 constexpr std::uint64_t kMaxMemoryLimitMb = std::numeric_limits<std::uint64_t>::max() / (1024 * 1024);
@@ -553,12 +577,9 @@ class ConfigParser {
         std::map<std::string, ThresholdSpec> specs;
         for (auto&& [name, value] : requireTable(node, key)) {
             std::string metricKey = childKey(key, name.str());
-            if (!contains(kThresholdMetrics, name.str())) {
-                std::string known;
-                for (std::string_view metric : kThresholdMetrics)
-                    known += (known.empty() ? "" : ", ") + std::string(metric);
-                failAtKey(name, value, metricKey, "unknown metric (expected one of " + known + ")");
-            }
+            if (!contains(kThresholdMetrics, name.str()))
+                failAtKey(name, value, metricKey,
+                          "unknown metric (expected one of " + joinChoices(kThresholdMetrics) + ")");
             specs.emplace(std::string(name.str()),
                           readThresholdSpec(requireTable(value, metricKey), metricKey));
         }
@@ -777,7 +798,39 @@ class ConfigParser {
                      node, key, [](double value) { return value >= 0 && value <= 1; },
                      "must be between 0 and 1");
              }},
+            {"network_endpoints",
+             [this, section](auto& node, auto& key) {
+                 section->network_endpoints = readEndpoints(node, key);
+             }},
+            {"restart_window_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->restart_window_seconds = readDuration(node, key, false);
+             }},
+            {"restart_warning_count",
+             [this, section](auto& node, auto& key) {
+                 section->restart_warning_count = readUnsigned(node, key, 1);
+             }},
+            {"status_debounce_seconds",
+             [this, section](auto& node, auto& key) {
+                 section->status_debounce_seconds = readDuration(node, key, true);
+             }},
         };
+    }
+
+    // "host:port" with a numeric IPv4 address, a bracketed IPv6 address or "localhost": a name that needs DNS
+    // would have to be resolved, and a resolver may block.
+    std::vector<std::string> readEndpoints(const toml::node& node, const std::string& key) const {
+        std::vector<std::string> endpoints = readStringArray(node, key);
+        const toml::array& array = *node.as_array();
+        for (std::size_t index = 0; index < endpoints.size(); ++index) {
+            if (!parseEndpoint(endpoints[index])) {
+                fail(*array.get(index), elementKey(key, index),
+                     "expected host:port with a numeric address or localhost, e.g. \"192.0.2.1:53\" or "
+                     "\"[2001:db8::1]:443\", got " +
+                         inQuotes(endpoints[index]));
+            }
+        }
+        return endpoints;
     }
 
     std::vector<std::string> readSystemHealthChecks(const toml::node& node, const std::string& key) const {

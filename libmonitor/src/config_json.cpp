@@ -150,7 +150,11 @@ nlohmann::ordered_json configToJson(const Config& config) {
                               {"service_health_checks", hc.service_health_checks},
                               {"alert_on_failure", hc.alert_on_failure},
                               {"auto_restart_failed_services", hc.auto_restart_failed_services},
-                              {"health_score_threshold", hc.health_score_threshold}};
+                              {"health_score_threshold", hc.health_score_threshold},
+                              {"network_endpoints", hc.network_endpoints},
+                              {"restart_window_seconds", hc.restart_window_seconds},
+                              {"restart_warning_count", hc.restart_warning_count},
+                              {"status_debounce_seconds", hc.status_debounce_seconds}};
     out["logging"] = {{"log_level", lg.log_level},
                       {"log_file_path", lg.log_file_path.string()},
                       {"max_log_size_mb", lg.max_log_size_mb},

@@ -17,6 +17,29 @@ constexpr double kServiceWeight = 1.0;
 constexpr double kSwapLimitPercent = 80.0;
 constexpr double kLoadLimitPercent = 100.0;
 constexpr double kTransitionalServiceScore = 0.5;
+// Probes, restarts, the watchdog and limits refine a service's own check; they weigh half as much.
+constexpr double kServiceAspectWeight = 0.5;
+constexpr double kTemperatureWarningCelsius = 80.0;
+constexpr double kTemperatureCriticalCelsius = 95.0;
+// Share of the last 10 s in which tasks stalled, per resource: (metric, what, warning, critical).
+struct PressureLimit {
+    std::string_view metric;
+    std::string_view what;
+    double warning;
+    double critical;
+};
+constexpr PressureLimit kPressureLimits[] = {
+    {"pressure_memory_some_avg10", "memory", 10, 40},
+    {"pressure_io_full_avg10", "io", 10, 40},
+    {"pressure_cpu_some_avg10", "cpu", 50, 90},
+};
+// A limit this close is worth a warning before the enforcer acts.
+constexpr double kLimitWarningFraction = 0.9;
+// Memory growth worth a word even while everything is healthy: this fast, this steadily.
+constexpr double kLeakBytesPerHour = 10.0 * 1024 * 1024;
+constexpr double kLeakRSquared = 0.8;
+constexpr auto kForecastHorizon = std::chrono::hours(24);
+constexpr std::size_t kConsumersNamed = 3;
 
 std::string formatFixed(double value, int decimals) {
     char buffer[64];
@@ -40,30 +63,37 @@ CheckResult unknownCheck(std::string name, double weight, std::string message) {
     return check;
 }
 
-// A percentage against a warning limit; critical starts halfway between the limit and 100%, and the
-// score falls linearly from 1 at the limit to 0 at 100%.
-CheckResult usageCheck(std::string name, std::string measurement, double value, double limit) {
+// A value against a warning and a critical level; the score falls linearly from 1 at the warning level to 0
+// at `zeroAt`.
+CheckResult levelCheck(std::string name, std::string measurement, double value, double warning, double critical,
+                       double zeroAt, std::string_view unit) {
     // A NaN would fall through every comparison and poison the weighted mean.
     if (!std::isfinite(value))
         return unknownCheck(std::move(name), kUsageWeight, "no valid measurement");
-    const double criticalLevel = limit + (100.0 - limit) / 2.0;
     CheckResult check;
     check.name = std::move(name);
     check.value = value;
     check.weight = kUsageWeight;
-    if (value < limit) {
+    if (value < warning) {
         check.status = CheckStatus::Ok;
         check.score = 1.0;
     } else {
-        check.status = value >= criticalLevel ? CheckStatus::Critical : CheckStatus::Warning;
-        check.score = limit >= 100.0 ? 0.0 : std::clamp((100.0 - value) / (100.0 - limit), 0.0, 1.0);
+        check.status = value >= critical ? CheckStatus::Critical : CheckStatus::Warning;
+        check.score = zeroAt <= warning ? 0.0 : std::clamp((zeroAt - value) / (zeroAt - warning), 0.0, 1.0);
     }
-    // Quote the level that explains the status: the warning limit until critical is reached.
-    const bool critical = check.status == CheckStatus::Critical;
-    const std::string level =
-        critical ? "critical at " + formatLimit(criticalLevel) : "warning at " + formatLimit(limit);
-    check.message = measurement + " (" + level + "%)";
+    // Quote the level that explains the status: the warning level until critical is reached.
+    const bool isCritical = check.status == CheckStatus::Critical;
+    check.message = measurement + " (" + (isCritical ? "critical at " : "warning at ") +
+                    formatLimit(isCritical ? critical : warning) + std::string(unit) + ")";
     return check;
+}
+
+// A percentage against a warning limit; critical starts at the configured critical level of the metric's
+// threshold, or halfway between the limit and 100%.
+CheckResult usageCheck(std::string name, std::string measurement, double value, double limit,
+                       std::optional<double> critical = std::nullopt) {
+    return levelCheck(std::move(name), std::move(measurement), value, limit,
+                      critical.value_or(limit + (100.0 - limit) / 2.0), 100.0, "%");
 }
 
 std::string percentText(double value) {

@@ -123,7 +123,11 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
                         if (error == nullptr) {
                             std::vector<ServiceHealthInput> list;
                             for (const auto& s : services) {
-                                list.push_back({s.get<0>(), s.get<1>(), s.get<7>()});
+                                ServiceHealthInput service;
+                                service.name = s.get<0>();
+                                service.state = s.get<1>();
+                                service.critical = s.get<7>();
+                                list.push_back(std::move(service));
                             }
                             inputs_.services = std::move(list);
                         }

@@ -205,7 +205,12 @@ void expectDefaults(const Config& config) {
     EXPECT_TRUE(hc.enabled);
     EXPECT_EQ(hc.check_interval_seconds, 60U);
     EXPECT_EQ(hc.system_health_checks,
-              (std::vector<std::string>{"cpu_usage", "memory_usage", "disk_usage", "network_connectivity"}));
+              (std::vector<std::string>{"cpu_usage", "memory_usage", "disk_usage", "swap_usage", "load_average",
+                                        "temperature", "pressure", "network_connectivity"}));
+    EXPECT_TRUE(hc.network_endpoints.empty());
+    EXPECT_DOUBLE_EQ(hc.restart_window_seconds, 600.0);
+    EXPECT_EQ(hc.restart_warning_count, 3U);
+    EXPECT_DOUBLE_EQ(hc.status_debounce_seconds, 5.0);
     EXPECT_TRUE(hc.service_health_checks.empty());
     EXPECT_TRUE(hc.alert_on_failure);
     EXPECT_TRUE(hc.auto_restart_failed_services);

@@ -35,11 +35,19 @@ ResourceSnapshot calmResources() {
     return resources;
 }
 
+ServiceHealthInput serviceIn(std::string name, std::string state, bool critical) {
+    ServiceHealthInput service;
+    service.name = std::move(name);
+    service.state = std::move(state);
+    service.critical = critical;
+    return service;
+}
+
 HealthInputs calmInputs() {
     HealthInputs inputs;
     inputs.resources = calmResources();
     inputs.services = std::vector<ServiceHealthInput>{};
-    inputs.network = NetworkHealthInput{"eth0", "up"};
+    inputs.network = NetworkHealthInput{"eth0", "up", {}};
     return inputs;
 }
 
@@ -234,11 +242,11 @@ TEST(HealthChecks, FollowTheConfiguredOrderAndOnlyTheConfiguredChecks) {
     EXPECT_THAT(checkNames(report), ElementsAre("network_connectivity", "swap_usage", "cpu_usage"));
 }
 
-TEST(HealthChecks, DefaultConfigurationRunsTheFourDefaultChecks) {
+TEST(HealthChecks, DefaultConfigurationRunsEverySystemCheck) {
     const HealthReport report = evaluateHealth(calmInputs(), Config{});
 
-    EXPECT_THAT(checkNames(report),
-                ElementsAre("cpu_usage", "memory_usage", "disk_usage", "network_connectivity"));
+    EXPECT_THAT(checkNames(report), ElementsAre("cpu_usage", "memory_usage", "disk_usage", "swap_usage",
+                                                "load_average", "temperature", "pressure", "network_connectivity"));
     EXPECT_EQ(report.status, HealthStatus::Ok);
     EXPECT_DOUBLE_EQ(report.score, 1.0);
 }
@@ -278,8 +286,9 @@ TEST(HealthServices, StatesMapToStatusesAndScores) {
     Config config = configWithChecks({});
     config.health_checking.service_health_checks = {"web", "cache", "queue", "batch", "odd"};
     inputs.services = std::vector<ServiceHealthInput>{
-        {"web", "running", false},  {"cache", "starting", false}, {"queue", "backoff", false},
-        {"batch", "failed", false}, {"odd", "sleeping", false},
+        serviceIn("web", "running", false),   serviceIn("cache", "starting", false),
+        serviceIn("queue", "backoff", false), serviceIn("batch", "failed", false),
+        serviceIn("odd", "sleeping", false),
     };
 
     const HealthReport report = evaluateHealth(inputs, config);
@@ -305,10 +314,9 @@ TEST(HealthServices, CriticalServicesWeighDoubleAndFailCritically) {
     api.critical = true;
     config.services = {api};
     inputs.services = std::vector<ServiceHealthInput>{
-        {"db", "stopped", false},
-        {"api", "running", false},
-        {"worker", "failed", true},
-        {"unwatched", "failed", false}, // neither critical nor listed: not checked
+        serviceIn("db", "stopped", false), serviceIn("api", "running", false),
+        serviceIn("worker", "failed", true),
+        serviceIn("unwatched", "failed", false), // neither critical nor listed: not checked
     };
 
     const HealthReport report = evaluateHealth(inputs, config);
@@ -328,7 +336,7 @@ TEST(HealthServices, ExpectedButUnsupervisedServicesAreUnknown) {
     Config config = configWithChecks({});
     config.health_checking.service_health_checks = {"web", "mail"};
     config.crash_recovery.critical_processes = {"db", "mail"};
-    inputs.services = std::vector<ServiceHealthInput>{{"web", "running", false}};
+    inputs.services = std::vector<ServiceHealthInput>{serviceIn("web", "running", false)};
 
     const HealthReport report = evaluateHealth(inputs, config);
 
@@ -360,7 +368,8 @@ TEST(HealthScore, IsTheWeightedMeanAndContributionsAddUpToIt) {
     Config config = configWithChecks({"cpu_usage", "memory_usage", "network_connectivity"});
     config.crash_recovery.critical_processes = {"db"};
     config.health_checking.service_health_checks = {"web"};
-    inputs.services = std::vector<ServiceHealthInput>{{"db", "running", false}, {"web", "starting", false}};
+    inputs.services = std::vector<ServiceHealthInput>{serviceIn("db", "running", false),
+                                                      serviceIn("web", "starting", false)};
 
     const HealthReport report = evaluateHealth(inputs, config);
 

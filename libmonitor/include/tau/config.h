@@ -152,13 +152,28 @@ struct CrashRecoveryConfig {
 struct HealthCheckingConfig {
     bool enabled = true;
     unsigned check_interval_seconds = 60;
-    std::vector<std::string> system_health_checks = {"cpu_usage", "memory_usage", "disk_usage",
-                                                     "network_connectivity"};
+    std::vector<std::string> system_health_checks = {"cpu_usage",  "memory_usage",        "disk_usage",
+                                                     "swap_usage", "load_average",        "temperature",
+                                                     "pressure",   "network_connectivity"};
     std::vector<std::string> service_health_checks;
     bool alert_on_failure = true;
     bool auto_restart_failed_services = true;
     double health_score_threshold = 0.7;
+    // network_connectivity also connects to these ("192.0.2.1:53", "[2001:db8::1]:443") every evaluation.
+    std::vector<std::string> network_endpoints;
+    // A service that failed restart_warning_count times within the window warns.
+    double restart_window_seconds = 600.0;
+    unsigned restart_warning_count = 3;
+    // A new overall status is announced (HealthChanged) once it has held this long.
+    double status_debounce_seconds = 5.0;
 };
+
+struct Endpoint {
+    std::string host; // numeric address, without brackets
+    std::uint16_t port = 0;
+};
+// "192.0.2.1:53", "[2001:db8::1]:443", "localhost:22"; nullopt for anything else.
+std::optional<Endpoint> parseEndpoint(std::string_view text);
 
 struct LoggingConfig {
     std::string log_level = "info";
