@@ -115,25 +115,18 @@ std::string_view toString(ServiceType type) {
     return "simple";
 }
 
-std::optional<Endpoint> parseEndpoint(std::string_view text) {
-    const std::size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0)
-        return std::nullopt;
-    std::string host(text.substr(0, colon));
-    const std::string_view portText = text.substr(colon + 1);
-    unsigned port = 0;
-    const auto [end, error] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
-    if (error != std::errc() || end != portText.data() + portText.size() || port == 0 || port > 65535)
-        return std::nullopt;
-    unsigned char address[sizeof(in6_addr)];
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
-        if (inet_pton(AF_INET6, host.c_str(), address) != 1)
-            return std::nullopt;
-    } else if (host != "localhost" && inet_pton(AF_INET, host.c_str(), address) != 1) {
-        return std::nullopt;
+std::string_view toString(ProbeType type) {
+    switch (type) {
+    case ProbeType::Exec:
+        return "exec";
+    case ProbeType::Tcp:
+        return "tcp";
+    case ProbeType::Http:
+        return "http";
+    case ProbeType::Dbus:
+        return "dbus";
     }
-    return Endpoint{host, static_cast<std::uint16_t>(port)};
+    return "exec";
 }
 
 const ServiceConfig* Config::findService(std::string_view name) const {
@@ -203,6 +196,73 @@ constexpr std::string_view kRecoveryStrategies =
 constexpr std::string_view kFailureClasses = "exit, signal, oom, watchdog, probe, resource_limit, start";
 constexpr unsigned kMaxUmask = 0777;
 constexpr int kMaxExitCode = 255;
+
+// The D-Bus specification's limit on the length of a bus name.
+constexpr std::size_t kMaxBusNameLength = 255;
+// Each key a probe may have and the probe types it belongs to; "type" and the timing keys belong to all.
+struct ProbeKey {
+    std::string_view name;
+    std::vector<ProbeType> types;
+};
+const std::vector<ProbeKey> kProbeTypeKeys = {
+    {"command", {ProbeType::Exec}},
+    {"host", {ProbeType::Tcp, ProbeType::Http}},
+    {"port", {ProbeType::Tcp, ProbeType::Http}},
+    {"path", {ProbeType::Http}},
+    {"host_header", {ProbeType::Http}},
+    {"name", {ProbeType::Dbus}},
+};
+
+std::optional<ProbeType> probeTypeFromString(std::string_view text) {
+    for (ProbeType candidate : {ProbeType::Exec, ProbeType::Tcp, ProbeType::Http, ProbeType::Dbus}) {
+        if (toString(candidate) == text)
+            return candidate;
+    }
+    return std::nullopt;
+}
+
+// Probes connect from the event loop, which must never wait for a name lookup, so only literal addresses
+// and "localhost" are accepted.
+bool isLiteralHost(const std::string& host) {
+    if (host == "localhost")
+        return true;
+    unsigned char address[sizeof(in6_addr)];
+    return ::inet_pton(AF_INET, host.c_str(), address) == 1 ||
+           ::inet_pton(AF_INET6, host.c_str(), address) == 1;
+}
+
+// A well-known bus name as the D-Bus specification defines it: two or more dot-separated elements of
+// [A-Za-z0-9_-], none empty or starting with a digit.
+bool isValidWellKnownBusName(std::string_view name) {
+    if (name.empty() || name.size() > kMaxBusNameLength)
+        return false;
+    std::size_t elements = 0;
+    std::size_t start = 0;
+    while (true) {
+        std::size_t end = name.find('.', start);
+        std::string_view element = name.substr(start, end == std::string_view::npos ? end : end - start);
+        if (element.empty() || (element.front() >= '0' && element.front() <= '9'))
+            return false;
+        bool allowed = std::all_of(element.begin(), element.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                   c == '-';
+        });
+        if (!allowed)
+            return false;
+        ++elements;
+        if (end == std::string_view::npos)
+            break;
+        start = end + 1;
+    }
+    return elements >= 2;
+}
+
+// Text that goes into an HTTP request line or header: a control character or a space would let the value
+// end the line early and smuggle in a header of its own.
+bool hasControlOrSpace(std::string_view text) {
+    return std::any_of(text.begin(), text.end(),
+                       [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == '\x7f'; });
+}
 
 std::optional<ServiceType> serviceTypeFromString(std::string_view text) {
     for (ServiceType candidate : {ServiceType::Simple, ServiceType::Notify}) {
@@ -994,6 +1054,14 @@ class ConfigParser {
                  [&](auto& node, auto& key) {
                      service.recovery = readRecovery(requireTable(node, key), key, safeModeStep);
                  }},
+                {"liveness_probe",
+                 [&](auto& node, auto& key) {
+                     service.liveness_probe = readProbe(requireTable(node, key), key, true);
+                 }},
+                {"readiness_probe",
+                 [&](auto& node, auto& key) {
+                     service.readiness_probe = readProbe(requireTable(node, key), key, false);
+                 }},
             });
         if (!table.contains("name"))
             fail(table, prefix + ".name", "missing required key");
@@ -1004,6 +1072,123 @@ class ConfigParser {
                  "strategy safe_mode needs a safe_mode table on the service, saying what runs in safe mode");
         }
         return service;
+    }
+
+    ProbeConfig readProbe(const toml::table& table, const std::string& prefix, bool liveness) const {
+        ProbeConfig probe;
+        // The type decides which other keys are allowed, so it is read first.
+        const std::string typeKey = childKey(prefix, "type");
+        const toml::node* typeNode = table.get("type");
+        if (typeNode == nullptr)
+            fail(table, typeKey, "missing required key (one of exec, tcp, http, dbus)");
+        const std::string typeText = readString(*typeNode, typeKey);
+        std::optional<ProbeType> type = probeTypeFromString(typeText);
+        if (!type) {
+            fail(*typeNode, typeKey,
+                 "unknown probe type " + inQuotes(typeText) + " (expected one of exec, tcp, http, dbus)");
+        }
+        probe.type = *type;
+
+        // A key of another type is most likely a mistaken type; say so rather than just "unknown key".
+        for (auto&& [key, node] : table) {
+            auto owner = std::find_if(kProbeTypeKeys.begin(), kProbeTypeKeys.end(),
+                                      [&](const ProbeKey& candidate) { return candidate.name == key.str(); });
+            if (owner == kProbeTypeKeys.end() ||
+                std::find(owner->types.begin(), owner->types.end(), probe.type) != owner->types.end()) {
+                continue;
+            }
+            std::vector<std::string_view> owners;
+            for (ProbeType ownerType : owner->types)
+                owners.push_back(toString(ownerType));
+            failAtKey(key, node, childKey(prefix, key.str()),
+                      "not a key of " + typeText + " probes (only of " + joinChoices(owners) + " probes)");
+        }
+
+        std::vector<Field> fields = {
+            {"type", [](auto&, auto&) {}},
+            {"initial_delay_seconds",
+             [&](auto& node, auto& key) { probe.initial_delay_seconds = readDuration(node, key, true); }},
+            {"period_seconds",
+             [&](auto& node, auto& key) { probe.period_seconds = readDuration(node, key, false); }},
+            {"timeout_seconds",
+             [&](auto& node, auto& key) { probe.timeout_seconds = readDuration(node, key, false); }},
+            {"success_threshold",
+             [&](auto& node, auto& key) {
+                 probe.success_threshold = readUnsigned(node, key, 1);
+                 // As in Kubernetes: one success is enough to stop treating a service as dead.
+                 if (liveness && probe.success_threshold != 1) {
+                     fail(node, key,
+                          "must be 1 for a liveness probe, got " + std::to_string(probe.success_threshold));
+                 }
+             }},
+            {"failure_threshold",
+             [&](auto& node, auto& key) { probe.failure_threshold = readUnsigned(node, key, 1); }},
+        };
+        auto readHost = [&](auto& node, auto& key) {
+            std::string host = readString(node, key);
+            if (!isLiteralHost(host)) {
+                fail(node, key,
+                     "expected a numeric IPv4 or IPv6 address or \"localhost\", got " + inQuotes(host) +
+                         " (names are not looked up)");
+            }
+            probe.host = host;
+        };
+        auto readPort = [&](auto& node, auto& key) {
+            probe.port = static_cast<std::uint16_t>(readUnsigned(node, key, 1, 65535));
+        };
+        std::string_view requiredKey;
+        switch (probe.type) {
+        case ProbeType::Exec:
+            fields.push_back(
+                {"command", [&](auto& node, auto& key) { probe.command = readExec(node, key); }});
+            requiredKey = "command";
+            break;
+        case ProbeType::Tcp:
+            fields.insert(fields.end(), {{"host", readHost}, {"port", readPort}});
+            requiredKey = "port";
+            break;
+        case ProbeType::Http:
+            fields.insert(fields.end(),
+                          {{"host", readHost},
+                           {"port", readPort},
+                           {"path",
+                            [&](auto& node, auto& key) {
+                                std::string path = readString(node, key);
+                                if (path.empty() || path.front() != '/')
+                                    fail(node, key, "must start with \"/\", got " + inQuotes(path));
+                                if (hasControlOrSpace(path))
+                                    fail(node, key, "must not contain spaces or control characters");
+                                probe.path = path;
+                            }},
+                           {"host_header", [&](auto& node, auto& key) {
+                                std::string header = readString(node, key);
+                                if (header.empty())
+                                    fail(node, key, "must not be empty");
+                                if (hasControlOrSpace(header))
+                                    fail(node, key, "must not contain spaces or control characters");
+                                probe.host_header = header;
+                            }}});
+            requiredKey = "port";
+            break;
+        case ProbeType::Dbus:
+            fields.push_back(
+                {"name", [&](auto& node, auto& key) {
+                     std::string name = readString(node, key);
+                     if (!isValidWellKnownBusName(name)) {
+                         fail(node, key,
+                              "invalid well-known bus name " + inQuotes(name) +
+                                  " (expected dot-separated elements such as \"org.example.Foo\")");
+                     }
+                     probe.bus_name = name;
+                 }});
+            requiredKey = "name";
+            break;
+        }
+        readFields(table, prefix, fields);
+        if (!table.contains(requiredKey)) {
+            fail(table, childKey(prefix, requiredKey), "missing required key for " + typeText + " probes");
+        }
+        return probe;
     }
 
     std::string readServiceName(const toml::node& node, const std::string& key) const {
@@ -1503,6 +1688,25 @@ Config loadConfig(const std::filesystem::path& path) {
     if (std::ferror(file.get()))
         fail(errno != 0 ? errno : EIO);
     return parseConfig(text, path);
+}
+
+std::optional<Endpoint> parseEndpoint(std::string_view text) {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+        return std::nullopt;
+    std::string host(text.substr(0, colon));
+    const std::string_view portText = text.substr(colon + 1);
+    unsigned port = 0;
+    const auto [end, error] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
+    if (error != std::errc() || end != portText.data() + portText.size() || port == 0 || port > 65535)
+        return std::nullopt;
+    // An IPv6 address carries brackets so that its colons do not run into the port's.
+    const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (bracketed)
+        host = host.substr(1, host.size() - 2);
+    if (!isLiteralHost(host) || bracketed != (host.find(':') != std::string::npos))
+        return std::nullopt;
+    return Endpoint{host, static_cast<std::uint16_t>(port)};
 }
 
 } // namespace tau

@@ -49,6 +49,37 @@ json ladderToJson(const std::vector<LadderStep>& ladder) {
     return steps;
 }
 
+// Only the keys of the probe's own type, as the TOML would have them.
+json probeToJson(const ProbeConfig& probe) {
+    json out = {{"type", toString(probe.type)}};
+    switch (probe.type) {
+    case ProbeType::Exec:
+        out["command"] = probe.command;
+        break;
+    case ProbeType::Tcp:
+        out["host"] = probe.host;
+        out["port"] = probe.port;
+        break;
+    case ProbeType::Http:
+        out["host"] = probe.host;
+        out["port"] = probe.port;
+        out["path"] = probe.path;
+        if (probe.host_header) {
+            out["host_header"] = *probe.host_header;
+        }
+        break;
+    case ProbeType::Dbus:
+        out["name"] = probe.bus_name;
+        break;
+    }
+    out["initial_delay_seconds"] = probe.initial_delay_seconds;
+    out["period_seconds"] = probe.period_seconds;
+    out["timeout_seconds"] = probe.timeout_seconds;
+    out["success_threshold"] = probe.success_threshold;
+    out["failure_threshold"] = probe.failure_threshold;
+    return out;
+}
+
 json recoveryToJson(const ServiceRecoveryConfig& recovery) {
     json classes = json::object();
     for (const auto& [failure_class, ladder] : recovery.class_ladders) {
@@ -200,6 +231,12 @@ nlohmann::ordered_json configToJson(const Config& config) {
         }
         if (service.standby) {
             entry["standby"] = {{"promote_signal", signalName(service.standby->promote_signal)}};
+        }
+        if (service.liveness_probe) {
+            entry["liveness_probe"] = probeToJson(*service.liveness_probe);
+        }
+        if (service.readiness_probe) {
+            entry["readiness_probe"] = probeToJson(*service.readiness_probe);
         }
         services.push_back(std::move(entry));
     }

@@ -115,6 +115,20 @@ Config customConfig() {
     web.recovery.success_exit_codes = {0, 2};
     web.recovery.no_restart_exit_codes = {78};
     web.recovery.no_restart_signals = {SIGKILL, SIGSEGV};
+    web.liveness_probe = ProbeConfig{ProbeType::Exec,
+                                     {"/usr/bin/web-check", "--live"},
+                                     "127.0.0.1",
+                                     0,
+                                     "/",
+                                     std::nullopt,
+                                     "",
+                                     5.0,
+                                     20.0,
+                                     2.0,
+                                     1,
+                                     4};
+    web.readiness_probe =
+        ProbeConfig{ProbeType::Http, {}, "::1", 8080, "/ready", "web.internal", "", 0.5, 3.0, 0.25, 2, 5};
     config.services.push_back(web);
 
     // Only the required parts: the optional keys must stay out.
@@ -256,7 +270,9 @@ TEST(ConfigToJson, ServiceWithEveryFieldSet) {
                                                      "cpu_limit_percent",
                                                      "umask",
                                                      "safe_mode",
-                                                     "standby"}));
+                                                     "standby",
+                                                     "liveness_probe",
+                                                     "readiness_probe"}));
     EXPECT_EQ(web.at("exec"), (json{"/usr/bin/web", "--port", "8080"}));
     EXPECT_EQ(web.at("environment"), (json{{"LANG", "C.UTF-8"}, {"MODE", "production"}}));
     EXPECT_TRUE(web.at("environment").is_object());
@@ -283,6 +299,60 @@ TEST(ConfigToJson, ServiceWithEveryFieldSet) {
                                          {"environment", {{"SAFE", "1"}}},
                                          {"stability_seconds", 120.0}}));
     EXPECT_EQ(web.at("standby"), (json{{"promote_signal", "SIGUSR2"}}));
+}
+
+TEST(ConfigToJson, ProbesCarryOnlyTheKeysOfTheirType) {
+    const json web = configToJson(customConfig()).at("service").at(0);
+    EXPECT_EQ(web.at("liveness_probe"), (json{{"type", "exec"},
+                                              {"command", {"/usr/bin/web-check", "--live"}},
+                                              {"initial_delay_seconds", 5.0},
+                                              {"period_seconds", 20.0},
+                                              {"timeout_seconds", 2.0},
+                                              {"success_threshold", 1},
+                                              {"failure_threshold", 4}}))
+        << web.at("liveness_probe").dump();
+    EXPECT_EQ(web.at("readiness_probe"), (json{{"type", "http"},
+                                               {"host", "::1"},
+                                               {"port", 8080},
+                                               {"path", "/ready"},
+                                               {"host_header", "web.internal"},
+                                               {"initial_delay_seconds", 0.5},
+                                               {"period_seconds", 3.0},
+                                               {"timeout_seconds", 0.25},
+                                               {"success_threshold", 2},
+                                               {"failure_threshold", 5}}))
+        << web.at("readiness_probe").dump();
+
+    ProbeConfig tcp;
+    tcp.type = ProbeType::Tcp;
+    tcp.host = "10.0.0.1";
+    tcp.port = 5432;
+    ProbeConfig dbus;
+    dbus.type = ProbeType::Dbus;
+    dbus.bus_name = "org.example.Web";
+    Config config;
+    ServiceConfig db;
+    db.name = "db";
+    db.exec = {"/usr/bin/db"};
+    db.liveness_probe = tcp;
+    db.readiness_probe = dbus;
+    config.services.push_back(db);
+    const json probes = configToJson(config).at("service").at(0);
+    EXPECT_EQ(keysOf(probes.at("liveness_probe")),
+              (std::vector<std::string>{"type", "host", "port", "initial_delay_seconds", "period_seconds",
+                                        "timeout_seconds", "success_threshold", "failure_threshold"}));
+    EXPECT_EQ(probes.at("liveness_probe").at("host"), "10.0.0.1");
+    EXPECT_EQ(probes.at("liveness_probe").at("port"), 5432);
+    EXPECT_EQ(keysOf(probes.at("readiness_probe")),
+              (std::vector<std::string>{"type", "name", "initial_delay_seconds", "period_seconds",
+                                        "timeout_seconds", "success_threshold", "failure_threshold"}));
+    EXPECT_EQ(probes.at("readiness_probe").at("name"), "org.example.Web");
+    // Left-out HTTP keys: no host_header when it defaults to host:port.
+    ProbeConfig http;
+    http.type = ProbeType::Http;
+    http.port = 80;
+    config.services[0].readiness_probe = http;
+    EXPECT_FALSE(configToJson(config).at("service").at(0).at("readiness_probe").contains("host_header"));
 }
 
 TEST(ConfigToJson, RecoveryWithEveryFieldSet) {
@@ -331,6 +401,8 @@ TEST(ConfigToJson, OptionalServiceFieldsAreLeftOutWhenUnset) {
     EXPECT_FALSE(db.contains("umask"));
     EXPECT_FALSE(db.contains("safe_mode"));
     EXPECT_FALSE(db.contains("standby"));
+    EXPECT_FALSE(db.contains("liveness_probe"));
+    EXPECT_FALSE(db.contains("readiness_probe"));
     EXPECT_FALSE(db.at("recovery").contains("stability_seconds"));
     EXPECT_EQ(keysOf(db),
               (std::vector<std::string>{"name", "exec", "environment", "working_directory", "user", "group",

@@ -205,8 +205,8 @@ void expectDefaults(const Config& config) {
     EXPECT_TRUE(hc.enabled);
     EXPECT_EQ(hc.check_interval_seconds, 60U);
     EXPECT_EQ(hc.system_health_checks,
-              (std::vector<std::string>{"cpu_usage", "memory_usage", "disk_usage", "swap_usage", "load_average",
-                                        "temperature", "pressure", "network_connectivity"}));
+              (std::vector<std::string>{"cpu_usage", "memory_usage", "disk_usage", "swap_usage",
+                                        "load_average", "temperature", "pressure", "network_connectivity"}));
     EXPECT_TRUE(hc.network_endpoints.empty());
     EXPECT_DOUBLE_EQ(hc.restart_window_seconds, 600.0);
     EXPECT_EQ(hc.restart_warning_count, 3U);
@@ -664,6 +664,21 @@ TEST_P(InvalidConfig, IsReportedWithPositionAndKey) {
     EXPECT_EQ(std::string(error.what()).rfind(prefix, 0), 0U) << error.what();
 }
 
+TEST(ConfigEndpoints, ParsesNumericAddressesAndLocalhost) {
+    Config config = parseConfig("[health_checking]\nnetwork_endpoints = [\"192.0.2.1:53\", "
+                                "\"[2001:db8::1]:443\", \"localhost:22\"]\n",
+                                kSourcePath);
+    EXPECT_EQ(config.health_checking.network_endpoints.size(), 3U);
+    auto v6 = parseEndpoint("[2001:db8::1]:443");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->host, "2001:db8::1");
+    EXPECT_EQ(v6->port, 443);
+    EXPECT_FALSE(parseEndpoint("192.0.2.1:0"));
+    EXPECT_FALSE(parseEndpoint("192.0.2.1:65536"));
+    EXPECT_FALSE(parseEndpoint("[192.0.2.1]:80"));
+    EXPECT_FALSE(parseEndpoint(":80"));
+}
+
 TEST(ConfigThresholds, ReadsBandsSampleCountsAndAdaptiveLevels) {
     Config config = parseConfig(R"(
 [resource_monitoring.thresholds.cpu_percent]
@@ -761,6 +776,14 @@ const ErrorCase kErrorCases[] = {
     // Out of range
     {"CpuThresholdZero", "[resource_monitoring]\ncpu_threshold_percent = 0\n", 2, 25,
      "resource_monitoring.cpu_threshold_percent", "greater than 0 and at most 100"},
+    {"EndpointWithoutPort", "[health_checking]\nnetwork_endpoints = [\"192.0.2.1\"]\n", 2, 22,
+     "health_checking.network_endpoints[0]", "expected host:port"},
+    {"EndpointHostName", "[health_checking]\nnetwork_endpoints = [\"1.1.1.1:53\", \"example.org:80\"]\n", 2,
+     36, "health_checking.network_endpoints[1]", "got \"example.org:80\""},
+    {"EndpointIpv6WithoutBrackets", "[health_checking]\nnetwork_endpoints = [\"::1:22\"]\n", 2, 22,
+     "health_checking.network_endpoints[0]", "expected host:port"},
+    {"RestartWindowZero", "[health_checking]\nrestart_window_seconds = 0\n", 2, 26,
+     "health_checking.restart_window_seconds", "greater than 0"},
     {"UnknownThresholdMetric", "[resource_monitoring.thresholds]\ncpu = { warning = { enter = 1 } }\n", 2, 1,
      "resource_monitoring.thresholds.cpu", "unknown metric"},
     {"ThresholdWithoutLevel", "[resource_monitoring.thresholds]\ncpu_percent = {}\n", 2, 15,
@@ -1122,10 +1145,221 @@ const ErrorCase kErrorCases[] = {
      "crash_recovery.state_poison_crashes", "must be at least 1, got 0"},
     {"StatePoisonCrashesAbove100", "[crash_recovery]\nstate_poison_crashes = 1000\n", 2, 24,
      "crash_recovery.state_poison_crashes", "1000 is too large (at most 100)"},
+
+    // Probes
+    {"ProbeNotATable", service("liveness_probe = \"tcp\"\n"), 4, 18, "service[0].liveness_probe",
+     "expected a table, found a string"},
+    {"ProbeTypeMissing", service("liveness_probe = { port = 80 }\n"), 4, 18, "service[0].liveness_probe.type",
+     "missing required key"},
+    {"ProbeTypeUnknown", service("liveness_probe = { type = \"grpc\" }\n"), 4, 27,
+     "service[0].liveness_probe.type", "unknown probe type \"grpc\" (expected one of exec, tcp, http, dbus)"},
+    {"ProbeTypeNotAString", service("liveness_probe = { type = 3 }\n"), 4, 27,
+     "service[0].liveness_probe.type", "expected a string, found an integer"},
+    {"ProbeUnknownKey", service("liveness_probe = { type = \"tcp\", port = 80, retries = 2 }\n"), 4, 45,
+     "service[0].liveness_probe.retries", "unknown key"},
+    {"ProbeKeyOfHttpOnATcpProbe", service("liveness_probe = { type = \"tcp\", port = 80, path = \"/\" }\n"),
+     4, 45, "service[0].liveness_probe.path", "not a key of tcp probes (only of http probes)"},
+    {"ProbeKeyOfExecOnAnHttpProbe",
+     service("readiness_probe = { type = \"http\", port = 80, command = [\"/bin/true\"] }\n"), 4, 47,
+     "service[0].readiness_probe.command", "not a key of http probes (only of exec probes)"},
+    {"ProbeKeyOfTcpOnADbusProbe", service("readiness_probe = { type = \"dbus\", port = 80 }\n"), 4, 36,
+     "service[0].readiness_probe.port", "not a key of dbus probes (only of tcp, http probes)"},
+    {"ProbeExecCommandMissing", service("liveness_probe = { type = \"exec\" }\n"), 4, 18,
+     "service[0].liveness_probe.command", "missing required key for exec probes"},
+    {"ProbeExecCommandEmpty", service("liveness_probe = { type = \"exec\", command = [] }\n"), 4, 45,
+     "service[0].liveness_probe.command", "must not be empty"},
+    {"ProbeExecCommandNotAnArray", service("liveness_probe = { type = \"exec\", command = \"/bin/true\" }\n"),
+     4, 45, "service[0].liveness_probe.command", "expected an array, found a string"},
+    {"ProbeExecCommandRelative", service("liveness_probe = { type = \"exec\", command = [\"true\"] }\n"), 4,
+     46, "service[0].liveness_probe.command", "program \"true\" must be an absolute path"},
+    {"ProbeTcpPortZero", service("readiness_probe = { type = \"tcp\", port = 0 }\n"), 4, 42,
+     "service[0].readiness_probe.port", "must be at least 1, got 0"},
+    {"ProbeTcpPort70000", service("readiness_probe = { type = \"tcp\", port = 70000 }\n"), 4, 42,
+     "service[0].readiness_probe.port", "70000 is too large (at most 65535)"},
+    {"ProbeTcpPortNegative", service("readiness_probe = { type = \"tcp\", port = -80 }\n"), 4, 42,
+     "service[0].readiness_probe.port", "must not be negative"},
+    {"ProbeTcpPortAString", service("readiness_probe = { type = \"tcp\", port = \"80\" }\n"), 4, 42,
+     "service[0].readiness_probe.port", "expected an integer, found a string"},
+    {"ProbeTcpPortMissing", service("readiness_probe = { type = \"tcp\", host = \"::1\" }\n"), 4, 19,
+     "service[0].readiness_probe.port", "missing required key for tcp probes"},
+    {"ProbeTcpHostName",
+     service("readiness_probe = { type = \"tcp\", host = \"db.example.com\", port = 5432 }\n"), 4, 42,
+     "service[0].readiness_probe.host",
+     "expected a numeric IPv4 or IPv6 address or \"localhost\", got \"db.example.com\" (names are not looked "
+     "up)"},
+    {"ProbeTcpHostBracketedIpv6",
+     service("readiness_probe = { type = \"tcp\", host = \"[::1]\", port = 80 }\n"), 4, 42,
+     "service[0].readiness_probe.host", "got \"[::1]\""},
+    {"ProbeHttpPortMissing", service("readiness_probe = { type = \"http\", path = \"/health\" }\n"), 4, 19,
+     "service[0].readiness_probe.port", "missing required key for http probes"},
+    {"ProbeHttpPathWithoutSlash",
+     service("readiness_probe = { type = \"http\", port = 80, path = \"healthz\" }\n"), 4, 54,
+     "service[0].readiness_probe.path", "must start with \"/\", got \"healthz\""},
+    {"ProbeHttpPathWithASpace",
+     service("readiness_probe = { type = \"http\", port = 80, path = \"/a b\" }\n"), 4, 54,
+     "service[0].readiness_probe.path", "must not contain spaces or control characters"},
+    {"ProbeHttpHostHeaderWithALineBreak",
+     service("readiness_probe = { type = \"http\", port = 80, host_header = \"a\\r\\nX-Evil: 1\" }\n"), 4, 61,
+     "service[0].readiness_probe.host_header", "must not contain spaces or control characters"},
+    {"ProbeHttpHostHeaderEmpty",
+     service("readiness_probe = { type = \"http\", port = 80, host_header = \"\" }\n"), 4, 61,
+     "service[0].readiness_probe.host_header", "must not be empty"},
+    {"ProbeDbusNameMissing", service("readiness_probe = { type = \"dbus\" }\n"), 4, 19,
+     "service[0].readiness_probe.name", "missing required key for dbus probes"},
+    {"ProbeDbusNameOfOneElement", service("readiness_probe = { type = \"dbus\", name = \"foo\" }\n"), 4, 43,
+     "service[0].readiness_probe.name", "invalid well-known bus name \"foo\""},
+    {"ProbeDbusNameElementStartsWithADigit",
+     service("readiness_probe = { type = \"dbus\", name = \"org.1example\" }\n"), 4, 43,
+     "service[0].readiness_probe.name", "invalid well-known bus name"},
+    {"ProbeDbusUniqueName", service("readiness_probe = { type = \"dbus\", name = \":1.42\" }\n"), 4, 43,
+     "service[0].readiness_probe.name", "invalid well-known bus name"},
+    {"ProbeDbusNameWithAnEmptyElement",
+     service("readiness_probe = { type = \"dbus\", name = \"org..example\" }\n"), 4, 43,
+     "service[0].readiness_probe.name", "invalid well-known bus name"},
+    {"ProbeLivenessSuccessThresholdTwo",
+     service("liveness_probe = { type = \"tcp\", port = 80, success_threshold = 2 }\n"), 4, 65,
+     "service[0].liveness_probe.success_threshold", "must be 1 for a liveness probe, got 2"},
+    {"ProbeSuccessThresholdZero",
+     service("readiness_probe = { type = \"tcp\", port = 80, success_threshold = 0 }\n"), 4, 66,
+     "service[0].readiness_probe.success_threshold", "must be at least 1, got 0"},
+    {"ProbeFailureThresholdZero",
+     service("readiness_probe = { type = \"tcp\", port = 80, failure_threshold = 0 }\n"), 4, 66,
+     "service[0].readiness_probe.failure_threshold", "must be at least 1, got 0"},
+    {"ProbeTimeoutZero", service("readiness_probe = { type = \"tcp\", port = 80, timeout_seconds = 0 }\n"), 4,
+     64, "service[0].readiness_probe.timeout_seconds", "must be greater than 0"},
+    {"ProbePeriodZero", service("readiness_probe = { type = \"tcp\", port = 80, period_seconds = 0 }\n"), 4,
+     63, "service[0].readiness_probe.period_seconds", "must be greater than 0"},
+    {"ProbeInitialDelayNegative",
+     service("readiness_probe = { type = \"tcp\", port = 80, initial_delay_seconds = -1 }\n"), 4, 70,
+     "service[0].readiness_probe.initial_delay_seconds", "must be at least 0"},
+    {"ProbeInSubTableForm", service("[service.liveness_probe]\ntype = \"tcp\"\nport = 0\n"), 6, 8,
+     "service[0].liveness_probe.port", "must be at least 1, got 0"},
+    {"ProbeOfTheSecondService",
+     service("") + "[[service]]\nname = \"other\"\nexec = [\"/bin/true\"]\n"
+                   "readiness_probe = { type = \"tcp\", port = 0 }\n",
+     7, 42, "service[1].readiness_probe.port", "must be at least 1, got 0"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, InvalidConfig, testing::ValuesIn(kErrorCases),
                          [](const testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------------------------
+// Probes
+
+TEST(ParseProbes, ServicesHaveNoProbesUnlessConfigured) {
+    Config config = parseConfig(service(""), kSourcePath);
+    EXPECT_FALSE(config.services[0].liveness_probe.has_value());
+    EXPECT_FALSE(config.services[0].readiness_probe.has_value());
+}
+
+TEST(ParseProbes, LeftOutKeysTakeTheKubernetesDefaults) {
+    Config config = parseConfig(service("liveness_probe = { type = \"tcp\", port = 8080 }\n"), kSourcePath);
+    ASSERT_TRUE(config.services[0].liveness_probe.has_value());
+    const ProbeConfig& probe = *config.services[0].liveness_probe;
+    EXPECT_EQ(probe.type, ProbeType::Tcp);
+    EXPECT_EQ(probe.host, "127.0.0.1");
+    EXPECT_EQ(probe.port, 8080);
+    EXPECT_DOUBLE_EQ(probe.initial_delay_seconds, 0.0);
+    EXPECT_DOUBLE_EQ(probe.period_seconds, 10.0);
+    EXPECT_DOUBLE_EQ(probe.timeout_seconds, 1.0);
+    EXPECT_EQ(probe.success_threshold, 1U);
+    EXPECT_EQ(probe.failure_threshold, 3U);
+    EXPECT_FALSE(config.services[0].readiness_probe.has_value());
+
+    const ProbeConfig http =
+        *parseConfig(service("readiness_probe = { type = \"http\", port = 80 }\n"), kSourcePath)
+             .services[0]
+             .readiness_probe;
+    EXPECT_EQ(http.host, "127.0.0.1");
+    EXPECT_EQ(http.path, "/");
+    EXPECT_EQ(http.host_header, std::nullopt);
+}
+
+TEST(ParseProbes, ProbeTypeNames) {
+    EXPECT_EQ(toString(ProbeType::Exec), "exec");
+    EXPECT_EQ(toString(ProbeType::Tcp), "tcp");
+    EXPECT_EQ(toString(ProbeType::Http), "http");
+    EXPECT_EQ(toString(ProbeType::Dbus), "dbus");
+}
+
+TEST(ParseProbes, ExecProbeWithEveryTimingKey) {
+    test::TempDir directory;
+    fs::path check = writeFileIn(directory, "check", "#!/bin/sh\n", fs::perms::owner_all);
+    Config config = parseConfig(
+        service(
+            R"(liveness_probe = { type = "exec", command = ["${config_dir}/check", "--quick"], initial_delay_seconds = 5, period_seconds = 2.5, timeout_seconds = 0.5, success_threshold = 1, failure_threshold = 6 }
+)"),
+        directory.path() / "tau.toml");
+    const ProbeConfig& probe = *config.services[0].liveness_probe;
+    EXPECT_EQ(probe.type, ProbeType::Exec);
+    EXPECT_EQ(probe.command, (std::vector<std::string>{check.string(), "--quick"}));
+    EXPECT_DOUBLE_EQ(probe.initial_delay_seconds, 5.0);
+    EXPECT_DOUBLE_EQ(probe.period_seconds, 2.5);
+    EXPECT_DOUBLE_EQ(probe.timeout_seconds, 0.5);
+    EXPECT_EQ(probe.success_threshold, 1U);
+    EXPECT_EQ(probe.failure_threshold, 6U);
+}
+
+TEST(ParseProbes, TcpProbeTakesIpv4Ipv6AndLocalhost) {
+    for (const char* host : {"10.0.0.7", "::1", "fe80::1", "localhost"}) {
+        Config config = parseConfig(service(std::string("readiness_probe = { type = \"tcp\", host = \"") +
+                                            host + "\", port = 65535 }\n"),
+                                    kSourcePath);
+        const ProbeConfig& probe = *config.services[0].readiness_probe;
+        EXPECT_EQ(probe.type, ProbeType::Tcp);
+        EXPECT_EQ(probe.host, host);
+        EXPECT_EQ(probe.port, 65535);
+    }
+}
+
+TEST(ParseProbes, HttpProbeWithEveryKey) {
+    Config config = parseConfig(
+        service(
+            R"(readiness_probe = { type = "http", host = "::1", port = 8443, path = "/healthz?full=1", host_header = "web.internal", success_threshold = 3, failure_threshold = 1 }
+)"),
+        kSourcePath);
+    const ProbeConfig& probe = *config.services[0].readiness_probe;
+    EXPECT_EQ(probe.type, ProbeType::Http);
+    EXPECT_EQ(probe.host, "::1");
+    EXPECT_EQ(probe.port, 8443);
+    EXPECT_EQ(probe.path, "/healthz?full=1");
+    EXPECT_EQ(probe.host_header, std::optional<std::string>("web.internal"));
+    EXPECT_EQ(probe.success_threshold, 3U) << "only a liveness probe is held to 1";
+    EXPECT_EQ(probe.failure_threshold, 1U);
+}
+
+TEST(ParseProbes, DbusProbeNamesAWellKnownName) {
+    for (const char* name : {"org.example.Foo", "com.example-corp.a_b", "a.b"}) {
+        Config config = parseConfig(
+            service(std::string("readiness_probe = { type = \"dbus\", name = \"") + name + "\" }\n"),
+            kSourcePath);
+        const ProbeConfig& probe = *config.services[0].readiness_probe;
+        EXPECT_EQ(probe.type, ProbeType::Dbus);
+        EXPECT_EQ(probe.bus_name, name);
+    }
+}
+
+TEST(ParseProbes, BothProbesInSubTableForm) {
+    Config config = parseConfig(service(R"([service.liveness_probe]
+type = "exec"
+command = ["/bin/true"]
+period_seconds = 30
+[service.readiness_probe]
+type = "http"
+port = 8080
+path = "/ready"
+)"),
+                                kSourcePath);
+    const ServiceConfig& svc = config.services[0];
+    ASSERT_TRUE(svc.liveness_probe.has_value());
+    ASSERT_TRUE(svc.readiness_probe.has_value());
+    EXPECT_EQ(svc.liveness_probe->type, ProbeType::Exec);
+    EXPECT_EQ(svc.liveness_probe->command, (std::vector<std::string>{"/bin/true"}));
+    EXPECT_DOUBLE_EQ(svc.liveness_probe->period_seconds, 30.0);
+    EXPECT_EQ(svc.readiness_probe->type, ProbeType::Http);
+    EXPECT_EQ(svc.readiness_probe->port, 8080);
+    EXPECT_EQ(svc.readiness_probe->path, "/ready");
+}
 
 TEST(InvalidConfigExec, CpuAffinityBeyondConfiguredCpus) {
     std::string cpu = std::to_string(configuredCpus());

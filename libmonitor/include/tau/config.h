@@ -237,6 +237,29 @@ struct ResourceLimit {
     std::uint64_t hard = 0; // RLIM_INFINITY for "infinity"
 };
 
+// How a probe looks at a service: by running a command, by connecting, by an HTTP GET, or by asking whether
+// a name is owned on the bus.
+enum class ProbeType { Exec, Tcp, Http, Dbus };
+std::string_view toString(ProbeType type); // "exec", "tcp", "http", "dbus"
+
+// A liveness or readiness probe, with the meaning and the defaults of Kubernetes' probes.
+struct ProbeConfig {
+    ProbeType type = ProbeType::Exec;
+    std::vector<std::string> command; // exec: argv, argv[0] an absolute path; run without a shell
+    // tcp, http: a numeric IPv4 or IPv6 address or "localhost" (127.0.0.1), so that no name is ever looked
+    // up on the event loop.
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;                 // tcp, http
+    std::string path = "/";                 // http
+    std::optional<std::string> host_header; // http; unset: host:port
+    std::string bus_name;                   // dbus: the well-known name that must be owned
+    double initial_delay_seconds = 0.0;
+    double period_seconds = 10.0;
+    double timeout_seconds = 1.0;
+    unsigned success_threshold = 1; // a liveness probe's is always 1
+    unsigned failure_threshold = 3;
+};
+
 struct ServiceConfig {
     std::string name;
     std::vector<std::string> exec;
@@ -261,6 +284,8 @@ struct ServiceConfig {
     std::optional<SafeModeConfig> safe_mode;
     std::optional<StandbyConfig> standby;
     ServiceRecoveryConfig recovery;
+    std::optional<ProbeConfig> liveness_probe;  // failing: the service is recovered (FailureClass::Probe)
+    std::optional<ProbeConfig> readiness_probe; // failing: the service is up but not ready
 };
 
 struct Config {
