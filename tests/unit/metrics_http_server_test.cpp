@@ -1,4 +1,5 @@
 #include "http_client.h"
+#include "prometheus_server.h"
 #include "run_loop.h"
 #include "tau/event_loop.h"
 #include "tau/metrics_http_server.h"
@@ -329,6 +330,58 @@ TEST_F(MetricsHttpServerTest, DestructionLeavesNothingInTheLoop) {
     // The loop still runs with the server gone.
     test::runUntil(
         loop_, [] { return true; }, 1s);
+}
+
+TEST_F(MetricsHttpServerTest, PromtoolAcceptsTheBody) {
+    if (!test::findInPath("promtool")) {
+        GTEST_SKIP() << "promtool is not on PATH (Debian package prometheus)";
+    }
+    start();
+    const std::string served = get("GET", "/metrics").body;
+    test::TempDir dir;
+    test::writeFile(dir.path() / "metrics.txt", served);
+    // promtool reads the exposition on its standard input.
+    const auto result = test::runCommand(
+        {"sh", "-c", "promtool check metrics < \"$0\"", (dir.path() / "metrics.txt").string()});
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    EXPECT_EQ(result.out + result.err, "") << served;
+}
+
+TEST_F(MetricsHttpServerTest, RealPrometheusScrapesTheEndpoint) {
+    if (!test::PrometheusServer::available()) {
+        GTEST_SKIP() << "prometheus is not on PATH (Debian package prometheus)";
+    }
+    start();
+    test::PrometheusServer prometheus({"127.0.0.1:" + std::to_string(server_->port())});
+    const auto started = std::chrono::steady_clock::now();
+    struct Seen {
+        std::optional<double> score;
+        std::optional<double> restarts;
+        std::optional<double> up;
+    };
+    const Seen seen = whileServing(
+        [&prometheus] {
+            Seen result;
+            if (!prometheus.waitReady(30s)) {
+                return result;
+            }
+            result.score = prometheus.waitForValue("tau_health_score", 60s);
+            result.restarts =
+                prometheus.queryValue(R"(tau_service_restarts_total{service="web \"front\"\\end"})");
+            result.up = prometheus.queryValue(R"(up{job="tau"})");
+            return result;
+        },
+        100s);
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    ASSERT_TRUE(seen.score) << "no value after " << took.count() << " ms; prometheus said:\n"
+                            << prometheus.log();
+    EXPECT_EQ(*seen.score, 87.5);
+    EXPECT_EQ(seen.restarts, 3.0);
+    EXPECT_EQ(seen.up, 1.0);
+    EXPECT_GE(renders_, 1);
+    EXPECT_EQ(prometheus.stop(), 0) << prometheus.log();
+    RecordProperty("scrape_seen_after_ms", std::to_string(took.count()));
 }
 
 } // namespace
