@@ -48,6 +48,8 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
     return result;
 }
 
+} // namespace
+
 pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env, int out_fd,
             int err_fd) {
     posix_spawn_file_actions_t actions;
@@ -80,7 +82,6 @@ int pidfdOpen(pid_t pid) {
     return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
 
-// Waits for the child behind `pidfd` to exit within `timeout`; returns its wait status or nullopt.
 std::optional<int> waitExit(pid_t pid, int pidfd, std::chrono::milliseconds timeout) {
     pollfd pfd{pidfd, POLLIN, 0};
     if (poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) {
@@ -96,8 +97,6 @@ std::optional<int> waitExit(pid_t pid, int pidfd, std::chrono::milliseconds time
 int exitCodeOf(int status) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
-
-} // namespace
 
 CommandResult runCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                          std::chrono::milliseconds timeout) {

@@ -33,6 +33,15 @@ bool waitUntil(const std::function<bool()>& condition,
 
 bool processExists(pid_t pid);
 
+// Starts argv[0] as runCommand does, with stdin from /dev/null and stdout and stderr on the descriptors
+// given, and returns without waiting. Throws when it cannot be run.
+pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env, int out_fd,
+            int err_fd);
+int pidfdOpen(pid_t pid); // pidfd_open(2), -1 on failure
+// Waits for the child behind `pidfd` to exit within `timeout` and reaps it; its wait status or nullopt.
+std::optional<int> waitExit(pid_t pid, int pidfd, std::chrono::milliseconds timeout);
+int exitCodeOf(int status); // -1 when killed by a signal
+
 std::string daemonBinary(); // the built tau-monitor
 std::string cliBinary();    // the built tau-monitor-cli
 
