@@ -159,7 +159,8 @@ TEST(ConfigToJson, ResourceMonitoring) {
                            {"network_monitoring", false},
                            {"temperature_monitoring", false},
                            {"alert_on_threshold", false},
-                           {"log_resource_usage", false}};
+                           {"log_resource_usage", false},
+                           {"thresholds", json::object()}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));
 }
@@ -208,7 +209,11 @@ TEST(ConfigToJson, HealthChecking) {
                            {"service_health_checks", {"web", "db"}},
                            {"alert_on_failure", false},
                            {"auto_restart_failed_services", false},
-                           {"health_score_threshold", 0.5}};
+                           {"health_score_threshold", 0.5},
+                           {"network_endpoints", json::array()},
+                           {"restart_window_seconds", 600.0},
+                           {"restart_warning_count", 3},
+                           {"status_debounce_seconds", 5.0}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));
 }
@@ -553,7 +558,8 @@ TEST(ConfigToJson, DefaultConfigHasDefaultsNoServicesAndNoSource) {
     EXPECT_EQ(out.at("crash_recovery").at("max_recovery_attempts"), 3);
     EXPECT_EQ(out.at("crash_recovery").at("session_state_path"), "/var/lib/tau-monitor/state");
     EXPECT_EQ(out.at("health_checking").at("system_health_checks"),
-              (json{"cpu_usage", "memory_usage", "disk_usage", "network_connectivity"}));
+              (json{"cpu_usage", "memory_usage", "disk_usage", "swap_usage", "load_average", "temperature",
+                    "pressure", "network_connectivity"}));
     EXPECT_EQ(out.at("logging").at("log_level"), "info");
     EXPECT_EQ(out.at("logging").at("log_file_path"), "/var/log/tau-monitor/tau-monitor.log");
 }

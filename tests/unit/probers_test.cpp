@@ -501,6 +501,9 @@ TEST(Probers, NoDescriptorIsLeftOpenAfterAttemptsAndCancels) {
     LoopbackSocket listening(true);
     LoopbackSocket closed(false);
     TestHttpServer server(loop, "HTTP/1.1 200 OK\r\n\r\n");
+    // The spawner reserves its descriptor slots once per process, on the first spawn.
+    ExecProber first(loop, {findProgram("true")});
+    attempt(loop, first);
     const std::size_t before = openDescriptors();
     {
         ExecProber exec(loop, {findProgram("true")});
