@@ -266,14 +266,14 @@ void ExecProber::reapKilled(int pidfd) {
 // ---------------------------------------------------------------------------------------------------------
 // tcp
 
-TcpProber::TcpProber(Reactor& reactor, std::string host, std::uint16_t port)
-    : reactor_(reactor), host_(std::move(host)), port_(port), address_text_(hostAndPort(host_, port_)) {}
+SocketProber::SocketProber(Reactor& reactor, std::string host, std::uint16_t port)
+    : reactor_(reactor), address_text_(hostAndPort(host, port)), host_(std::move(host)), port_(port) {}
 
-TcpProber::~TcpProber() {
-    cancel();
+SocketProber::~SocketProber() {
+    closeSocket();
 }
 
-void TcpProber::start(std::chrono::steady_clock::duration, Done done) {
+void SocketProber::start(std::chrono::steady_clock::duration, Done done) {
     done_ = std::move(done);
     Connecting connecting = startConnect(host_, port_, address_text_);
     if (connecting.fd < 0) {
@@ -285,16 +285,10 @@ void TcpProber::start(std::chrono::steady_clock::duration, Done done) {
         return;
     }
     fd_ = connecting.fd;
-    reactor_.watchFd(fd_, POLLOUT, [this](short) { onWritable(); });
+    this->connecting();
 }
 
-void TcpProber::onWritable() {
-    const std::string error = connectResult(fd_, address_text_);
-    finish(error.empty() ? ProbeOutcome::succeeded("connected to " + address_text_)
-                         : ProbeOutcome::failed(error));
-}
-
-void TcpProber::finish(ProbeOutcome outcome) {
+void SocketProber::finish(ProbeOutcome outcome) {
     Done done = std::move(done_);
     cancel();
     if (done) {
@@ -302,7 +296,11 @@ void TcpProber::finish(ProbeOutcome outcome) {
     }
 }
 
-void TcpProber::cancel() {
+void SocketProber::cancel() {
+    closeSocket();
+}
+
+void SocketProber::closeSocket() {
     if (report_timer_) {
         reactor_.cancelTimer(*report_timer_);
         report_timer_.reset();
@@ -313,6 +311,22 @@ void TcpProber::cancel() {
         ::close(fd_);
         fd_ = -1;
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// tcp
+
+TcpProber::TcpProber(Reactor& reactor, std::string host, std::uint16_t port)
+    : SocketProber(reactor, std::move(host), port) {}
+
+void TcpProber::connecting() {
+    reactor_.watchFd(fd_, POLLOUT, [this](short) { onWritable(); });
+}
+
+void TcpProber::onWritable() {
+    const std::string error = connectResult(fd_, address_text_);
+    finish(error.empty() ? ProbeOutcome::succeeded("connected to " + address_text_)
+                         : ProbeOutcome::failed(error));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -352,29 +366,14 @@ std::optional<ProbeOutcome> parseHttpStatusLine(std::string_view received, bool 
 
 HttpProber::HttpProber(Reactor& reactor, std::string host, std::uint16_t port, std::string path,
                        std::string host_header)
-    : reactor_(reactor), host_(std::move(host)), port_(port), path_(std::move(path)),
-      host_header_(std::move(host_header)), address_text_(hostAndPort(host_, port_)) {
+    : SocketProber(reactor, std::move(host), port), path_(std::move(path)),
+      host_header_(std::move(host_header)) {
     if (host_header_.empty()) {
         host_header_ = address_text_;
     }
 }
 
-HttpProber::~HttpProber() {
-    cancel();
-}
-
-void HttpProber::start(std::chrono::steady_clock::duration, Done done) {
-    done_ = std::move(done);
-    Connecting connecting = startConnect(host_, port_, address_text_);
-    if (connecting.fd < 0) {
-        report_timer_ = reactor_.addTimer(std::chrono::steady_clock::duration::zero(),
-                                          [this, error = std::move(connecting.error)] {
-                                              report_timer_.reset();
-                                              finish(ProbeOutcome::failed(error));
-                                          });
-        return;
-    }
-    fd_ = connecting.fd;
+void HttpProber::connecting() {
     connected_ = false;
     request_ = "GET " + path_ + " HTTP/1.1\r\nHost: " + host_header_ +
                "\r\nConnection: close\r\nUser-Agent: tau-monitor-probe\r\nAccept: */*\r\n\r\n";
@@ -445,25 +444,8 @@ void HttpProber::readResponse() {
     }
 }
 
-void HttpProber::finish(ProbeOutcome outcome) {
-    Done done = std::move(done_);
-    cancel();
-    if (done) {
-        done(std::move(outcome));
-    }
-}
-
 void HttpProber::cancel() {
-    if (report_timer_) {
-        reactor_.cancelTimer(*report_timer_);
-        report_timer_.reset();
-    }
-    done_ = nullptr;
-    if (fd_ >= 0) {
-        reactor_.unwatchFd(fd_);
-        ::close(fd_);
-        fd_ = -1;
-    }
+    SocketProber::cancel();
     request_.clear();
     response_.clear();
 }

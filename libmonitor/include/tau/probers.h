@@ -61,67 +61,72 @@ class ExecProber final : public Prober {
     std::optional<Reactor::TimerId> report_timer_;
 };
 
-// Connects without blocking to a numeric address or "localhost" (127.0.0.1); a connection established is a
-// success.
-class TcpProber final : public Prober {
+// What the tcp and http probers share: a non-blocking connect from the reactor and exactly one outcome per
+// attempt, reported from a reactor callback.
+class SocketProber : public Prober {
   public:
-    TcpProber(Reactor& reactor, std::string host, std::uint16_t port);
-    ~TcpProber() override;
-    TcpProber(const TcpProber&) = delete;
-    TcpProber& operator=(const TcpProber&) = delete;
+    ~SocketProber() override;
+    SocketProber(const SocketProber&) = delete;
+    SocketProber& operator=(const SocketProber&) = delete;
 
-    void start(std::chrono::steady_clock::duration timeout, Done done) override;
+    void start(std::chrono::steady_clock::duration timeout, Done done) final;
     void cancel() override;
 
-  private:
-    void onWritable();
+  protected:
+    SocketProber(Reactor& reactor, std::string host, std::uint16_t port);
+
+    // The connect is under way on fd_: watch it for what comes next.
+    virtual void connecting() = 0;
     void finish(ProbeOutcome outcome);
 
     Reactor& reactor_;
+    const std::string address_text_; // "127.0.0.1:8080", "[::1]:8080"
+    int fd_ = -1;
+
+  private:
+    void closeSocket();
+
     std::string host_;
     std::uint16_t port_;
-    std::string address_text_; // "127.0.0.1:8080", "[::1]:8080"
-    int fd_ = -1;
     Done done_;
     std::optional<Reactor::TimerId> report_timer_;
 };
 
+// Connects without blocking to a numeric address or "localhost" (127.0.0.1); a connection established is a
+// success.
+class TcpProber final : public SocketProber {
+  public:
+    TcpProber(Reactor& reactor, std::string host, std::uint16_t port);
+
+  private:
+    void connecting() override;
+    void onWritable();
+};
+
 // Sends `GET <path> HTTP/1.1` and reads until the status line is complete: a status from 200 to 399 is a
 // success, any other is a failure named "HTTP <status>". At most kMaxStatusLine bytes are read.
-class HttpProber final : public Prober {
+class HttpProber final : public SocketProber {
   public:
     static constexpr std::size_t kMaxStatusLine = 4096;
 
     // `host_header` empty: host:port.
     HttpProber(Reactor& reactor, std::string host, std::uint16_t port, std::string path,
                std::string host_header = {});
-    ~HttpProber() override;
-    HttpProber(const HttpProber&) = delete;
-    HttpProber& operator=(const HttpProber&) = delete;
 
-    void start(std::chrono::steady_clock::duration timeout, Done done) override;
     void cancel() override;
 
   private:
+    void connecting() override;
     void onReady();
-    void onConnected();
     void sendRequest();
     void readResponse();
-    void finish(ProbeOutcome outcome);
 
-    Reactor& reactor_;
-    std::string host_;
-    std::uint16_t port_;
     std::string path_;
     std::string host_header_;
-    int fd_ = -1;
     bool connected_ = false;
     std::string request_;
     std::size_t sent_ = 0;
     std::string response_;
-    std::string address_text_;
-    Done done_;
-    std::optional<Reactor::TimerId> report_timer_;
 };
 
 // Reads a status line ("HTTP/1.1 503 Service Unavailable") into an outcome; nullopt while more is needed.
