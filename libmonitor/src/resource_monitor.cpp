@@ -19,6 +19,39 @@ std::string historyKey(std::string_view name, std::string_view scope) {
     return key;
 }
 
+std::vector<MetricSample> toMetricSamples(const ResourceSnapshot& snapshot) {
+    const std::string system(kSystemScope);
+    std::vector<MetricSample> samples{
+        {"cpu_percent", system, snapshot.cpu_percent},
+        {"memory_used_percent", system, snapshot.memory.used_percent},
+        {"memory_available_bytes", system, static_cast<double>(snapshot.memory.available_bytes)},
+        {"swap_used_percent", system, snapshot.swap.used_percent},
+        {"load1", system, snapshot.load.one},
+        {"load5", system, snapshot.load.five},
+        {"load15", system, snapshot.load.fifteen},
+    };
+    if (!snapshot.cpu_per_core_percent.empty())
+        samples.push_back(
+            {"load_percent", system,
+             100.0 * snapshot.load.one / static_cast<double>(snapshot.cpu_per_core_percent.size())});
+    for (std::size_t core = 0; core < snapshot.cpu_per_core_percent.size(); ++core)
+        samples.push_back({"cpu_percent", "cpu" + std::to_string(core), snapshot.cpu_per_core_percent[core]});
+    for (const auto& disk : snapshot.disks) {
+        samples.push_back({"disk_used_percent", disk.mount_point, disk.used_percent});
+        samples.push_back(
+            {"disk_available_bytes", disk.mount_point, static_cast<double>(disk.available_bytes)});
+        if (disk.inodes_total > 0)
+            samples.push_back(
+                {"disk_inodes_used_percent", disk.mount_point,
+                 100.0 * static_cast<double>(disk.inodes_used) / static_cast<double>(disk.inodes_total)});
+    }
+    for (const auto& network : snapshot.networks) {
+        samples.push_back({"network_rx_bytes_per_second", network.interface, network.rx_bytes_per_second});
+        samples.push_back({"network_tx_bytes_per_second", network.interface, network.tx_bytes_per_second});
+    }
+    return samples;
+}
+
 ResourceMonitor::ResourceMonitor(const ResourceMonitoringConfig& config, std::chrono::seconds sampleStep,
                                  std::map<std::string, double> serviceMemoryLimits)
     : history_(MetricHistory::Options{sampleStep, std::chrono::hours(1), std::chrono::hours(24)}),

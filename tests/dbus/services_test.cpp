@@ -2,6 +2,7 @@
 // to.
 
 #include "health_service.h"
+#include "http_client.h"
 #include "log_service.h"
 #include "recovery_service.h"
 #include "resources_service.h"
@@ -13,6 +14,7 @@
 #include "tau/log_record.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -42,6 +44,7 @@ Config configIn(const TempDir& dir) {
     config.crash_recovery.session_state_path = dir.path() / "state";
     config.logging.log_file_path = dir.path() / "log" / "tau.log";
     config.logging.log_level = "debug";
+    config.resource_monitoring.prometheus_listen = "127.0.0.1:0";
     return config;
 }
 
@@ -685,7 +688,8 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
             EXPECT_EQ(e.getName(), "org.tauos.Error.Unavailable"); // before the first sample
             return false;
         }
-        return std::find(crossings.begin(), crossings.end(), "memory system warning") != crossings.end();
+        return std::find(crossings.begin(), crossings.end(), "memory_used_percent system warning") !=
+               crossings.end();
     }));
     const auto machine = wire::snapshotFromWire(snapshot);
     EXPECT_GT(machine.memory.total_bytes, 0u);
@@ -693,11 +697,73 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
     EXPECT_GE(machine.cpu_percent, 0.0);
     EXPECT_LE(machine.cpu_percent, 100.0);
     // Only memory is sure to cross; a busy machine may cross the CPU threshold as well.
-    EXPECT_EQ(std::count(crossings.begin(), crossings.end(), "memory system warning"), 1);
+    EXPECT_EQ(std::count(crossings.begin(), crossings.end(), "memory_used_percent system warning"), 1);
 
     const double memory_percent =
         resources->getProperty("MemoryUsedPercent").onInterface("org.tauos.Resources1").get<double>();
     EXPECT_GT(memory_percent, 0.0);
+
+    std::vector<sdbus::Struct<std::string, std::string, double>> metrics;
+    resources->callMethod("GetMetrics").onInterface("org.tauos.Resources1").storeResultsTo(metrics);
+    auto metric = [&](const std::string& name, const std::string& scope) -> std::optional<double> {
+        for (const auto& m : metrics)
+            if (m.get<0>() == name && m.get<1>() == scope)
+                return m.get<2>();
+        return std::nullopt;
+    };
+    ASSERT_TRUE(metric("memory_used_percent", "system"));
+    EXPECT_GT(*metric("memory_used_percent", "system"), 0.0);
+    EXPECT_TRUE(metric("cpu_percent", "cpu0"));
+
+    std::vector<sdbus::Struct<uint64_t, double, double, double>> points;
+    resources->callMethod("GetHistory")
+        .onInterface("org.tauos.Resources1")
+        .withArguments(std::string("memory_used_percent"), uint64_t{0}, uint32_t{0})
+        .storeResultsTo(points);
+    ASSERT_FALSE(points.empty());
+    EXPECT_LE(points.back().get<2>(), points.back().get<1>());
+    EXPECT_GE(points.back().get<3>(), points.back().get<1>());
+    EXPECT_EQ(errorNameOf([&] {
+                  resources->callMethod("GetHistory")
+                      .onInterface("org.tauos.Resources1")
+                      .withArguments(std::string("no_such_metric"), uint64_t{0}, uint32_t{0});
+              }).substr(0, 24),
+              "org.tauos.Error.NotFound");
+    EXPECT_EQ(errorNameOf([&] {
+                  resources->callMethod("GetHistory")
+                      .onInterface("org.tauos.Resources1")
+                      .withArguments(std::string("memory_used_percent"), uint64_t{0}, uint32_t{90000});
+              }).substr(0, 31),
+              "org.tauos.Error.InvalidArgument");
+
+    std::vector<sdbus::Struct<std::string, std::string, std::string, double, double, double, uint64_t>>
+        thresholds;
+    resources->callMethod("GetThresholds").onInterface("org.tauos.Resources1").storeResultsTo(thresholds);
+    const auto memory_alarm = std::find_if(thresholds.begin(), thresholds.end(), [](const auto& t) {
+        return t.template get<0>() == "memory_used_percent" && t.template get<1>() == "system";
+    });
+    ASSERT_NE(memory_alarm, thresholds.end());
+    EXPECT_EQ(memory_alarm->get<2>(), "warning");
+    EXPECT_DOUBLE_EQ(memory_alarm->get<4>(), 0.001);
+    EXPECT_TRUE(std::isnan(memory_alarm->get<5>())); // no critical band configured
+    EXPECT_GT(memory_alarm->get<6>(), 0u);
+
+    // Too few points for a fit yet: an empty list, not an error.
+    std::vector<sdbus::Struct<std::string, std::string, double, double, double, double, int64_t>> trends;
+    resources->callMethod("GetTrends").onInterface("org.tauos.Resources1").storeResultsTo(trends);
+    EXPECT_TRUE(trends.empty());
+
+    // The endpoint Prometheus scrapes, on the port the kernel chose.
+    const auto address =
+        resources->getProperty("MetricsAddress").onInterface("org.tauos.Resources1").get<std::string>();
+    ASSERT_TRUE(address.starts_with("127.0.0.1:")) << address;
+    const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.find(':') + 1)));
+    const auto response = httpRequest(port, "GET", "/metrics");
+    EXPECT_EQ(response.status, 200);
+    EXPECT_NE(response.body.find("\nnode_memory_MemTotal_bytes "), std::string::npos) << response.body;
+    EXPECT_NE(response.body.find("\ntau_alarm_level{metric=\"memory_used_percent\",scope=\"system\"} 1\n"),
+              std::string::npos)
+        << response.body;
 }
 
 // ---- Health, with fake Resources1 and Processes1 ----

@@ -3,6 +3,7 @@
 
 #include "tau/config.h"
 #include "tau/metric_history.h"
+#include "tau/resources.h"
 #include "tau/thresholds.h"
 #include "tau/trends.h"
 
@@ -26,6 +27,10 @@ struct MetricSample {
 
 // "name" for the system scope, "name@scope" otherwise: how GetHistory names a series.
 std::string historyKey(std::string_view name, std::string_view scope);
+
+// A snapshot as the metrics thresholds, history and GetMetrics name (see kThresholdMetrics); a value that
+// was not measured is left out rather than reported as 0.
+std::vector<MetricSample> toMetricSamples(const ResourceSnapshot& snapshot);
 
 struct ThresholdEvent {
     std::string metric;
