@@ -23,17 +23,17 @@ constexpr double kServiceAspectWeight = 0.5;
 constexpr double kAspectWarningScore = 0.5;
 constexpr double kTemperatureWarningCelsius = 80.0;
 constexpr double kTemperatureCriticalCelsius = 95.0;
-// Share of the last 10 s in which tasks stalled, per resource: (metric, what, warning, critical).
+// Share of the last 10 s in which tasks stalled, per resource: (metric, warning, critical). The others have
+// no level of their own unless configured: some io stall is normal on a busy disk, for instance.
 struct PressureLimit {
     std::string_view metric;
-    std::string_view what;
     double warning;
     double critical;
 };
 constexpr PressureLimit kPressureLimits[] = {
-    {"pressure_memory_some_avg10", "memory", 10, 40},
-    {"pressure_io_full_avg10", "io", 10, 40},
-    {"pressure_cpu_some_avg10", "cpu", 50, 90},
+    {"pressure_memory_some_avg10", 10, 40},
+    {"pressure_io_full_avg10", 10, 40},
+    {"pressure_cpu_some_avg10", 50, 90},
 };
 constexpr std::string_view kPressurePrefix = "pressure_";
 // A limit this close is worth a warning before the enforcer acts.
@@ -82,7 +82,8 @@ std::string countText(long long count, std::string_view singular, std::string_vi
 // Rounded to the unit an operator would say: minutes up to an hour and a half, hours up to two days.
 std::string durationText(double seconds) {
     if (!std::isfinite(seconds) || seconds < 60.0)
-        return "less than a minute";
+        return countText(std::llround(std::isfinite(seconds) ? std::max(0.0, seconds) : 0.0), "second",
+                         "seconds");
     const double minutes = seconds / 60.0;
     if (minutes < 90.0)
         return countText(std::llround(minutes), "minute", "minutes");
@@ -90,6 +91,12 @@ std::string durationText(double seconds) {
     if (hours < 48.0)
         return countText(std::llround(hours), "hour", "hours");
     return countText(std::llround(hours / 24.0), "day", "days");
+}
+
+// When a forecast line reaches its limit; seconds would pretend a precision the fit does not have.
+std::string forecastText(std::chrono::seconds until) {
+    const auto seconds = static_cast<double>(std::max<std::chrono::seconds::rep>(0, until.count()));
+    return seconds < 60.0 ? "within a minute" : "in about " + durationText(seconds);
 }
 
 std::optional<double> finiteMetric(const std::map<std::string, double>& metrics, const std::string& key) {
@@ -770,10 +777,6 @@ bool isUnwell(CheckStatus status) {
     return status == CheckStatus::Warning || status == CheckStatus::Critical;
 }
 
-double secondsOf(std::chrono::seconds duration) {
-    return static_cast<double>(std::max<std::chrono::seconds::rep>(0, duration.count()));
-}
-
 // Forecasts of resources the trends see running out within the horizon, soonest first.
 void appendForecasts(const HealthInputs& inputs, const std::set<std::string, std::less<>>& checked,
                      std::vector<Recommendation>& recommendations) {
@@ -786,7 +789,7 @@ void appendForecasts(const HealthInputs& inputs, const std::set<std::string, std
     for (const TrendReport& trend : inputs.trends) {
         if (!trend.until || *trend.until > kForecastHorizon)
             continue;
-        const std::string when = "in about " + durationText(secondsOf(*trend.until)) + " at the current rate";
+        const std::string when = forecastText(*trend.until) + " at the current rate";
         if (trend.metric == "disk_used_percent" && checked.contains("disk_usage")) {
             forecasts.push_back(
                 {*trend.until, trend.scope, {"disk_usage", trend.scope + " will be full " + when}});
@@ -826,11 +829,11 @@ void appendMemoryGrowth(const HealthInputs& inputs, std::vector<Recommendation>&
                     bytesText(trend->slope_per_hour) + "/h steadily (r² " + formatFixed(trend->r_squared, 2) +
                     ")";
             if (limitSoon)
-                text += ", reaching its limit of " + bytesText(*trend->limit) + " in about " +
-                        durationText(secondsOf(*trend->until));
+                text +=
+                    ", reaching its limit of " + bytesText(*trend->limit) + " " + forecastText(*trend->until);
         } else {
-            text += " will reach its memory limit of " + bytesText(*trend->limit) + " in about " +
-                    durationText(secondsOf(*trend->until)) + " at the current rate";
+            text += " will reach its memory limit of " + bytesText(*trend->limit) + " " +
+                    forecastText(*trend->until) + " at the current rate";
         }
         recommendations.push_back({"service:" + trend->scope, std::move(text)});
     }
