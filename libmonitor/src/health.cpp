@@ -903,9 +903,11 @@ std::vector<Recommendation> recommendationsFor(const HealthReport& report, const
                              " of the last 10 s stalled: " + pressureAdvice(finding.metric, inputs)});
     }
     if (inputs.services) {
+        std::set<std::string, std::less<>> named;
         for (const ServiceHealthInput& service : *inputs.services) {
             const std::string name = "service:" + service.name;
-            if (!checked.contains(name) ||
+            // The check was made from the first entry of a name reported twice.
+            if (!named.insert(name).second || !checked.contains(name) ||
                 service.recent_failures.size() < restartWarningCount(config.health_checking))
                 continue;
             recommendations.push_back(

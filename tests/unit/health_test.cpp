@@ -352,6 +352,20 @@ TEST(HealthServices, ExpectedButUnsupervisedServicesAreUnknown) {
     EXPECT_EQ(report.status, HealthStatus::Ok);
 }
 
+TEST(HealthServices, AServiceReportedTwiceIsCheckedOnce) {
+    HealthInputs inputs = calmInputs();
+    Config config = configWithChecks({});
+    config.health_checking.service_health_checks = {"web"};
+    ServiceHealthInput restarting = serviceIn("web", "running", false);
+    restarting.recent_failures.assign(3, "exit");
+    inputs.services = std::vector<ServiceHealthInput>{restarting, serviceIn("web", "failed", false)};
+
+    const HealthReport report = evaluateHealth(inputs, config);
+
+    EXPECT_THAT(checkNames(report), ElementsAre("service:web"));
+    EXPECT_EQ(report.recommendations.size(), 1u);
+}
+
 TEST(HealthServices, MissingServiceDataIsOneUnknownCheck) {
     HealthInputs inputs = calmInputs();
     inputs.services.reset();

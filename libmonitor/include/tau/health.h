@@ -111,6 +111,14 @@ struct HealthInputs {
     std::vector<TrendReport> trends;
 };
 
+// A service's check ("service:<name>", for critical services and those in service_health_checks) scores its
+// state: running 1, starting/stopping/backoff 0.5, anything else 0. Its worst aspect besides the state may
+// raise the status and takes up to half off that score (a warning a quarter): a failing liveness probe
+// (critical), a failing readiness probe (warning), watchdog expiries (warning; critical from
+// restart_warning_count of them), failures (warning from restart_warning_count, critical from twice that),
+// and cpu or memory use against the limits the enforcer applies (warning from 90 %, critical at 100 %).
+// Probes and use count only while the service is running.
+//
 // The overall status is critical when the score is below health_checking.health_score_threshold, when a
 // system check is critical, or when a check of a critical service is; a critical check of another service
 // degrades the whole, which keeps a failing batch job from declaring the host critical on its own (its
