@@ -28,9 +28,6 @@ constexpr auto kLongestHistoryStep = std::chrono::hours(24);
 constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
 using wire::toMicros;
-using HistoryPoint = sdbus::Struct<uint64_t, double, double, double>;
-using ThresholdEntry = sdbus::Struct<std::string, std::string, std::string, double, double, double, uint64_t>;
-using TrendEntry = sdbus::Struct<std::string, std::string, double, double, double, double, int64_t>;
 
 std::map<std::string, double> serviceMemoryLimits(const Config& config) {
     std::map<std::string, double> limits;
@@ -189,26 +186,24 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         return *suite_.resources;
     }
 
-    std::string metricsAddress() const {
-        return metrics_server_ ? metrics_server_->address() : "";
-    }
+    std::string metricsAddress() const { return metrics_server_ ? metrics_server_->address() : ""; }
 
     wire::Snapshot GetSnapshot() override {
         return bus::guarded("GetSnapshot", [&] { return wire::toWire(latest()); });
     }
 
-    std::vector<sdbus::Struct<std::string, std::string, double>> GetMetrics() override {
+    std::vector<wire::Metric> GetMetrics() override {
         return bus::guarded("GetMetrics", [&] {
             latest();
-            std::vector<sdbus::Struct<std::string, std::string, double>> out;
+            std::vector<wire::Metric> out;
             for (const auto& metric : latest_metrics_)
                 out.emplace_back(metric.name, metric.scope, metric.value);
             return out;
         });
     }
 
-    std::vector<HistoryPoint> GetHistory(const std::string& series, const uint64_t& since,
-                                         const uint32_t& step) override {
+    std::vector<wire::HistoryPoint> GetHistory(const std::string& series, const uint64_t& since,
+                                               const uint32_t& step) override {
         return bus::guarded("GetHistory", [&] {
             if (std::chrono::seconds(step) > kLongestHistoryStep)
                 throw ServiceError(ErrorCode::InvalidArgument,
@@ -220,16 +215,16 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                                        "\" (GetMetrics names them: metric for the system "
                                        "scope, metric@scope otherwise)");
             const auto from = std::chrono::system_clock::time_point(std::chrono::microseconds(since));
-            std::vector<HistoryPoint> out;
+            std::vector<wire::HistoryPoint> out;
             for (const auto& point : monitor_.history().query(series, from, std::chrono::seconds(step)))
                 out.emplace_back(toMicros(point.at), point.mean, point.min, point.max);
             return out;
         });
     }
 
-    std::vector<ThresholdEntry> GetThresholds() override {
+    std::vector<wire::Threshold> GetThresholds() override {
         return bus::guarded("GetThresholds", [&] {
-            std::vector<ThresholdEntry> out;
+            std::vector<wire::Threshold> out;
             for (const auto& entry : monitor_.thresholds().entries()) {
                 const auto& tracker = entry.tracker;
                 const auto warning = tracker.warningBand();
@@ -242,9 +237,9 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         });
     }
 
-    std::vector<TrendEntry> GetTrends() override {
+    std::vector<wire::Trend> GetTrends() override {
         return bus::guarded("GetTrends", [&] {
-            std::vector<TrendEntry> out;
+            std::vector<wire::Trend> out;
             for (const auto& trend : monitor_.trends(std::chrono::system_clock::now()))
                 out.emplace_back(trend.metric, trend.scope, trend.value, trend.slope_per_hour,
                                  trend.r_squared, trend.limit.value_or(kNoValue),
