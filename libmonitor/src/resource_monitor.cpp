@@ -35,7 +35,9 @@ std::vector<MetricSample> toMetricSamples(const ResourceSnapshot& snapshot) {
             {"load_percent", system,
              100.0 * snapshot.load.one / static_cast<double>(snapshot.cpu_per_core_percent.size())});
     for (std::size_t core = 0; core < snapshot.cpu_per_core_percent.size(); ++core)
-        samples.push_back({"cpu_percent", "cpu" + std::to_string(core), snapshot.cpu_per_core_percent[core]});
+        // Per core apart from cpu_percent: one busy core is no alarm.
+        samples.push_back(
+            {"cpu_core_percent", "cpu" + std::to_string(core), snapshot.cpu_per_core_percent[core]});
     for (const auto& disk : snapshot.disks) {
         samples.push_back({"disk_used_percent", disk.mount_point, disk.used_percent});
         samples.push_back(

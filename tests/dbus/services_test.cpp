@@ -731,7 +731,7 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
     };
     ASSERT_TRUE(metric("memory_used_percent", "system"));
     EXPECT_GT(*metric("memory_used_percent", "system"), 0.0);
-    EXPECT_TRUE(metric("cpu_percent", "cpu0"));
+    EXPECT_TRUE(metric("cpu_core_percent", "cpu0"));
 
     std::vector<sdbus::Struct<uint64_t, double, double, double>> points;
     resources->callMethod("GetHistory")
