@@ -23,6 +23,8 @@ tau-monitor is starting with config/examples/demo.toml. In another terminal, try
   $cli health --detailed
   $cli processes --tree
   $cli resources
+  $cli resources --thresholds
+  $cli resources --history memory_used_percent --since 300
   $cli recovery --history
   $cli logs --recent --count 20
   $cli --format json processes
@@ -31,6 +33,8 @@ tau-monitor is starting with config/examples/demo.toml. In another terminal, try
   busctl --address="\$(cat /run/tau-monitor/bus-address)" tree org.tauos.Processes1
   busctl --address="\$(cat /run/tau-monitor/bus-address)" introspect org.tauos.Health1 /org/tauos/Health1
   (on the system bus, when the daemon chose it: busctl tree org.tauos.Processes1)
+
+  Prometheus metrics: http://127.0.0.1:9102/metrics
 
 Stop with Ctrl-C.
 
