@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits>
 #include <map>
@@ -320,7 +321,7 @@ std::optional<FilesystemUsage> ProcFsReader::readFilesystemUsage(const std::stri
 std::optional<ProcessStat> ProcFsReader::readProcessStat(pid_t pid) const {
     if (pid <= 0)
         return std::nullopt;
-    std::optional<std::string> content = tryReadFile(proc_ / std::to_string(pid) / "stat");
+    std::optional<std::string> content = tryReadFile(pidPath(pid, "stat"));
     if (!content)
         return std::nullopt;
 
@@ -426,6 +427,438 @@ long ProcFsReader::clockTicksPerSecond() const {
     return ::sysconf(_SC_CLK_TCK);
 }
 
+std::filesystem::path ProcFsReader::pidPath(pid_t pid, const char* file) const {
+    std::string path = proc_.native();
+    path += '/';
+    path += std::to_string(pid);
+    path += '/';
+    path += file;
+    return path;
+}
+
+VmStat ProcFsReader::readVmStat() const {
+    const std::filesystem::path path = proc_ / "vmstat";
+    const std::string content = readRequiredFile(path);
+    VmStat stat;
+    for (std::string_view line : splitLines(content)) {
+        std::vector<std::string_view> fields = splitFields(line);
+        if (fields.size() < 2)
+            continue;
+        std::uint64_t* target = nullptr;
+        if (fields[0] == "pswpin")
+            target = &stat.swap_in_pages;
+        else if (fields[0] == "pswpout")
+            target = &stat.swap_out_pages;
+        if (target == nullptr)
+            continue;
+        std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[1]);
+        if (!value)
+            throwMalformed(path, "bad number for " + std::string(fields[0]));
+        *target = *value;
+    }
+    return stat;
+}
+
+std::vector<DiskStatCounters> ProcFsReader::readDiskStats() const {
+    const std::filesystem::path path = proc_ / "diskstats";
+    const std::string content = readRequiredFile(path);
+    std::vector<DiskStatCounters> disks;
+    // major minor name, then the counters of Documentation/admin-guide/iostats.rst; io_ticks is the 10th.
+    constexpr std::size_t kIoTicksField = 12;
+    for (std::string_view line : splitLines(content)) {
+        std::vector<std::string_view> fields = splitFields(line);
+        if (fields.empty())
+            continue;
+        if (fields.size() <= kIoTicksField)
+            throwMalformed(path, "short line for " + std::string(line));
+        auto counter = [&](std::size_t index) {
+            std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[index]);
+            if (!value)
+                throwMalformed(path, "bad number in line " + std::string(line));
+            return *value;
+        };
+        DiskStatCounters disk;
+        disk.device = std::string(fields[2]);
+        disk.reads_completed = counter(3);
+        disk.sectors_read = counter(5);
+        disk.writes_completed = counter(7);
+        disk.sectors_written = counter(9);
+        disk.io_ticks_ms = counter(kIoTicksField);
+        disks.push_back(std::move(disk));
+    }
+    return disks;
+}
+
+namespace {
+
+// A name from a kernel file becomes one path component; anything that could leave the directory is refused.
+bool isSafePathComponent(std::string_view name) {
+    return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
+}
+
+std::optional<PressureStall> parsePressureLine(const std::vector<std::string_view>& fields,
+                                               const std::filesystem::path& path) {
+    PressureStall stall;
+    bool sawAvg10 = false, sawAvg60 = false, sawAvg300 = false, sawTotal = false;
+    for (std::size_t index = 1; index < fields.size(); ++index) {
+        std::string_view field = fields[index];
+        std::size_t equals = field.find('=');
+        if (equals == std::string_view::npos)
+            throwMalformed(path, "no '=' in " + std::string(field));
+        std::string_view key = field.substr(0, equals);
+        std::string_view value = field.substr(equals + 1);
+        if (key == "total") {
+            std::optional<std::uint64_t> total = parseNumber<std::uint64_t>(value);
+            if (!total)
+                throwMalformed(path, "bad total " + std::string(value));
+            stall.total_usec = *total;
+            sawTotal = true;
+            continue;
+        }
+        double* average = key == "avg10"    ? &stall.avg10
+                          : key == "avg60"  ? &stall.avg60
+                          : key == "avg300" ? &stall.avg300
+                                            : nullptr;
+        if (average == nullptr)
+            continue;
+        std::optional<double> parsed = parseDouble(value);
+        if (!parsed)
+            throwMalformed(path, "bad " + std::string(key) + " " + std::string(value));
+        *average = *parsed;
+        (key == "avg10" ? sawAvg10 : key == "avg60" ? sawAvg60 : sawAvg300) = true;
+    }
+    if (!sawAvg10 || !sawAvg60 || !sawAvg300 || !sawTotal)
+        throwMalformed(path, "incomplete line " + std::string(fields[0]));
+    return stall;
+}
+
+std::optional<double> readMillidegrees(const std::filesystem::path& path) {
+    std::optional<std::string> content = tryReadFile(path);
+    if (!content)
+        return std::nullopt;
+    std::optional<long long> value = parseNumber<long long>(trim(*content));
+    // Sensors without a reading answer with an error or nonsense; below absolute zero is such nonsense.
+    constexpr long long kAbsoluteZeroMillidegrees = -273150;
+    if (!value || *value < kAbsoluteZeroMillidegrees)
+        return std::nullopt;
+    return static_cast<double>(*value) / 1000.0;
+}
+
+// Directory entries named <prefix><number>, in numeric order (hwmon2 before hwmon10).
+std::vector<std::pair<unsigned, std::filesystem::path>>
+numberedEntries(const std::filesystem::path& directory, std::string_view prefix,
+                std::string_view suffix = {}) {
+    std::vector<std::pair<unsigned, std::filesystem::path>> entries;
+    std::error_code error;
+    std::filesystem::directory_iterator iterator(directory, error);
+    if (error)
+        return entries;
+    for (const std::filesystem::directory_entry& entry : iterator) {
+        std::string name = entry.path().filename().string();
+        if (!name.starts_with(prefix) || !name.ends_with(suffix) ||
+            name.size() <= prefix.size() + suffix.size())
+            continue;
+        std::string_view digits =
+            std::string_view(name).substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+        std::optional<unsigned> number = isAllDigits(digits) ? parseNumber<unsigned>(digits) : std::nullopt;
+        if (number)
+            entries.emplace_back(*number, entry.path());
+    }
+    std::sort(entries.begin(), entries.end());
+    return entries;
+}
+
+std::optional<std::uint64_t> readSingleNumber(const std::filesystem::path& path) {
+    std::optional<std::string> content = tryReadFile(path);
+    if (!content)
+        return std::nullopt;
+    std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(trim(*content));
+    if (!value)
+        throwMalformed(path, "expected one number");
+    return value;
+}
+
+// "key value" lines, as cpu.stat and memory.stat have them.
+std::optional<std::uint64_t> readKeyedNumber(const std::filesystem::path& path, std::string_view key) {
+    std::optional<std::string> content = tryReadFile(path);
+    if (!content)
+        return std::nullopt;
+    for (std::string_view line : splitLines(*content)) {
+        std::vector<std::string_view> fields = splitFields(line);
+        if (fields.size() >= 2 && fields[0] == key) {
+            std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[1]);
+            if (!value)
+                throwMalformed(path, "bad number for " + std::string(key));
+            return value;
+        }
+    }
+    return std::nullopt;
+}
+
+// memory.max and the quota of cpu.max hold a number or "max" for no limit.
+std::optional<std::uint64_t> parseLimit(std::string_view text, const std::filesystem::path& path) {
+    if (text == "max")
+        return std::nullopt;
+    std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(text);
+    if (!value)
+        throwMalformed(path, "expected a number or max, got " + std::string(text));
+    return value;
+}
+
+} // namespace
+
+std::string_view toString(PressureResource resource) {
+    switch (resource) {
+    case PressureResource::cpu:
+        return "cpu";
+    case PressureResource::memory:
+        return "memory";
+    case PressureResource::io:
+        return "io";
+    }
+    return "unknown";
+}
+
+bool ProcFsReader::isWholeDiskDevice(const std::string& device) const {
+    // /sys/block spells the '/' of names like cciss/c0d0 as '!'.
+    std::string sysName = device;
+    std::replace(sysName.begin(), sysName.end(), '/', '!');
+    if (!isSafePathComponent(sysName))
+        return false;
+    std::error_code error;
+    return std::filesystem::exists(sys_ / "block" / sysName, error);
+}
+
+std::optional<PressureInfo> ProcFsReader::readPressure(PressureResource resource) const {
+    const std::filesystem::path path = proc_ / "pressure" / std::string(toString(resource));
+    int errorNumber = 0;
+    std::optional<std::string> content = tryReadFile(path, &errorNumber);
+    if (!content) {
+        // Kernels without PSI lack the file; kernels booted with psi=0 have it but refuse to read it.
+        if (errorNumber == ENOENT || errorNumber == EOPNOTSUPP || errorNumber == ENOTDIR)
+            return std::nullopt;
+        throw ProcReadError("cannot read " + path.string() + ": " + std::strerror(errorNumber));
+    }
+    PressureInfo info;
+    for (std::string_view line : splitLines(*content)) {
+        std::vector<std::string_view> fields = splitFields(line);
+        if (fields.empty())
+            continue;
+        if (fields[0] == "some")
+            info.some = parsePressureLine(fields, path);
+        else if (fields[0] == "full")
+            info.full = parsePressureLine(fields, path);
+        else
+            throwMalformed(path, "unknown line " + std::string(line));
+    }
+    if (!info.some)
+        throwMalformed(path, "no some line");
+    return info;
+}
+
+std::vector<TemperatureReading> ProcFsReader::readTemperatures() const {
+    std::vector<std::pair<TemperatureReading, std::string>> found; // reading, where it came from
+    for (const auto& [number, zone] : numberedEntries(sys_ / "class" / "thermal", "thermal_zone")) {
+        std::optional<double> celsius = readMillidegrees(zone / "temp");
+        if (!celsius)
+            continue;
+        std::optional<std::string> type = tryReadFile(zone / "type");
+        std::string sensor = type ? std::string(trim(*type)) : std::string();
+        if (sensor.empty())
+            sensor = zone.filename().string();
+        found.push_back({TemperatureReading{std::move(sensor), *celsius}, zone.filename().string()});
+    }
+    for (const auto& [number, hwmon] : numberedEntries(sys_ / "class" / "hwmon", "hwmon")) {
+        std::optional<std::string> nameFile = tryReadFile(hwmon / "name");
+        std::string chip = nameFile ? std::string(trim(*nameFile)) : std::string();
+        if (chip.empty())
+            chip = hwmon.filename().string();
+        for (const auto& [channel, input] : numberedEntries(hwmon, "temp", "_input")) {
+            std::optional<double> celsius = readMillidegrees(input);
+            if (!celsius)
+                continue;
+            const std::string channelName = "temp" + std::to_string(channel);
+            std::optional<std::string> label = tryReadFile(hwmon / (channelName + "_label"));
+            std::string labelText = label ? std::string(trim(*label)) : std::string();
+            std::string sensor = chip + " " + (labelText.empty() ? channelName : labelText);
+            found.push_back({TemperatureReading{std::move(sensor), *celsius}, hwmon.filename().string()});
+        }
+    }
+    // Sensor names become metric scopes, so two zones of the same type must not share one.
+    std::map<std::string, unsigned> uses;
+    for (const auto& [reading, origin] : found)
+        ++uses[reading.sensor];
+    std::vector<TemperatureReading> readings;
+    readings.reserve(found.size());
+    for (auto& [reading, origin] : found) {
+        if (uses[reading.sensor] > 1)
+            reading.sensor += " (" + origin + ")";
+        readings.push_back(std::move(reading));
+    }
+    return readings;
+}
+
+std::optional<ProcessIo> ProcFsReader::readProcessIo(pid_t pid) const {
+    if (pid <= 0)
+        return std::nullopt;
+    std::optional<std::string> content = tryReadFile(pidPath(pid, "io"));
+    if (!content)
+        return std::nullopt;
+    std::optional<std::uint64_t> readBytes, writeBytes;
+    for (std::string_view line : splitLines(*content)) {
+        std::vector<std::string_view> fields = splitFields(line);
+        if (fields.size() < 2)
+            continue;
+        if (fields[0] == "read_bytes:")
+            readBytes = parseNumber<std::uint64_t>(fields[1]);
+        else if (fields[0] == "write_bytes:")
+            writeBytes = parseNumber<std::uint64_t>(fields[1]);
+    }
+    // Without task I/O accounting in the kernel the lines are missing; that is "unknown", not zero.
+    if (!readBytes || !writeBytes)
+        return std::nullopt;
+    return ProcessIo{*readBytes, *writeBytes};
+}
+
+std::optional<std::uint64_t> ProcFsReader::readProcessPss(pid_t pid) const {
+    if (pid <= 0)
+        return std::nullopt;
+    std::optional<std::string> content = tryReadFile(pidPath(pid, "smaps_rollup"));
+    if (!content)
+        return std::nullopt;
+    for (std::string_view line : splitLines(*content)) {
+        if (!line.starts_with("Pss:"))
+            continue;
+        std::vector<std::string_view> fields = splitFields(line.substr(4));
+        if (fields.empty())
+            return std::nullopt;
+        std::optional<std::uint64_t> kilobytes = parseNumber<std::uint64_t>(fields[0]);
+        if (!kilobytes)
+            return std::nullopt;
+        return *kilobytes * kBytesPerKilobyte;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::uint64_t> ProcFsReader::countOpenFds(pid_t pid) const {
+    if (pid <= 0)
+        return std::nullopt;
+    DIR* directory = ::opendir(pidPath(pid, "fd").c_str());
+    if (directory == nullptr)
+        return std::nullopt;
+    std::uint64_t count = 0;
+    while (const dirent* entry = ::readdir(directory)) {
+        if (entry->d_name[0] != '.')
+            ++count;
+    }
+    ::closedir(directory);
+    return count;
+}
+
+CgroupUsage ProcFsReader::readCgroupUsage(const std::filesystem::path& directory) const {
+    CgroupUsage usage;
+    usage.cpu_usage_usec = readKeyedNumber(directory / "cpu.stat", "usage_usec");
+    usage.memory_current_bytes = readSingleNumber(directory / "memory.current");
+    usage.pids_current = readSingleNumber(directory / "pids.current");
+    const std::filesystem::path ioPath = directory / "io.stat";
+    if (std::optional<std::string> io = tryReadFile(ioPath)) {
+        std::uint64_t readBytes = 0, writeBytes = 0;
+        for (std::string_view line : splitLines(*io)) {
+            std::vector<std::string_view> fields = splitFields(line);
+            for (std::size_t index = 1; index < fields.size(); ++index) {
+                std::uint64_t* target = fields[index].starts_with("rbytes=")   ? &readBytes
+                                        : fields[index].starts_with("wbytes=") ? &writeBytes
+                                                                               : nullptr;
+                if (target == nullptr)
+                    continue;
+                std::optional<std::uint64_t> value = parseNumber<std::uint64_t>(fields[index].substr(7));
+                if (!value)
+                    throwMalformed(ioPath, "bad number in " + std::string(fields[index]));
+                *target += *value;
+            }
+        }
+        usage.io_read_bytes = readBytes;
+        usage.io_write_bytes = writeBytes;
+    }
+    const std::filesystem::path procsPath = directory / "cgroup.procs";
+    if (std::optional<std::string> procs = tryReadFile(procsPath)) {
+        std::vector<pid_t> pids;
+        for (std::string_view line : splitLines(*procs)) {
+            std::string_view text = trim(line);
+            if (text.empty())
+                continue;
+            std::optional<pid_t> pid = parseNumber<pid_t>(text);
+            if (!pid || *pid <= 0)
+                throwMalformed(procsPath, "bad pid " + std::string(text));
+            pids.push_back(*pid);
+        }
+        usage.processes = std::move(pids);
+    }
+    return usage;
+}
+
+std::optional<OwnCgroupLimits> ProcFsReader::readOwnCgroupLimits() const {
+    const std::filesystem::path cgroupRoot = sys_ / "fs" / "cgroup";
+    std::error_code error;
+    if (!std::filesystem::exists(cgroupRoot / "cgroup.controllers", error))
+        return std::nullopt;
+    std::optional<std::string> membership = tryReadFile(proc_ / "self" / "cgroup");
+    if (!membership)
+        return std::nullopt;
+    std::optional<std::filesystem::path> relative;
+    for (std::string_view line : splitLines(*membership)) {
+        if (line.starts_with("0::"))
+            relative = std::filesystem::path(std::string(line.substr(3))).relative_path().lexically_normal();
+    }
+    if (!relative)
+        return std::nullopt;
+    // Inside a cgroup namespace without its own mount the path can lead above the visible root.
+    if (!relative->empty() && *relative->begin() == "..")
+        relative = std::filesystem::path();
+
+    OwnCgroupLimits limits;
+    std::optional<std::filesystem::path> memoryDirectory;
+    std::filesystem::path current =
+        relative->empty() || *relative == "." ? cgroupRoot : cgroupRoot / *relative;
+    // A limit anywhere above applies too, so walk up to the root and keep the tightest.
+    while (true) {
+        const std::filesystem::path memoryMaxPath = current / "memory.max";
+        if (std::optional<std::string> memoryMax = tryReadFile(memoryMaxPath)) {
+            std::optional<std::uint64_t> bytes = parseLimit(trim(*memoryMax), memoryMaxPath);
+            if (bytes && (!limits.memory_max_bytes || *bytes < *limits.memory_max_bytes)) {
+                limits.memory_max_bytes = bytes;
+                memoryDirectory = current;
+            }
+        }
+        const std::filesystem::path cpuMaxPath = current / "cpu.max";
+        if (std::optional<std::string> cpuMax = tryReadFile(cpuMaxPath)) {
+            std::vector<std::string_view> fields = splitFields(*cpuMax);
+            if (fields.size() != 2)
+                throwMalformed(cpuMaxPath, "expected quota and period");
+            std::optional<std::uint64_t> quota = parseLimit(fields[0], cpuMaxPath);
+            std::optional<std::uint64_t> period = parseNumber<std::uint64_t>(fields[1]);
+            if (!period || *period == 0)
+                throwMalformed(cpuMaxPath, "bad period " + std::string(fields[1]));
+            if (quota) {
+                const double cores = static_cast<double>(*quota) / static_cast<double>(*period);
+                if (!limits.cpu_limit_cores || cores < *limits.cpu_limit_cores) {
+                    limits.cpu_limit_cores = cores;
+                    limits.cpu_limit_directory = current;
+                }
+            }
+        }
+        if (current == cgroupRoot || !current.has_parent_path())
+            break;
+        current = current.parent_path();
+    }
+    if (memoryDirectory) {
+        limits.memory_current_bytes = readSingleNumber(*memoryDirectory / "memory.current").value_or(0);
+        limits.memory_inactive_file_bytes =
+            readKeyedNumber(*memoryDirectory / "memory.stat", "inactive_file").value_or(0);
+    }
+    return limits;
+}
+
 bool isPseudoFilesystem(const std::string& fstype) {
     // overlay is deliberately absent: it is the root filesystem of most containers.
     static const std::set<std::string, std::less<>> kPseudoTypes = {
@@ -442,35 +875,44 @@ pid_t parentPid(const SystemReader& reader, pid_t pid) {
 }
 
 std::vector<pid_t> processTree(const SystemReader& reader, pid_t root) {
-    std::map<pid_t, std::vector<pid_t>> childrenByParent;
-    bool rootExists = false;
-    for (pid_t pid : reader.listPids()) {
+    return ProcessTable::scan(reader).treeOf(root);
+}
+
+ProcessTable ProcessTable::scan(const SystemReader& reader) {
+    ProcessTable table;
+    const std::vector<pid_t> pids = reader.listPids();
+    table.processes_.reserve(pids.size());
+    for (pid_t pid : pids) {
         std::optional<ProcessStat> stat = reader.readProcessStat(pid);
         if (!stat)
             continue;
-        if (pid == root)
-            rootExists = true;
-        childrenByParent[stat->ppid].push_back(pid);
+        table.children_[stat->ppid].push_back(pid);
+        table.processes_.emplace(pid, std::move(*stat));
     }
-    if (!rootExists)
-        return {};
+    for (auto& [parent, children] : table.children_)
+        std::sort(children.begin(), children.end());
+    return table;
+}
 
-    std::vector<pid_t> tree;
+const ProcessStat* ProcessTable::find(pid_t pid) const {
+    auto found = processes_.find(pid);
+    return found == processes_.end() ? nullptr : &found->second;
+}
+
+std::vector<pid_t> ProcessTable::treeOf(pid_t root) const {
+    if (!processes_.contains(root))
+        return {};
+    std::vector<pid_t> tree{root};
     std::set<pid_t> visited{root};
-    std::deque<pid_t> pending{root};
-    while (!pending.empty()) {
-        pid_t current = pending.front();
-        pending.pop_front();
-        tree.push_back(current);
-        auto children = childrenByParent.find(current);
-        if (children == childrenByParent.end())
+    // The tree itself is the breadth-first queue: everything before `next` has been expanded.
+    for (std::size_t next = 0; next < tree.size(); ++next) {
+        auto children = children_.find(tree[next]);
+        if (children == children_.end())
             continue;
-        std::vector<pid_t> ordered = children->second;
-        std::sort(ordered.begin(), ordered.end());
-        for (pid_t child : ordered) {
+        for (pid_t child : children->second) {
             // A snapshot taken while pids are reused can in theory contain a loop; never walk it twice.
             if (visited.insert(child).second)
-                pending.push_back(child);
+                tree.push_back(child);
         }
     }
     return tree;
