@@ -171,8 +171,9 @@ std::string unescapeMountField(std::string_view field) {
     return result;
 }
 
-ProcFsReader::ProcFsReader(std::filesystem::path procRoot, std::filesystem::path sysRoot)
-    : proc_(std::move(procRoot)), sys_(std::move(sysRoot)) {}
+ProcFsReader::ProcFsReader(std::filesystem::path procRoot, std::filesystem::path sysRoot,
+                           FilesystemUsageFunction filesystemUsage)
+    : proc_(std::move(procRoot)), sys_(std::move(sysRoot)), filesystem_usage_(std::move(filesystemUsage)) {}
 
 CpuStat ProcFsReader::readCpuStat() const {
     const std::filesystem::path path = proc_ / "stat";
@@ -305,6 +306,8 @@ std::vector<MountEntry> ProcFsReader::readMounts() const {
 }
 
 std::optional<FilesystemUsage> ProcFsReader::readFilesystemUsage(const std::string& mountPoint) const {
+    if (filesystem_usage_)
+        return filesystem_usage_(mountPoint);
     struct statvfs info {};
     if (::statvfs(mountPoint.c_str(), &info) != 0)
         return std::nullopt;

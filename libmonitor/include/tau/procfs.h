@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -179,7 +180,12 @@ class ProcReadError : public std::runtime_error {
 
 class ProcFsReader final : public SystemReader {
   public:
-    explicit ProcFsReader(std::filesystem::path procRoot = "/proc", std::filesystem::path sysRoot = "/sys");
+    // Measures a mount point; statvfs() unless a test brings its own (one that blocks, say).
+    using FilesystemUsageFunction =
+        std::function<std::optional<FilesystemUsage>(const std::string& mountPoint)>;
+
+    explicit ProcFsReader(std::filesystem::path procRoot = "/proc", std::filesystem::path sysRoot = "/sys",
+                          FilesystemUsageFunction filesystemUsage = {});
 
     CpuStat readCpuStat() const override;
     MemInfo readMemInfo() const override;
@@ -209,6 +215,7 @@ class ProcFsReader final : public SystemReader {
 
     std::filesystem::path proc_;
     std::filesystem::path sys_;
+    FilesystemUsageFunction filesystem_usage_;
 };
 
 // A field of /proc/mounts or mountinfo as it was before the kernel escaped blanks, newlines and backslashes
