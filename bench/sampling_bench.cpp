@@ -108,6 +108,7 @@ class SleepingChildren {
 struct CycleTimes {
     std::vector<double> wall_ms;
     std::vector<double> cpu_ms;
+    std::map<std::string, std::vector<double>> collector_ms; // where the wall time goes
 };
 
 double processCpuMilliseconds() {
@@ -127,6 +128,13 @@ CycleTimes timeCycles(tau::ResourceSampler& sampler, const std::vector<tau::Serv
         const tau::ResourceSnapshot snapshot = sampler.sample(targets);
         times.cpu_ms.push_back(processCpuMilliseconds() - cpuStart);
         times.wall_ms.push_back(bench::toMilliseconds(bench::monotonicNow() - wallStart));
+        for (const tau::CollectorStatus& collector : snapshot.collectors) {
+            if (collector.state != tau::CollectorState::ok)
+                std::fprintf(stderr, "collector %s: %s: %s\n", collector.name.c_str(),
+                             std::string(tau::toString(collector.state)).c_str(), collector.message.c_str());
+            times.collector_ms[collector.name].push_back(static_cast<double>(collector.duration.count()) /
+                                                         1e3);
+        }
         std::size_t running = 0;
         for (const tau::ServiceSnapshot& service : snapshot.services)
             running += service.running ? 1 : 0;
@@ -229,6 +237,10 @@ int main(int argc, char** argv) {
         printRow("tau, first cycle (reads PSS)", warmUp);
         printRow("tau, PSS re-read every cycle", withPss);
         printRow("psutil", psutil);
+        std::printf("median ms per collector (PSS cached):");
+        for (const auto& [name, durations] : timed.collector_ms)
+            std::printf(" %s %.2f", name.c_str(), spreadOf(durations).median);
+        std::printf("\n");
         const double ratio = spreadOf(timed.wall_ms).median / spreadOf(psutil.wall_ms).median;
         const double cpuRatio = spreadOf(timed.cpu_ms).median / spreadOf(psutil.cpu_ms).median;
         std::printf("ratio tau/psutil: wall %.3f, cpu %.3f (target wall <= %.2f): %s\n", ratio, cpuRatio,

@@ -9,13 +9,19 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits>
+#include <linux/magic.h>
 #include <map>
+#include <mutex>
 #include <net/route.h>
 #include <set>
 #include <string_view>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <system_error>
 #include <unistd.h>
+#include <unordered_map>
 #include <utility>
 
 namespace tau {
@@ -171,9 +177,166 @@ std::string unescapeMountField(std::string_view field) {
     return result;
 }
 
+// Open descriptors of /proc/<pid>/<file>, re-read with pread() from offset 0 (or, for the fd directory, an
+// O_PATH descriptor asked for its size). A descriptor stays bound to the process it was opened for: once that
+// one has exited, using it fails (ESRCH, ENOENT), the descriptor is closed and the path opened again, which
+// then finds whatever process holds the pid now.
+class ProcessFileCache {
+  public:
+    enum class File : std::uint64_t { stat, io, fd_directory };
+
+    explicit ProcessFileCache(std::size_t capacity) : capacity_(capacity) {}
+    ~ProcessFileCache() {
+        for (const auto& [key, entry] : open_)
+            ::close(entry.fd);
+    }
+    ProcessFileCache(const ProcessFileCache&) = delete;
+    ProcessFileCache& operator=(const ProcessFileCache&) = delete;
+
+    template <typename MakePath> std::optional<std::string> read(pid_t pid, File file, MakePath&& makePath) {
+        return use(pid, file, O_RDONLY, std::forward<MakePath>(makePath), readFrom);
+    }
+
+    // The size the kernel reports for the directory; for /proc/<pid>/fd, the number of open descriptors.
+    template <typename MakePath> std::optional<std::uint64_t> directorySize(pid_t pid, MakePath&& makePath) {
+        return use(pid, File::fd_directory, O_PATH | O_DIRECTORY, std::forward<MakePath>(makePath),
+                   [](int fd) -> std::optional<std::uint64_t> {
+                       struct stat info {};
+                       if (::fstat(fd, &info) != 0)
+                           return std::nullopt;
+                       return static_cast<std::uint64_t>(std::max<off_t>(info.st_size, 0));
+                   });
+    }
+
+    std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return open_.size();
+    }
+
+    // Closes what belongs to processes that no longer exist; `live` is sorted.
+    void retainOnly(const std::vector<pid_t>& live) {
+        std::lock_guard lock(mutex_);
+        std::erase_if(open_, [&](const auto& entry) {
+            const auto pid = static_cast<pid_t>(entry.first >> 2);
+            if (std::binary_search(live.begin(), live.end(), pid))
+                return false;
+            ::close(entry.second.fd);
+            return true;
+        });
+    }
+
+  private:
+    struct Entry {
+        int fd = -1;
+        std::uint64_t last_use = 0;
+    };
+
+    template <typename MakePath, typename Extract>
+    auto use(pid_t pid, File file, int flags, MakePath&& makePath, Extract&& extract)
+        -> decltype(extract(0)) {
+        const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 2) |
+                                  static_cast<std::uint64_t>(file);
+        std::lock_guard lock(mutex_);
+        auto found = open_.find(key);
+        if (found != open_.end()) {
+            found->second.last_use = ++uses_;
+            if (auto value = extract(found->second.fd))
+                return value;
+            ::close(found->second.fd);
+            open_.erase(found);
+        }
+        const std::filesystem::path path = makePath();
+        const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+        if (fd < 0)
+            return std::nullopt;
+        auto value = extract(fd);
+        if (!value || !makeRoom()) {
+            ::close(fd);
+            return value;
+        }
+        open_.emplace(key, Entry{fd, ++uses_});
+        return value;
+    }
+
+    // The files of an exited process fail with ESRCH; an empty read counts as the same, since the files of a
+    // live process are never empty.
+    static std::optional<std::string> readFrom(int fd) {
+        std::string content;
+        std::array<char, 4096> buffer{};
+        while (true) {
+            const ssize_t count =
+                ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(content.size()));
+            if (count < 0) {
+                if (errno == EINTR)
+                    continue;
+                return std::nullopt;
+            }
+            if (count == 0)
+                return content.empty() ? std::nullopt : std::optional<std::string>(std::move(content));
+            content.append(buffer.data(), static_cast<std::size_t>(count));
+        }
+    }
+
+    // Full: the descriptor used longest ago goes, most likely one of a process nobody asks about any more.
+    bool makeRoom() {
+        if (capacity_ == 0)
+            return false;
+        if (open_.size() < capacity_)
+            return true;
+        auto oldest = std::min_element(open_.begin(), open_.end(), [](const auto& left, const auto& right) {
+            return left.second.last_use < right.second.last_use;
+        });
+        ::close(oldest->second.fd);
+        open_.erase(oldest);
+        return true;
+    }
+
+    mutable std::mutex mutex_;
+    std::size_t capacity_;
+    std::uint64_t uses_ = 0;
+    std::unordered_map<std::uint64_t, Entry> open_;
+};
+
+namespace {
+
+bool isProcFilesystem(const std::filesystem::path& path) {
+    struct statfs info {};
+    return ::statfs(path.c_str(), &info) == 0 && info.f_type == PROC_SUPER_MAGIC;
+}
+
+std::size_t defaultKeptOpenProcessFiles() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+        return 0;
+    constexpr rlim_t kShareOfTheLimit = 4;
+    constexpr rlim_t kMostKeptOpen = 65536;
+    return static_cast<std::size_t>(std::min(limit.rlim_cur / kShareOfTheLimit, kMostKeptOpen));
+}
+
+} // namespace
+
 ProcFsReader::ProcFsReader(std::filesystem::path procRoot, std::filesystem::path sysRoot,
-                           FilesystemUsageFunction filesystemUsage)
-    : proc_(std::move(procRoot)), sys_(std::move(sysRoot)), filesystem_usage_(std::move(filesystemUsage)) {}
+                           FilesystemUsageFunction filesystemUsage,
+                           std::optional<std::size_t> keptOpenProcessFiles)
+    : proc_(std::move(procRoot)), sys_(std::move(sysRoot)), filesystem_usage_(std::move(filesystemUsage)) {
+    // Files of a fake tree are rewritten or replaced by the tests, which a kept descriptor would not see.
+    const std::size_t capacity = keptOpenProcessFiles.value_or(defaultKeptOpenProcessFiles());
+    if (capacity > 0 && isProcFilesystem(proc_))
+        process_files_ = std::make_shared<ProcessFileCache>(capacity);
+}
+
+std::size_t ProcFsReader::keptOpenProcessFiles() const {
+    return process_files_ ? process_files_->size() : 0;
+}
+
+std::optional<std::string> ProcFsReader::readProcessFile(pid_t pid, const char* file) const {
+    if (process_files_) {
+        const auto kind =
+            std::string_view(file) == "io" ? ProcessFileCache::File::io : ProcessFileCache::File::stat;
+        return process_files_->read(pid, kind, [&] { return pidPath(pid, file); });
+    }
+    return tryReadFile(pidPath(pid, file));
+}
 
 CpuStat ProcFsReader::readCpuStat() const {
     const std::filesystem::path path = proc_ / "stat";
@@ -324,7 +487,7 @@ std::optional<FilesystemUsage> ProcFsReader::readFilesystemUsage(const std::stri
 std::optional<ProcessStat> ProcFsReader::readProcessStat(pid_t pid) const {
     if (pid <= 0)
         return std::nullopt;
-    std::optional<std::string> content = tryReadFile(pidPath(pid, "stat"));
+    std::optional<std::string> content = readProcessFile(pid, "stat");
     if (!content)
         return std::nullopt;
 
@@ -335,11 +498,25 @@ std::optional<ProcessStat> ProcFsReader::readProcessStat(pid_t pid) const {
     if (open == std::string::npos || close == std::string::npos || close < open)
         return std::nullopt;
 
-    std::vector<std::string_view> fields = splitFields(std::string_view(*content).substr(close + 1));
-    // Field numbers as in proc(5); fields[0] is field 3, the state.
-    auto field = [&](std::size_t number) { return fields[number - 3]; };
-    constexpr std::size_t kLastFieldUsed = 24; // rss
-    if (fields.size() < kLastFieldUsed - 2 || field(3).size() != 1)
+    // Field numbers as in proc(5), from 3 (the state) to 24 (rss); the rest is not needed. Sampling reads
+    // this file for every process of the machine, so the fields are picked out without splitting the whole
+    // line.
+    constexpr std::size_t kFirstField = 3;
+    constexpr std::size_t kLastFieldUsed = 24;
+    std::array<std::string_view, kLastFieldUsed - kFirstField + 1> fields{};
+    std::size_t found = 0;
+    const std::string_view rest = std::string_view(*content).substr(close + 1);
+    for (std::size_t position = 0; found < fields.size() && position < rest.size();) {
+        while (position < rest.size() && isBlank(rest[position]))
+            ++position;
+        const std::size_t start = position;
+        while (position < rest.size() && !isBlank(rest[position]))
+            ++position;
+        if (position > start)
+            fields[found++] = rest.substr(start, position - start);
+    }
+    auto field = [&](std::size_t number) { return fields[number - kFirstField]; };
+    if (found < fields.size() || field(3).size() != 1)
         return std::nullopt;
 
     std::optional<long long> parentPid = parseNumber<long long>(field(4));
@@ -385,6 +562,8 @@ std::vector<pid_t> ProcFsReader::listPids() const {
             pids.push_back(static_cast<pid_t>(*pid));
     }
     std::sort(pids.begin(), pids.end());
+    if (process_files_)
+        process_files_->retainOnly(pids);
     return pids;
 }
 
@@ -704,19 +883,22 @@ std::vector<TemperatureReading> ProcFsReader::readTemperatures() const {
 std::optional<ProcessIo> ProcFsReader::readProcessIo(pid_t pid) const {
     if (pid <= 0)
         return std::nullopt;
-    std::optional<std::string> content = tryReadFile(pidPath(pid, "io"));
+    std::optional<std::string> content = readProcessFile(pid, "io");
     if (!content)
         return std::nullopt;
-    std::optional<std::uint64_t> readBytes, writeBytes;
-    for (std::string_view line : splitLines(*content)) {
-        std::vector<std::string_view> fields = splitFields(line);
-        if (fields.size() < 2)
-            continue;
-        if (fields[0] == "read_bytes:")
-            readBytes = parseNumber<std::uint64_t>(fields[1]);
-        else if (fields[0] == "write_bytes:")
-            writeBytes = parseNumber<std::uint64_t>(fields[1]);
-    }
+    auto counter = [&](std::string_view key) -> std::optional<std::uint64_t> {
+        const std::string_view text = *content;
+        for (std::size_t at = text.find(key); at != std::string_view::npos; at = text.find(key, at + 1)) {
+            if (at != 0 && text[at - 1] != '\n')
+                continue; // "cancelled_write_bytes:" ends in "write_bytes:"
+            const std::size_t start = at + key.size();
+            const std::size_t end = std::min(text.find('\n', start), text.size());
+            return parseNumber<std::uint64_t>(trim(text.substr(start, end - start)));
+        }
+        return std::nullopt;
+    };
+    const std::optional<std::uint64_t> readBytes = counter("read_bytes:");
+    const std::optional<std::uint64_t> writeBytes = counter("write_bytes:");
     // Without task I/O accounting in the kernel the lines are missing; that is "unknown", not zero.
     if (!readBytes || !writeBytes)
         return std::nullopt;
@@ -746,7 +928,18 @@ std::optional<std::uint64_t> ProcFsReader::readProcessPss(pid_t pid) const {
 std::optional<std::uint64_t> ProcFsReader::countOpenFds(pid_t pid) const {
     if (pid <= 0)
         return std::nullopt;
-    DIR* directory = ::opendir(pidPath(pid, "fd").c_str());
+    // Since Linux 6.2 the size of the directory is the number of open descriptors, without listing them.
+    // Older kernels report 0, as does a process without descriptors; listing tells the two apart.
+    if (process_files_) {
+        std::optional<std::uint64_t> size =
+            process_files_->directorySize(pid, [&] { return pidPath(pid, "fd"); });
+        if (!size)
+            return std::nullopt;
+        if (*size > 0)
+            return size;
+    }
+    const std::filesystem::path fdPath = pidPath(pid, "fd");
+    DIR* directory = ::opendir(fdPath.c_str());
     if (directory == nullptr)
         return std::nullopt;
     std::uint64_t count = 0;

@@ -11,8 +11,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <signal.h>
 #include <stdexcept>
 #include <string>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace tau {
@@ -506,6 +508,89 @@ TEST_F(ResourceSamplingFullTree, AHangingStatvfsMakesItsMountStaleWithoutBlockin
     }
     EXPECT_TRUE(recovered);
     EXPECT_EQ(tree.filesystems().callsOfHangingMount(), 2);
+}
+
+// A child that waits to be killed; ended by its pid.
+class SleepingChild {
+  public:
+    SleepingChild() : pid_(::fork()) {
+        if (pid_ == 0) {
+            for (;;)
+                ::pause();
+        }
+    }
+    ~SleepingChild() { end(); }
+    SleepingChild(const SleepingChild&) = delete;
+    SleepingChild& operator=(const SleepingChild&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void end() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+            pid_ = -1;
+        }
+    }
+
+  private:
+    pid_t pid_;
+};
+
+TEST(ResourceSamplingRealSystem, MeasuresALiveChildAndForgetsItOnceItIsGone) {
+    SleepingChild child;
+    ASSERT_GT(child.pid(), 0);
+    const ProcFsReader reader;
+    FakeClock clock;
+    ResourceSampler sampler(reader, clock);
+    const std::vector<ServiceSampleTarget> targets{{"child", child.pid(), std::nullopt}};
+
+    sampler.sample(targets);
+    clock.advance(1s);
+    const ResourceSnapshot snapshot = sampler.sample(targets);
+
+    for (const CollectorStatus& collector : snapshot.collectors)
+        EXPECT_NE(collector.state, CollectorState::failed) << collector.name << ": " << collector.message;
+    const ServiceSnapshot& service = snapshot.services.at(0);
+    EXPECT_TRUE(service.running);
+    EXPECT_EQ(service.processes, 1u);
+    EXPECT_EQ(service.threads, 1u);
+    EXPECT_GT(service.rss_bytes, 0u);
+    ASSERT_TRUE(service.open_fds.has_value());
+    EXPECT_GE(*service.open_fds, 3u);
+    EXPECT_TRUE(service.cpu_percent.has_value());
+    EXPECT_TRUE(service.pss_bytes.has_value());
+    EXPECT_EQ(service.io_read_bytes_per_second, 0.0);
+    EXPECT_GT(reader.keptOpenProcessFiles(), 0u);
+
+    child.end();
+    clock.advance(1s);
+    const ResourceSnapshot after = sampler.sample(targets);
+    EXPECT_FALSE(after.services.at(0).running);
+    EXPECT_FALSE(after.services.at(0).cpu_percent.has_value());
+}
+
+TEST(ResourceSamplingRealSystem, KeptOpenFilesOfAnExitedProcessAreClosed) {
+    SleepingChild child;
+    ASSERT_GT(child.pid(), 0);
+    const ProcFsReader reader;
+    ASSERT_TRUE(reader.readProcessStat(child.pid()).has_value());
+    ASSERT_TRUE(reader.readProcessIo(child.pid()).has_value());
+    const std::size_t keptWithChild = reader.keptOpenProcessFiles();
+    EXPECT_EQ(keptWithChild, 2u);
+
+    const pid_t exited = child.pid();
+    child.end();
+    // Read through the kept descriptor: the process it belongs to is gone.
+    EXPECT_FALSE(reader.readProcessStat(exited).has_value());
+    EXPECT_EQ(reader.keptOpenProcessFiles(), 1u);
+    reader.listPids();
+    EXPECT_EQ(reader.keptOpenProcessFiles(), 0u);
+}
+
+TEST(ResourceSamplingRealSystem, NothingIsKeptOpenWhenTurnedOff) {
+    const ProcFsReader reader("/proc", "/sys", {}, 0);
+    ASSERT_TRUE(reader.readProcessStat(::getpid()).has_value());
+    EXPECT_EQ(reader.keptOpenProcessFiles(), 0u);
 }
 
 TEST(ResourceSamplingProcessTable, OneScanGivesEveryTree) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,19 @@ class CounterRate {
   private:
     std::optional<std::uint64_t> last_value_;
     std::chrono::steady_clock::time_point last_at_{};
+};
+
+// Hashes the keys of CounterRateTable: strings, integers and pairs of them.
+struct CounterKeyHash {
+    template <typename First, typename Second>
+    std::size_t operator()(const std::pair<First, Second>& key) const {
+        // A golden-ratio mix of the two halves: cheap, and spreads pids, devices and counter numbers well.
+        const std::size_t first = (*this)(key.first);
+        return first ^ ((*this)(key.second) + 0x9e3779b97f4a7c15ULL + (first << 6) + (first >> 2));
+    }
+    template <typename Value> std::size_t operator()(const Value& value) const {
+        return std::hash<Value>{}(value);
+    }
 };
 
 // CounterRates keyed by device, interface, pid... An entry not updated between two calls of dropUnseen()
@@ -54,7 +68,7 @@ template <typename Key> class CounterRateTable {
         CounterRate rate;
         bool seen = false;
     };
-    std::map<Key, Entry> entries_;
+    std::unordered_map<Key, Entry, CounterKeyHash> entries_;
 };
 
 // Shares of the elapsed jiffies, in percent; they add up to 100 when any time elapsed.
@@ -244,7 +258,7 @@ class ResourceSampler {
     CounterRateTable<std::pair<std::string, int>> network_rates_;
     CounterRateTable<std::pair<ProcessKey, int>> process_rates_;
     CounterRateTable<std::pair<std::string, int>> cgroup_rates_;
-    std::map<ProcessKey, PssEntry> pss_cache_;
+    std::unordered_map<ProcessKey, PssEntry, CounterKeyHash> pss_cache_;
     std::map<std::string, DiskSnapshot> last_disks_; // what a stale mount reports
 };
 
