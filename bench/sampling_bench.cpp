@@ -118,7 +118,7 @@ double processCpuMilliseconds() {
 }
 
 CycleTimes timeCycles(tau::ResourceSampler& sampler, const std::vector<tau::ServiceSampleTarget>& targets,
-                      unsigned cycles) {
+                      unsigned cycles, bool withRates) {
     CycleTimes times;
     for (unsigned cycle = 0; cycle < cycles; ++cycle) {
         if (bench::interrupting_signal != 0)
@@ -135,12 +135,17 @@ CycleTimes timeCycles(tau::ResourceSampler& sampler, const std::vector<tau::Serv
             times.collector_ms[collector.name].push_back(static_cast<double>(collector.duration.count()) /
                                                          1e3);
         }
-        std::size_t running = 0;
-        for (const tau::ServiceSnapshot& service : snapshot.services)
-            running += service.running ? 1 : 0;
-        if (running != targets.size()) {
-            throw std::runtime_error("only " + std::to_string(running) + " of " +
-                                     std::to_string(targets.size()) + " services were found running");
+        // A cycle is only worth timing if it measured everything: every service running, and from the
+        // second cycle of a sampler on, with its rates.
+        std::size_t complete = 0;
+        for (const tau::ServiceSnapshot& service : snapshot.services) {
+            const bool rates = service.cpu_percent && service.io_read_bytes_per_second;
+            complete +=
+                service.running && service.open_fds && service.pss_bytes && (rates || !withRates) ? 1 : 0;
+        }
+        if (complete != targets.size()) {
+            throw std::runtime_error("only " + std::to_string(complete) + " of " +
+                                     std::to_string(targets.size()) + " services were measured completely");
         }
     }
     return times;
@@ -218,22 +223,31 @@ int main(int argc, char** argv) {
 
         const tau::ProcFsReader reader;
         const tau::SystemClock clock;
-        std::printf("sampling %u services, %u cycles on each side\n", options.services, options.cycles);
+        std::printf("sampling %u services, %u cycles on each side, reads spread over %u threads\n",
+                    options.services, options.cycles, tau::defaultSamplingWorkers());
 
         // The PSS of every process is read in the warm-up and reused by the timed cycles.
         tau::ResourceSampler sampler(reader, clock);
-        const CycleTimes warmUp = timeCycles(sampler, targets, 1);
-        const CycleTimes timed = timeCycles(sampler, targets, options.cycles);
+        const CycleTimes warmUp = timeCycles(sampler, targets, 1, false);
+        const CycleTimes timed = timeCycles(sampler, targets, options.cycles, true);
+
+        // The same on the calling thread alone, for what spreading the reads over the cores gains.
+        tau::SamplerOptions oneWorker;
+        oneWorker.workers = 1;
+        tau::ResourceSampler singleThreaded(reader, clock, oneWorker);
+        timeCycles(singleThreaded, targets, 1, false);
+        const CycleTimes single = timeCycles(singleThreaded, targets, options.cycles, true);
 
         tau::SamplerOptions alwaysPss;
         alwaysPss.pss_max_age = std::chrono::milliseconds(0);
         tau::ResourceSampler pssSampler(reader, clock, alwaysPss);
-        timeCycles(pssSampler, targets, 1);
-        const CycleTimes withPss = timeCycles(pssSampler, targets, kPssRefreshCycles);
+        timeCycles(pssSampler, targets, 1, false);
+        const CycleTimes withPss = timeCycles(pssSampler, targets, kPssRefreshCycles, true);
 
         const CycleTimes psutil = runPsutil(options, children.pids());
 
         printRow("tau ResourceSampler (PSS cached)", timed);
+        printRow("tau, one worker thread", single);
         printRow("tau, first cycle (reads PSS)", warmUp);
         printRow("tau, PSS re-read every cycle", withPss);
         printRow("psutil", psutil);

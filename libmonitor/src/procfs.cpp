@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 #include <dirent.h>
+#include <exception>
 #include <fcntl.h>
 #include <limits>
 #include <linux/magic.h>
@@ -20,6 +21,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 #include <unordered_map>
 #include <utility>
@@ -185,10 +187,16 @@ class ProcessFileCache {
   public:
     enum class File : std::uint64_t { stat, io, fd_directory };
 
-    explicit ProcessFileCache(std::size_t capacity) : capacity_(capacity) {}
+    // Sharded by pid, so that the sampler's worker threads seldom wait for each other.
+    explicit ProcessFileCache(std::size_t capacity) {
+        for (Shard& shard : shards_)
+            shard.capacity = (capacity + kShards - 1) / kShards;
+    }
     ~ProcessFileCache() {
-        for (const auto& [key, entry] : open_)
-            ::close(entry.fd);
+        for (Shard& shard : shards_) {
+            for (const auto& [key, entry] : shard.open)
+                ::close(entry.fd);
+        }
     }
     ProcessFileCache(const ProcessFileCache&) = delete;
     ProcessFileCache& operator=(const ProcessFileCache&) = delete;
@@ -209,26 +217,41 @@ class ProcessFileCache {
     }
 
     std::size_t size() const {
-        std::lock_guard lock(mutex_);
-        return open_.size();
+        std::size_t total = 0;
+        for (const Shard& shard : shards_) {
+            std::lock_guard lock(shard.mutex);
+            total += shard.open.size();
+        }
+        return total;
     }
 
     // Closes what belongs to processes that no longer exist; `live` is sorted.
     void retainOnly(const std::vector<pid_t>& live) {
-        std::lock_guard lock(mutex_);
-        std::erase_if(open_, [&](const auto& entry) {
-            const auto pid = static_cast<pid_t>(entry.first >> 2);
-            if (std::binary_search(live.begin(), live.end(), pid))
-                return false;
-            ::close(entry.second.fd);
-            return true;
-        });
+        for (Shard& shard : shards_) {
+            std::lock_guard lock(shard.mutex);
+            std::erase_if(shard.open, [&](const auto& entry) {
+                const auto pid = static_cast<pid_t>(entry.first >> 2);
+                if (std::binary_search(live.begin(), live.end(), pid))
+                    return false;
+                ::close(entry.second.fd);
+                return true;
+            });
+        }
     }
 
   private:
+    static constexpr std::size_t kShards = 16;
+
     struct Entry {
         int fd = -1;
         std::uint64_t last_use = 0;
+    };
+
+    struct Shard {
+        mutable std::mutex mutex;
+        std::size_t capacity = 0;
+        std::uint64_t uses = 0;
+        std::unordered_map<std::uint64_t, Entry> open;
     };
 
     template <typename MakePath, typename Extract>
@@ -236,25 +259,26 @@ class ProcessFileCache {
         -> decltype(extract(0)) {
         const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 2) |
                                   static_cast<std::uint64_t>(file);
-        std::lock_guard lock(mutex_);
-        auto found = open_.find(key);
-        if (found != open_.end()) {
-            found->second.last_use = ++uses_;
+        Shard& shard = shards_[static_cast<std::uint32_t>(pid) % kShards];
+        std::lock_guard lock(shard.mutex);
+        auto found = shard.open.find(key);
+        if (found != shard.open.end()) {
+            found->second.last_use = ++shard.uses;
             if (auto value = extract(found->second.fd))
                 return value;
             ::close(found->second.fd);
-            open_.erase(found);
+            shard.open.erase(found);
         }
         const std::filesystem::path path = makePath();
         const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
         if (fd < 0)
             return std::nullopt;
         auto value = extract(fd);
-        if (!value || !makeRoom()) {
+        if (!value || !makeRoom(shard)) {
             ::close(fd);
             return value;
         }
-        open_.emplace(key, Entry{fd, ++uses_});
+        shard.open.emplace(key, Entry{fd, ++shard.uses});
         return value;
     }
 
@@ -278,23 +302,21 @@ class ProcessFileCache {
     }
 
     // Full: the descriptor used longest ago goes, most likely one of a process nobody asks about any more.
-    bool makeRoom() {
-        if (capacity_ == 0)
+    static bool makeRoom(Shard& shard) {
+        if (shard.capacity == 0)
             return false;
-        if (open_.size() < capacity_)
+        if (shard.open.size() < shard.capacity)
             return true;
-        auto oldest = std::min_element(open_.begin(), open_.end(), [](const auto& left, const auto& right) {
-            return left.second.last_use < right.second.last_use;
-        });
+        auto oldest =
+            std::min_element(shard.open.begin(), shard.open.end(), [](const auto& left, const auto& right) {
+                return left.second.last_use < right.second.last_use;
+            });
         ::close(oldest->second.fd);
-        open_.erase(oldest);
+        shard.open.erase(oldest);
         return true;
     }
 
-    mutable std::mutex mutex_;
-    std::size_t capacity_;
-    std::uint64_t uses_ = 0;
-    std::unordered_map<std::uint64_t, Entry> open_;
+    std::array<Shard, kShards> shards_;
 };
 
 namespace {
@@ -1070,23 +1092,66 @@ pid_t parentPid(const SystemReader& reader, pid_t pid) {
     return stat ? stat->ppid : 0;
 }
 
+void forEachInParallel(std::size_t count, unsigned workers, const std::function<void(std::size_t)>& work) {
+    // Threads cost more than they save on small amounts of work.
+    constexpr std::size_t kLeastItemsPerWorker = 128;
+    const std::size_t useful = std::max<std::size_t>(1, count / kLeastItemsPerWorker);
+    const std::size_t threads = std::min<std::size_t>(std::max(1U, workers), useful);
+    std::mutex failureMutex;
+    std::exception_ptr failure;
+    // Interleaved rather than in blocks: neighbouring pids tend to cost alike, so the shares come out even.
+    auto share = [&](std::size_t first) {
+        try {
+            for (std::size_t index = first; index < count; index += threads)
+                work(index);
+        } catch (...) {
+            std::lock_guard lock(failureMutex);
+            if (!failure)
+                failure = std::current_exception();
+        }
+    };
+    std::vector<std::thread> helpers;
+    helpers.reserve(threads - 1);
+    std::size_t first = 1;
+    try {
+        for (; first < threads; ++first)
+            helpers.emplace_back(share, first);
+    } catch (const std::system_error&) {
+        // No thread to be had: the caller's does the rest, which is merely slower.
+        for (; first < threads; ++first)
+            share(first);
+    }
+    share(0);
+    for (std::thread& helper : helpers)
+        helper.join();
+    if (failure)
+        std::rethrow_exception(failure);
+}
+
+unsigned defaultSamplingWorkers() {
+    constexpr unsigned kMostWorkers = 4;
+    return std::clamp(std::thread::hardware_concurrency(), 1U, kMostWorkers);
+}
+
 std::vector<pid_t> processTree(const SystemReader& reader, pid_t root) {
     return ProcessTable::scan(reader).treeOf(root);
 }
 
-ProcessTable ProcessTable::scan(const SystemReader& reader) {
+ProcessTable ProcessTable::scan(const SystemReader& reader, unsigned workers) {
     ProcessTable table;
     const std::vector<pid_t> pids = reader.listPids();
+    std::vector<std::optional<ProcessStat>> stats(pids.size());
+    forEachInParallel(pids.size(), workers,
+                      [&](std::size_t index) { stats[index] = reader.readProcessStat(pids[index]); });
     table.processes_.reserve(pids.size());
-    for (pid_t pid : pids) {
-        std::optional<ProcessStat> stat = reader.readProcessStat(pid);
+    for (std::optional<ProcessStat>& stat : stats) {
         if (!stat)
             continue;
-        table.children_[stat->ppid].push_back(pid);
+        // pids are sorted, so every list of children is too.
+        table.children_[stat->ppid].push_back(stat->pid);
+        const pid_t pid = stat->pid;
         table.processes_.emplace(pid, std::move(*stat));
     }
-    for (auto& [parent, children] : table.children_)
-        std::sort(children.begin(), children.end());
     return table;
 }
 

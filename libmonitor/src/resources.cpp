@@ -509,17 +509,6 @@ void ResourceSampler::samplePressure(ResourceSnapshot& snapshot) {
         throw ProcReadError(joined(failures, "; "));
 }
 
-std::optional<std::uint64_t> ResourceSampler::processPss(const ProcessStat& process, Instant now) {
-    auto [found, inserted] = pss_cache_.try_emplace(ProcessKey{process.pid, process.start_time_ticks});
-    PssEntry& entry = found->second;
-    if (inserted || now - entry.read_at >= options_.pss_max_age || now < entry.read_at) {
-        entry.bytes = reader_.readProcessPss(process.pid);
-        entry.read_at = now;
-    }
-    entry.seen = true;
-    return entry.bytes;
-}
-
 void ResourceSampler::sampleServices(ResourceSnapshot& snapshot,
                                      const std::vector<ServiceSampleTarget>& services, Instant now) {
     // Only the pss entries touched below survive the cycle.
@@ -535,12 +524,75 @@ void ResourceSampler::sampleServices(ResourceSnapshot& snapshot,
         return;
     }
 
-    const ProcessTable table = ProcessTable::scan(reader_);
+    const unsigned workers = options_.workers > 0 ? options_.workers : defaultSamplingWorkers();
+    const ProcessTable table = ProcessTable::scan(reader_, workers);
     const long ticksPerSecond = reader_.clockTicksPerSecond();
     enum ProcessCounter { kCpuTicks, kReadBytes, kWriteBytes };
     enum CgroupCounter { kCgroupCpuUsec, kCgroupReadBytes, kCgroupWriteBytes };
 
-    // What one process adds, measured once per cycle even if two services claim it.
+    // Which processes make up each service: its cgroup's, or its process tree.
+    struct Membership {
+        std::optional<CgroupUsage> usage;
+        std::vector<pid_t> members;
+        bool from_cgroup = false;
+        std::string error;
+    };
+    std::vector<Membership> memberships(services.size());
+    for (std::size_t index = 0; index < services.size(); ++index) {
+        const ServiceSampleTarget& target = services[index];
+        Membership& membership = memberships[index];
+        try {
+            if (target.cgroup_dir) {
+                membership.usage = reader_.readCgroupUsage(*target.cgroup_dir);
+                membership.from_cgroup = membership.usage->processes.has_value();
+                if (!membership.from_cgroup)
+                    membership.error = "cannot read " + (*target.cgroup_dir / "cgroup.procs").string();
+            }
+            membership.members =
+                membership.from_cgroup ? std::move(*membership.usage->processes) : table.treeOf(target.pid);
+        } catch (const std::exception& error) {
+            membership = Membership{};
+            membership.error = error.what();
+        }
+    }
+
+    // Every process once, even if two services claim it. A member started after the scan, or gone before it,
+    // shows up in the next cycle, if at all.
+    std::vector<const ProcessStat*> processes;
+    std::unordered_map<pid_t, std::size_t> indexOfProcess;
+    for (const Membership& membership : memberships) {
+        for (pid_t pid : membership.members) {
+            const ProcessStat* process = table.find(pid);
+            if (process != nullptr && indexOfProcess.try_emplace(pid, processes.size()).second)
+                processes.push_back(process);
+        }
+    }
+    std::vector<PssEntry*> pssEntries(processes.size());
+    std::vector<char> pssDue(processes.size(), 0);
+    for (std::size_t index = 0; index < processes.size(); ++index) {
+        const ProcessStat& process = *processes[index];
+        auto [found, inserted] = pss_cache_.try_emplace(ProcessKey{process.pid, process.start_time_ticks});
+        PssEntry& entry = found->second;
+        entry.seen = true;
+        pssDue[index] = inserted || now - entry.read_at >= options_.pss_max_age || now < entry.read_at;
+        pssEntries[index] = &entry;
+    }
+
+    // The reads are what costs; they run on the workers, the bookkeeping stays on this thread.
+    struct ProcessReads {
+        std::optional<std::uint64_t> open_fds;
+        std::optional<ProcessIo> io;
+        std::optional<std::uint64_t> pss_bytes;
+    };
+    std::vector<ProcessReads> reads(processes.size());
+    forEachInParallel(processes.size(), workers, [&](std::size_t index) {
+        const pid_t pid = processes[index]->pid;
+        reads[index].open_fds = reader_.countOpenFds(pid);
+        reads[index].io = reader_.readProcessIo(pid);
+        if (pssDue[index])
+            reads[index].pss_bytes = reader_.readProcessPss(pid);
+    });
+
     struct ProcessSample {
         std::optional<double> ticks_per_second;
         std::optional<std::uint64_t> open_fds;
@@ -548,115 +600,107 @@ void ResourceSampler::sampleServices(ResourceSnapshot& snapshot,
         std::optional<double> read_bytes_per_second, write_bytes_per_second;
         std::optional<std::uint64_t> pss_bytes;
     };
-    std::unordered_map<pid_t, ProcessSample> measured;
-    auto measure = [&](const ProcessStat& process) -> const ProcessSample& {
-        auto [found, inserted] = measured.try_emplace(process.pid);
-        ProcessSample& sample = found->second;
-        if (!inserted)
-            return sample;
+    std::vector<ProcessSample> measured(processes.size());
+    for (std::size_t index = 0; index < processes.size(); ++index) {
+        const ProcessStat& process = *processes[index];
+        ProcessSample& sample = measured[index];
         const ProcessKey key{process.pid, process.start_time_ticks};
         sample.ticks_per_second =
             process_rates_.update({key, kCpuTicks}, process.utime_ticks + process.stime_ticks, now);
-        sample.open_fds = reader_.countOpenFds(process.pid);
-        if (std::optional<ProcessIo> io = reader_.readProcessIo(process.pid)) {
+        sample.open_fds = reads[index].open_fds;
+        if (const std::optional<ProcessIo>& io = reads[index].io) {
             sample.io_readable = true;
             sample.read_bytes_per_second = process_rates_.update({key, kReadBytes}, io->read_bytes, now);
             sample.write_bytes_per_second = process_rates_.update({key, kWriteBytes}, io->write_bytes, now);
         }
-        sample.pss_bytes = processPss(process, now);
-        return sample;
-    };
+        if (pssDue[index]) {
+            pssEntries[index]->bytes = reads[index].pss_bytes;
+            pssEntries[index]->read_at = now;
+        }
+        sample.pss_bytes = pssEntries[index]->bytes;
+    }
 
     snapshot.services.reserve(services.size());
-    for (const ServiceSampleTarget& target : services) {
+    for (std::size_t serviceIndex = 0; serviceIndex < services.size(); ++serviceIndex) {
+        const ServiceSampleTarget& target = services[serviceIndex];
+        Membership& membership = memberships[serviceIndex];
         ServiceSnapshot service;
         service.name = target.name;
         service.pid = target.pid;
-        try {
-            std::optional<CgroupUsage> usage;
-            if (target.cgroup_dir) {
-                usage = reader_.readCgroupUsage(*target.cgroup_dir);
-                service.from_cgroup = usage->processes.has_value();
-                if (!service.from_cgroup)
-                    service.error = "cannot read " + (*target.cgroup_dir / "cgroup.procs").string();
-            }
-            const std::vector<pid_t> members =
-                service.from_cgroup ? std::move(*usage->processes) : table.treeOf(target.pid);
+        service.from_cgroup = membership.from_cgroup;
+        service.error = std::move(membership.error);
 
-            double ticksPerSecondSum = 0;
-            bool haveCpu = false;
-            double readSum = 0, writeSum = 0;
-            bool haveIo = true, ioBaseline = false;
-            std::uint64_t fds = 0, pss = 0;
-            bool haveFds = true, havePss = true;
-            for (pid_t pid : members) {
-                // Started after the scan, or gone before it: it shows up in the next cycle, if at all.
-                const ProcessStat* process = table.find(pid);
-                if (process == nullptr)
-                    continue;
-                ++service.processes;
-                service.rss_bytes += process->rss_bytes;
-                service.threads += process->num_threads;
-                const ProcessSample& sample = measure(*process);
-                // A child without a baseline yet adds nothing this once; the main process without one means
-                // this is the service's first sample (or its main process was replaced).
-                if (sample.ticks_per_second) {
-                    ticksPerSecondSum += *sample.ticks_per_second;
-                    haveCpu = haveCpu || service.from_cgroup || pid == target.pid;
-                }
-                if (sample.open_fds)
-                    fds += *sample.open_fds;
-                else
-                    haveFds = false;
-                if (!sample.io_readable) {
-                    haveIo = false;
-                } else if (sample.read_bytes_per_second && sample.write_bytes_per_second) {
-                    readSum += *sample.read_bytes_per_second;
-                    writeSum += *sample.write_bytes_per_second;
-                    ioBaseline = ioBaseline || service.from_cgroup || pid == target.pid;
-                }
-                if (sample.pss_bytes)
-                    pss += *sample.pss_bytes;
-                else
-                    havePss = false;
+        double ticksPerSecondSum = 0;
+        bool haveCpu = false;
+        double readSum = 0, writeSum = 0;
+        bool haveIo = true, ioBaseline = false;
+        std::uint64_t fds = 0, pss = 0;
+        bool haveFds = true, havePss = true;
+        for (pid_t pid : membership.members) {
+            auto found = indexOfProcess.find(pid);
+            if (found == indexOfProcess.end())
+                continue;
+            const ProcessStat& process = *processes[found->second];
+            const ProcessSample& sample = measured[found->second];
+            ++service.processes;
+            service.rss_bytes += process.rss_bytes;
+            service.threads += process.num_threads;
+            // A child without a baseline yet adds nothing this once; the main process without one means
+            // this is the service's first sample (or its main process was replaced).
+            if (sample.ticks_per_second) {
+                ticksPerSecondSum += *sample.ticks_per_second;
+                haveCpu = haveCpu || service.from_cgroup || pid == target.pid;
             }
-            service.running = service.processes > 0;
-            service.memory_bytes = service.rss_bytes;
-            if (service.running) {
-                if (haveCpu && ticksPerSecond > 0)
-                    service.cpu_percent = 100.0 * ticksPerSecondSum / static_cast<double>(ticksPerSecond);
-                if (haveFds)
-                    service.open_fds = fds;
-                if (havePss)
-                    service.pss_bytes = pss;
-                if (haveIo && ioBaseline) {
-                    service.io_read_bytes_per_second = readSum;
-                    service.io_write_bytes_per_second = writeSum;
-                }
+            if (sample.open_fds)
+                fds += *sample.open_fds;
+            else
+                haveFds = false;
+            if (!sample.io_readable) {
+                haveIo = false;
+            } else if (sample.read_bytes_per_second && sample.write_bytes_per_second) {
+                readSum += *sample.read_bytes_per_second;
+                writeSum += *sample.write_bytes_per_second;
+                ioBaseline = ioBaseline || service.from_cgroup || pid == target.pid;
             }
-            if (usage) {
-                // The cgroup counts what its processes did, even those that exited between two samples.
-                auto rate = [&](CgroupCounter counter, const std::optional<std::uint64_t>& value) {
-                    return value ? cgroup_rates_.update({target.name, counter}, *value, now) : std::nullopt;
-                };
-                if (usage->cpu_usage_usec) {
-                    const std::optional<double> usecPerSecond = rate(kCgroupCpuUsec, usage->cpu_usage_usec);
-                    // Percent of one core: microseconds per second, divided by a million, times 100.
-                    service.cpu_percent =
-                        usecPerSecond ? std::optional<double>(*usecPerSecond / 1e4) : std::nullopt;
-                }
-                if (usage->memory_current_bytes)
-                    service.memory_bytes = *usage->memory_current_bytes;
-                if (usage->pids_current)
-                    service.processes = static_cast<std::size_t>(*usage->pids_current);
-                if (usage->io_read_bytes && usage->io_write_bytes) {
-                    service.io_read_bytes_per_second = rate(kCgroupReadBytes, usage->io_read_bytes);
-                    service.io_write_bytes_per_second = rate(kCgroupWriteBytes, usage->io_write_bytes);
-                }
-                service.running = service.running || usage->pids_current.value_or(0) > 0;
+            if (sample.pss_bytes)
+                pss += *sample.pss_bytes;
+            else
+                havePss = false;
+        }
+        service.running = service.processes > 0;
+        service.memory_bytes = service.rss_bytes;
+        if (service.running) {
+            if (haveCpu && ticksPerSecond > 0)
+                service.cpu_percent = 100.0 * ticksPerSecondSum / static_cast<double>(ticksPerSecond);
+            if (haveFds)
+                service.open_fds = fds;
+            if (havePss)
+                service.pss_bytes = pss;
+            if (haveIo && ioBaseline) {
+                service.io_read_bytes_per_second = readSum;
+                service.io_write_bytes_per_second = writeSum;
             }
-        } catch (const std::exception& error) {
-            service.error = error.what();
+        }
+        if (const std::optional<CgroupUsage>& usage = membership.usage) {
+            // The cgroup counts what its processes did, even those that exited between two samples.
+            auto rate = [&](CgroupCounter counter, const std::optional<std::uint64_t>& value) {
+                return value ? cgroup_rates_.update({target.name, counter}, *value, now) : std::nullopt;
+            };
+            if (usage->cpu_usage_usec) {
+                const std::optional<double> usecPerSecond = rate(kCgroupCpuUsec, usage->cpu_usage_usec);
+                // Percent of one core: microseconds per second, divided by a million, times 100.
+                service.cpu_percent =
+                    usecPerSecond ? std::optional<double>(*usecPerSecond / 1e4) : std::nullopt;
+            }
+            if (usage->memory_current_bytes)
+                service.memory_bytes = *usage->memory_current_bytes;
+            if (usage->pids_current)
+                service.processes = static_cast<std::size_t>(*usage->pids_current);
+            if (usage->io_read_bytes && usage->io_write_bytes) {
+                service.io_read_bytes_per_second = rate(kCgroupReadBytes, usage->io_read_bytes);
+                service.io_write_bytes_per_second = rate(kCgroupWriteBytes, usage->io_write_bytes);
+            }
+            service.running = service.running || usage->pids_current.value_or(0) > 0;
         }
         snapshot.services.push_back(std::move(service));
     }

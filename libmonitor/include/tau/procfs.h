@@ -242,10 +242,19 @@ pid_t parentPid(const SystemReader& reader, pid_t pid);
 // The pids of `root` and all its descendants, `root` first, built from the ppid of every process.
 std::vector<pid_t> processTree(const SystemReader& reader, pid_t root);
 
+// Runs work(0) ... work(count - 1) on up to `workers` threads, the caller's included; returns when all are
+// done, and then rethrows the first exception `work` threw, if any.
+void forEachInParallel(std::size_t count, unsigned workers, const std::function<void(std::size_t)>& work);
+
+// How many threads sampling spreads its reads of /proc over: the cores, at most 4.
+unsigned defaultSamplingWorkers();
+
 // Every process of the machine from one scan of /proc, so that the trees of many services cost one pass.
 class ProcessTable {
   public:
-    static ProcessTable scan(const SystemReader& reader);
+    // With several workers the stat files are read on as many threads (the reader must be thread-safe, as
+    // ProcFsReader is); the table is the same.
+    static ProcessTable scan(const SystemReader& reader, unsigned workers = 1);
 
     const ProcessStat* find(pid_t pid) const;
     // Like processTree(): `root` first, then its descendants breadth first; empty when `root` is gone.

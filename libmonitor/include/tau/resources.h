@@ -203,6 +203,8 @@ struct SamplerOptions {
     std::chrono::milliseconds filesystem_deadline{1000};
     // PSS makes the kernel walk every mapping of a process, so a value is reused until it is this old.
     std::chrono::milliseconds pss_max_age{30'000};
+    // Threads the reads of per-process files are spread over; 0 for defaultSamplingWorkers().
+    unsigned workers = 0;
 };
 
 class FilesystemProber;
@@ -243,7 +245,6 @@ class ResourceSampler {
     void samplePressure(ResourceSnapshot& snapshot);
     void sampleServices(ResourceSnapshot& snapshot, const std::vector<ServiceSampleTarget>& services,
                         Instant now);
-    std::optional<std::uint64_t> processPss(const ProcessStat& process, Instant now);
 
     const SystemReader& reader_;
     const Clock& clock_;
