@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
         std::vector<tau::ServiceSampleTarget> targets;
         targets.reserve(children.pids().size());
         for (std::size_t index = 0; index < children.pids().size(); ++index)
-            targets.push_back({"service-" + std::to_string(index), children.pids()[index], std::nullopt});
+            targets.emplace_back("service-" + std::to_string(index), children.pids()[index]);
 
         const tau::ProcFsReader reader;
         const tau::SystemClock clock;

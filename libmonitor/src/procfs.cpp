@@ -1147,11 +1147,13 @@ ProcessTable ProcessTable::scan(const SystemReader& reader, unsigned workers) {
     for (std::optional<ProcessStat>& stat : stats) {
         if (!stat)
             continue;
-        // pids are sorted, so every list of children is too.
         table.children_[stat->ppid].push_back(stat->pid);
         const pid_t pid = stat->pid;
         table.processes_.emplace(pid, std::move(*stat));
     }
+    // Readers need not list pids in order; the trees come out the same either way.
+    for (auto& [parent, children] : table.children_)
+        std::sort(children.begin(), children.end());
     return table;
 }
 

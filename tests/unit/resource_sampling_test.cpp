@@ -155,8 +155,7 @@ void advanceCounters(const FakeTree& tree) {
 }
 
 std::vector<ServiceSampleTarget> fullTreeServices(const FakeTree& tree) {
-    return {
-        {"web", 100, std::nullopt}, {"db", 200, tree.root() / "cgroup" / "db"}, {"batch", 300, std::nullopt}};
+    return {{"web", 100}, {"db", 200, tree.root() / "cgroup" / "db"}, {"batch", 300}};
 }
 
 const ServiceSnapshot& findService(const ResourceSnapshot& snapshot, const std::string& name) {
@@ -387,7 +386,7 @@ TEST_F(ResourceSamplingFullTree, PssIsReusedUntilItIsOldEnough) {
 }
 
 TEST_F(ResourceSamplingFullTree, AServiceThatIsGoneIsNotRunningAndHasNoValues) {
-    const ResourceSnapshot snapshot = sampler.sample({{"ghost", 4242, std::nullopt}});
+    const ResourceSnapshot snapshot = sampler.sample({{"ghost", 4242}});
 
     ASSERT_EQ(snapshot.services.size(), 1u);
     const ServiceSnapshot& ghost = snapshot.services[0];
@@ -542,7 +541,7 @@ TEST(ResourceSamplingRealSystem, MeasuresALiveChildAndForgetsItOnceItIsGone) {
     const ProcFsReader reader;
     FakeClock clock;
     ResourceSampler sampler(reader, clock);
-    const std::vector<ServiceSampleTarget> targets{{"child", child.pid(), std::nullopt}};
+    const std::vector<ServiceSampleTarget> targets{{"child", child.pid()}};
 
     sampler.sample(targets);
     clock.advance(1s);

@@ -157,6 +157,12 @@ struct ServiceSnapshot {
 };
 
 struct ServiceSampleTarget {
+    // So that callers may write {"web", pid} without naming the cgroup.
+    ServiceSampleTarget() = default;
+    ServiceSampleTarget(std::string serviceName, pid_t mainPid,
+                        std::optional<std::filesystem::path> cgroupDirectory = std::nullopt)
+        : name(std::move(serviceName)), pid(mainPid), cgroup_dir(std::move(cgroupDirectory)) {}
+
     std::string name;
     pid_t pid = 0;
     std::optional<std::filesystem::path> cgroup_dir;
