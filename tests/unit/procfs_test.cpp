@@ -1,9 +1,11 @@
 #include "tau/procfs.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 
@@ -394,6 +396,40 @@ TEST(ProcFsRealSystem, ReadsTheNewSourcesWithoutFailing) {
     EXPECT_GE(*fds, 3u);
     const ProcessTable table = ProcessTable::scan(reader);
     EXPECT_NE(table.find(getpid()), nullptr);
+}
+
+TEST(ProcFsParallel, EveryItemIsVisitedOnceWhateverTheWorkers) {
+    for (unsigned workers : {1U, 2U, 4U}) {
+        for (std::size_t count : {std::size_t{0}, std::size_t{5}, std::size_t{1000}}) {
+            std::vector<int> visits(count, 0);
+            forEachInParallel(count, workers, [&](std::size_t index) { ++visits[index]; });
+            EXPECT_TRUE(std::all_of(visits.begin(), visits.end(), [](int visited) { return visited == 1; }))
+                << count << " items on " << workers << " workers";
+        }
+    }
+}
+
+TEST(ProcFsParallel, AFailureIsRethrownAfterEveryWorkerIsDone) {
+    std::atomic<int> visited{0};
+    EXPECT_THROW(forEachInParallel(1000, 4,
+                                   [&](std::size_t index) {
+                                       ++visited;
+                                       if (index == 500)
+                                           throw std::runtime_error("unreadable");
+                                   }),
+                 std::runtime_error);
+    EXPECT_GE(visited.load(), 1);
+}
+
+TEST(ProcFsParallel, AScanOnSeveralWorkersFindsTheSameProcesses) {
+    const ProcFsReader reader;
+    const ProcessTable single = ProcessTable::scan(reader, 1);
+    const ProcessTable parallel = ProcessTable::scan(reader, 4);
+
+    ASSERT_NE(parallel.find(getpid()), nullptr);
+    EXPECT_EQ(parallel.find(getpid())->ppid, getppid());
+    EXPECT_EQ(single.treeOf(getpid()), parallel.treeOf(getpid()));
+    EXPECT_GE(defaultSamplingWorkers(), 1u);
 }
 
 } // namespace

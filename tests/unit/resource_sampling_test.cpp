@@ -416,8 +416,9 @@ TEST_F(ResourceSamplingFullTree, AProcessReplacedUnderTheSamePidHasNoRate) {
     tree.remove("proc/102");
     clock.advance(2s);
 
-    const ServiceSnapshot& web = findService(sampler.sample(fullTreeServices(tree)), "web");
+    const ResourceSnapshot snapshot = sampler.sample(fullTreeServices(tree));
 
+    const ServiceSnapshot& web = findService(snapshot, "web");
     EXPECT_EQ(web.processes, 1u);
     EXPECT_FALSE(web.cpu_percent.has_value());
 }
@@ -552,7 +553,7 @@ TEST(ResourceSamplingRealSystem, MeasuresALiveChildAndForgetsItOnceItIsGone) {
     const ServiceSnapshot& service = snapshot.services.at(0);
     EXPECT_TRUE(service.running);
     EXPECT_EQ(service.processes, 1u);
-    EXPECT_EQ(service.threads, 1u);
+    EXPECT_GE(service.threads, 1u); // a sanitizer may have started a thread of its own in the child
     EXPECT_GT(service.rss_bytes, 0u);
     ASSERT_TRUE(service.open_fds.has_value());
     EXPECT_GE(*service.open_fds, 3u);
