@@ -6,6 +6,7 @@
 #include "tau/spawner.h"
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -28,15 +29,20 @@ using tau::wire::Check;
 using tau::wire::Disk;
 using tau::wire::ExplainStep;
 using tau::wire::HistoryEntry;
+using tau::wire::HistoryPoint;
 using tau::wire::Load;
 using tau::wire::LogEntry;
 using tau::wire::Memory;
+using tau::wire::Metric;
 using tau::wire::Network;
 using tau::wire::ProcessEntry;
+using tau::wire::Recommendation;
 using tau::wire::ServiceEntry;
 using tau::wire::StateEntry;
 using tau::wire::SummaryEntry;
 using tau::wire::Swap;
+using tau::wire::Threshold;
+using tau::wire::Trend;
 
 struct Options {
     std::string format = "table";
@@ -85,12 +91,18 @@ int showHealth(Client& client, bool detailed) {
     double score = 0;
     std::string status;
     std::vector<Check> checks;
-    client.proxy(names::kHealthName, names::kHealthPath)
-        ->callMethod("GetHealth")
-        .onInterface(names::kHealthName)
-        .storeResultsTo(score, status, checks);
+    std::vector<Recommendation> recommendations;
+    auto health = client.proxy(names::kHealthName, names::kHealthPath);
+    health->callMethod("GetHealth").onInterface(names::kHealthName).storeResultsTo(score, status, checks);
+    health->callMethod("GetRecommendations").onInterface(names::kHealthName).storeResultsTo(recommendations);
     if (client.json()) {
-        json out = {{"score", score}, {"status", status}, {"checks", json::array()}};
+        json out = {{"score", score},
+                    {"status", status},
+                    {"checks", json::array()},
+                    {"recommendations", json::array()}};
+        for (const auto& r : recommendations) {
+            out["recommendations"].push_back({{"check", r.get<0>()}, {"text", r.get<1>()}});
+        }
         for (const auto& c : checks) {
             out["checks"].push_back({{"name", c.get<0>()},
                                      {"status", c.get<1>()},
@@ -120,6 +132,144 @@ int showHealth(Client& client, bool detailed) {
         }
     }
     std::cout << '\n';
+    table.print(std::cout);
+    if (!recommendations.empty()) {
+        std::cout << "\nRecommendations:\n";
+        for (const auto& r : recommendations) {
+            std::cout << fmt::format("  - {} ({})\n", r.get<1>(), r.get<0>());
+        }
+    }
+    return 0;
+}
+
+// A value as GetMetrics names it: bytes and rates in binary units, the rest with two decimals.
+std::string formatMetric(const std::string& name, double value) {
+    if (std::isnan(value)) {
+        return "-";
+    }
+    if (name.ends_with("_bytes") && value >= 0) {
+        return formatBytes(static_cast<unsigned long long>(value));
+    }
+    if (name.ends_with("_bytes_per_second") && value >= 0) {
+        return formatBytes(static_cast<unsigned long long>(value)) + "/s";
+    }
+    if (name.ends_with("_percent")) {
+        return percent(value);
+    }
+    return fmt::format("{:.2f}", value);
+}
+
+int showMetrics(Client& client) {
+    std::vector<Metric> metrics;
+    client.proxy(names::kResourcesName, names::kResourcesPath)
+        ->callMethod("GetMetrics")
+        .onInterface(names::kResourcesName)
+        .storeResultsTo(metrics);
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& m : metrics) {
+            out.push_back({{"metric", m.get<0>()}, {"scope", m.get<1>()}, {"value", m.get<2>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    Table table({"METRIC", "SCOPE", "VALUE"});
+    for (const auto& m : metrics) {
+        table.add({m.get<0>(), m.get<1>(), formatMetric(m.get<0>(), m.get<2>())});
+    }
+    table.print(std::cout);
+    return 0;
+}
+
+int showHistory(Client& client, const std::string& series, double since_seconds_ago, unsigned step) {
+    const auto now = tau::wire::toMicros(std::chrono::system_clock::now());
+    const auto ago = static_cast<uint64_t>(since_seconds_ago * 1e6);
+    std::vector<HistoryPoint> points;
+    client.proxy(names::kResourcesName, names::kResourcesPath)
+        ->callMethod("GetHistory")
+        .onInterface(names::kResourcesName)
+        .withArguments(series, ago < now ? now - ago : uint64_t{0}, step)
+        .storeResultsTo(points);
+    const auto metric = series.substr(0, series.find('@'));
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& p : points) {
+            out.push_back(
+                {{"at_usec", p.get<0>()}, {"mean", p.get<1>()}, {"min", p.get<2>()}, {"max", p.get<3>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    Table table({"TIME", "MEAN", "MIN", "MAX"});
+    for (const auto& p : points) {
+        table.add({formatTime(p.get<0>()), formatMetric(metric, p.get<1>()), formatMetric(metric, p.get<2>()),
+                   formatMetric(metric, p.get<3>())});
+    }
+    table.print(std::cout);
+    return 0;
+}
+
+int showThresholds(Client& client) {
+    std::vector<Threshold> thresholds;
+    client.proxy(names::kResourcesName, names::kResourcesPath)
+        ->callMethod("GetThresholds")
+        .onInterface(names::kResourcesName)
+        .storeResultsTo(thresholds);
+    // NaN is no JSON number: an absent limit or value is null.
+    auto number = [](double value) { return std::isnan(value) ? json(nullptr) : json(value); };
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& t : thresholds) {
+            out.push_back({{"metric", t.get<0>()},
+                           {"scope", t.get<1>()},
+                           {"level", t.get<2>()},
+                           {"value", number(t.get<3>())},
+                           {"warning", number(t.get<4>())},
+                           {"critical", number(t.get<5>())},
+                           {"since_usec", t.get<6>()}});
+        }
+        printJson(out);
+        return 0;
+    }
+    Table table({"METRIC", "SCOPE", "LEVEL", "VALUE", "WARNING", "CRITICAL", "SINCE"});
+    for (const auto& t : thresholds) {
+        table.add({t.get<0>(), t.get<1>(), t.get<2>(), formatMetric(t.get<0>(), t.get<3>()),
+                   formatMetric(t.get<0>(), t.get<4>()), formatMetric(t.get<0>(), t.get<5>()),
+                   formatTime(t.get<6>())});
+    }
+    table.print(std::cout);
+    return 0;
+}
+
+int showTrends(Client& client) {
+    std::vector<Trend> trends;
+    client.proxy(names::kResourcesName, names::kResourcesPath)
+        ->callMethod("GetTrends")
+        .onInterface(names::kResourcesName)
+        .storeResultsTo(trends);
+    if (client.json()) {
+        json out = json::array();
+        for (const auto& t : trends) {
+            out.push_back({{"metric", t.get<0>()},
+                           {"scope", t.get<1>()},
+                           {"value", t.get<2>()},
+                           {"slope_per_hour", t.get<3>()},
+                           {"r_squared", t.get<4>()},
+                           {"limit", std::isnan(t.get<5>()) ? json(nullptr) : json(t.get<5>())},
+                           {"seconds_until_limit", t.get<6>() < 0 ? json(nullptr) : json(t.get<6>())}});
+        }
+        printJson(out);
+        return 0;
+    }
+    Table table({"METRIC", "SCOPE", "NOW", "PER HOUR", "R2", "LIMIT", "REACHED IN"});
+    for (const auto& t : trends) {
+        const auto& metric = t.get<0>();
+        table.add(
+            {metric, t.get<1>(), formatMetric(metric, t.get<2>()),
+             (t.get<3>() >= 0 ? "+" : "-") + formatMetric(metric, std::abs(t.get<3>())),
+             fmt::format("{:.2f}", t.get<4>()), formatMetric(metric, t.get<5>()),
+             t.get<6>() < 0 ? "-" : formatDuration(static_cast<unsigned long long>(t.get<6>()) * 1'000'000)});
+    }
     table.print(std::cout);
     return 0;
 }
@@ -709,8 +859,35 @@ int main(int argc, char** argv) {
     resources->add_flag("--memory", memory, "Memory and swap");
     resources->add_flag("--disk", disk, "Disk usage per mount point");
     resources->add_flag("--network", network, "Network traffic per interface");
-    resources->callback(
-        [&] { action = [&](Client& c) { return showResources(c, cpu, memory, disk, network); }; });
+    bool all_metrics = false, thresholds = false, trends = false;
+    std::string history_series;
+    double history_since = 3600;
+    unsigned history_step = 0;
+    resources->add_flag("--metrics", all_metrics, "Every metric of the latest sample, by name and scope");
+    resources->add_option(
+        "--history", history_series,
+        "Recorded values of one series: a metric, or metric@scope such as disk_used_percent@/var");
+    resources
+        ->add_option("--since", history_since, "With --history: from this many seconds ago (default 3600)")
+        ->check(CLI::NonNegativeNumber);
+    resources->add_option("--step", history_step,
+                          "With --history: seconds per point (default: the finest kept; at most 86400)");
+    resources->add_flag("--thresholds", thresholds, "Alarm level of every watched metric");
+    resources->add_flag("--trends", trends,
+                        "Linear trends of disk, memory and service memory, and when limits are reached");
+    resources->callback([&] {
+        action = [&](Client& c) {
+            if (!history_series.empty())
+                return showHistory(c, history_series, history_since, history_step);
+            if (all_metrics)
+                return showMetrics(c);
+            if (thresholds)
+                return showThresholds(c);
+            if (trends)
+                return showTrends(c);
+            return showResources(c, cpu, memory, disk, network);
+        };
+    });
 
     auto* processes = app.add_subcommand("processes", "Supervised services");
     bool critical = false, tree = false;

@@ -627,6 +627,10 @@ class ConfigParser {
              [this, section](auto& node, auto& key) { section->alert_on_threshold = readBool(node, key); }},
             {"log_resource_usage",
              [this, section](auto& node, auto& key) { section->log_resource_usage = readBool(node, key); }},
+            {"prometheus_listen",
+             [this, section](auto& node, auto& key) {
+                 section->prometheus_listen = readListenAddress(node, key);
+             }},
             {"thresholds",
              [this, section](auto& node, auto& key) { section->thresholds = readThresholds(node, key); }},
         };
@@ -891,6 +895,18 @@ class ConfigParser {
             }
         }
         return endpoints;
+    }
+
+    std::string readListenAddress(const toml::node& node, const std::string& key) const {
+        std::string text = readString(node, key);
+        if (!text.empty()) {
+            try {
+                parseListenAddress(text);
+            } catch (const std::invalid_argument& e) {
+                fail(node, key, e.what());
+            }
+        }
+        return text;
     }
 
     std::vector<std::string> readSystemHealthChecks(const toml::node& node, const std::string& key) const {
@@ -1707,6 +1723,57 @@ std::optional<Endpoint> parseEndpoint(std::string_view text) {
     if (!isLiteralHost(host) || bracketed != (host.find(':') != std::string::npos))
         return std::nullopt;
     return Endpoint{host, static_cast<std::uint16_t>(port)};
+}
+
+namespace {
+
+[[noreturn]] void badAddress(std::string_view text, std::string_view why) {
+    throw std::invalid_argument("invalid listen address \"" + std::string(text) + "\": " + std::string(why) +
+                                " (expected IPV4:PORT or [IPV6]:PORT, such as 127.0.0.1:9102 or [::1]:9102)");
+}
+
+} // namespace
+
+ListenAddress parseListenAddress(std::string_view text) {
+    ListenAddress address;
+    std::string_view port_text;
+    if (text.starts_with('[')) {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            badAddress(text, "an IPv6 address in brackets must be followed by :PORT");
+        }
+        address.host = std::string(text.substr(1, close - 1));
+        address.ipv6 = true;
+        port_text = text.substr(close + 2);
+        in6_addr ignored{};
+        if (::inet_pton(AF_INET6, address.host.c_str(), &ignored) != 1) {
+            badAddress(text, "\"" + address.host + "\" is not a numeric IPv6 address");
+        }
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string_view::npos) {
+            badAddress(text, "no :PORT");
+        }
+        address.host = std::string(text.substr(0, colon));
+        port_text = text.substr(colon + 1);
+        in_addr ignored{};
+        if (address.host.find(':') != std::string::npos) {
+            badAddress(text, "an IPv6 address must be written in brackets");
+        }
+        if (::inet_pton(AF_INET, address.host.c_str(), &ignored) != 1) {
+            badAddress(text, "\"" + address.host + "\" is not a numeric IPv4 address");
+        }
+    }
+    if (port_text.empty() || port_text.size() > 5 ||
+        port_text.find_first_not_of("0123456789") != std::string_view::npos) {
+        badAddress(text, "the port must be a number from 0 to 65535");
+    }
+    const unsigned long port = std::stoul(std::string(port_text));
+    if (port > 65535) {
+        badAddress(text, "the port must be a number from 0 to 65535");
+    }
+    address.port = static_cast<std::uint16_t>(port);
+    return address;
 }
 
 } // namespace tau

@@ -150,6 +150,7 @@ nlohmann::ordered_json configToJson(const Config& config) {
                                   {"temperature_monitoring", rm.temperature_monitoring},
                                   {"alert_on_threshold", rm.alert_on_threshold},
                                   {"log_resource_usage", rm.log_resource_usage},
+                                  {"prometheus_listen", rm.prometheus_listen},
                                   {"thresholds", thresholdsToJson(rm.thresholds)}};
     out["process_management"] = {{"enabled", pm.enabled},
                                  {"max_concurrent_processes", pm.max_concurrent_processes},

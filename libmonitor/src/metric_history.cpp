@@ -1,6 +1,7 @@
 #include "tau/metric_history.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -8,7 +9,153 @@ namespace tau {
 namespace {
 
 constexpr std::uint16_t kMissingCode = 0xFFFF;
-constexpr double kLargestCode = 65534.0;
+constexpr double kLargestCode = 4095.0;
+constexpr unsigned kSlots = QuantizedRing::kSlotsPerBlock;
+constexpr std::size_t kSlackBytes = 256;
+
+// One channel of a block: a byte with the width in bits of every difference (kAllMissing when the
+// channel holds nothing; kSecondOrder when the differences are those of consecutive differences, which a
+// series rising or falling at a steady rate turns into zeros), a bitmap of the slots that hold a value when
+// some do not (kSomeMissing), the first code in two bytes, with second order the first difference in two
+// more, then each later difference, zigzag-coded and bit-packed.
+constexpr std::uint8_t kAllMissing = 0x80;
+constexpr std::uint8_t kSomeMissing = 0x40;
+constexpr std::uint8_t kSecondOrder = 0x20;
+constexpr std::uint8_t kWidthMask = 0x1F;
+
+unsigned bitsFor(std::uint32_t value) {
+    unsigned bits = 0;
+    while (value != 0) {
+        ++bits;
+        value >>= 1;
+    }
+    return bits;
+}
+
+std::uint32_t zigzag(int difference) {
+    return difference >= 0 ? static_cast<std::uint32_t>(difference) * 2
+                           : static_cast<std::uint32_t>(-difference) * 2 - 1;
+}
+
+int unzigzag(std::uint32_t value) {
+    return (value & 1) != 0 ? -static_cast<int>((value + 1) / 2) : static_cast<int>(value / 2);
+}
+
+void encodeCodes(const std::array<std::uint16_t, kSlots>& codes, std::vector<std::uint8_t>& out) {
+    std::vector<std::uint16_t> present;
+    present.reserve(kSlots);
+    for (std::uint16_t code : codes)
+        if (code != kMissingCode)
+            present.push_back(code);
+    if (present.empty()) {
+        out.push_back(kAllMissing);
+        return;
+    }
+    std::vector<int> first_order, second_order;
+    for (std::size_t i = 1; i < present.size(); ++i) {
+        first_order.push_back(present[i] - present[i - 1]);
+        if (i >= 2)
+            second_order.push_back(first_order[i - 1] - first_order[i - 2]);
+    }
+    auto widthOf = [](const std::vector<int>& differences) {
+        std::uint32_t widest = 0;
+        for (int difference : differences)
+            widest = std::max(widest, zigzag(difference));
+        return bitsFor(widest);
+    };
+    const unsigned first_width = widthOf(first_order);
+    const unsigned second_width = widthOf(second_order);
+    // The second order costs two bytes more for its first difference.
+    const bool second =
+        !second_order.empty() && second_width * second_order.size() + 16 < first_width * first_order.size();
+    const unsigned width = second ? second_width : first_width;
+    const bool some_missing = present.size() < kSlots;
+    out.push_back(
+        static_cast<std::uint8_t>(width | (some_missing ? kSomeMissing : 0) | (second ? kSecondOrder : 0)));
+    if (some_missing) {
+        for (unsigned byte = 0; byte < (kSlots + 7) / 8; ++byte) {
+            std::uint8_t bits = 0;
+            for (unsigned bit = 0; bit < 8 && byte * 8 + bit < kSlots; ++bit)
+                if (codes[byte * 8 + bit] != kMissingCode)
+                    bits = static_cast<std::uint8_t>(bits | (1U << bit));
+            out.push_back(bits);
+        }
+    }
+    auto pushTwoBytes = [&](std::uint32_t value) {
+        out.push_back(static_cast<std::uint8_t>(value >> 8));
+        out.push_back(static_cast<std::uint8_t>(value & 0xFF));
+    };
+    pushTwoBytes(present[0]);
+    if (second)
+        pushTwoBytes(zigzag(first_order[0]));
+    std::uint64_t pending = 0;
+    unsigned pending_bits = 0;
+    for (int difference : second ? second_order : first_order) {
+        pending |= static_cast<std::uint64_t>(zigzag(difference)) << pending_bits;
+        pending_bits += width;
+        while (pending_bits >= 8) {
+            out.push_back(static_cast<std::uint8_t>(pending & 0xFF));
+            pending >>= 8;
+            pending_bits -= 8;
+        }
+    }
+    if (pending_bits > 0)
+        out.push_back(static_cast<std::uint8_t>(pending & 0xFF));
+}
+
+std::vector<std::uint8_t>::const_iterator decodeCodes(std::vector<std::uint8_t>::const_iterator in,
+                                                      std::array<std::uint16_t, kSlots>& codes) {
+    codes.fill(kMissingCode);
+    const std::uint8_t header = *in++;
+    if ((header & kAllMissing) != 0)
+        return in;
+    const unsigned width = header & kWidthMask;
+    std::array<bool, kSlots> present{};
+    if ((header & kSomeMissing) != 0) {
+        for (unsigned byte = 0; byte < (kSlots + 7) / 8; ++byte) {
+            const std::uint8_t bits = *in++;
+            for (unsigned bit = 0; bit < 8 && byte * 8 + bit < kSlots; ++bit)
+                present[byte * 8 + bit] = (bits >> bit & 1U) != 0;
+        }
+    } else {
+        present.fill(true);
+    }
+    auto twoBytes = [&] {
+        std::uint32_t value = static_cast<std::uint32_t>(*in++) << 8;
+        return value | *in++;
+    };
+    const bool second = (header & kSecondOrder) != 0;
+    int code = static_cast<int>(twoBytes());
+    int difference = second ? unzigzag(twoBytes()) : 0;
+    std::uint64_t pending = 0;
+    unsigned pending_bits = 0;
+    unsigned seen = 0;
+    for (unsigned slot = 0; slot < kSlots; ++slot) {
+        if (!present[slot])
+            continue;
+        if (seen == 1 && second) {
+            code += difference;
+        } else if (seen >= 1) {
+            while (pending_bits < width) {
+                pending |= static_cast<std::uint64_t>(*in++) << pending_bits;
+                pending_bits += 8;
+            }
+            const int packed =
+                unzigzag(static_cast<std::uint32_t>(pending & ((std::uint64_t{1} << width) - 1)));
+            pending >>= width;
+            pending_bits -= width;
+            if (second) {
+                difference += packed;
+                code += difference;
+            } else {
+                code += packed;
+            }
+        }
+        ++seen;
+        codes[slot] = static_cast<std::uint16_t>(code);
+    }
+    return in;
+}
 constexpr std::int64_t kSecondsPerMinute = 60;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -29,47 +176,81 @@ std::chrono::system_clock::time_point atSecond(std::int64_t seconds) {
 
 QuantizedRing::QuantizedRing(std::size_t capacitySlots, unsigned channels)
     : capacity_(std::max<std::size_t>(capacitySlots, 1)), channels_(channels),
-      sealed_((capacity_ + kSlotsPerBlock - 1) / kSlotsPerBlock),
-      open_(static_cast<std::size_t>(channels) * kSlotsPerBlock, kNaN) {}
+      max_sealed_((capacity_ + kSlotsPerBlock - 1) / kSlotsPerBlock),
+      open_(static_cast<std::size_t>(channels) * kSlotsPerBlock, std::numeric_limits<float>::quiet_NaN()),
+      open_base_(channels, kNaN) {}
+
+double QuantizedRing::openValue(unsigned channel, std::size_t slot) const {
+    return open_base_[channel] + static_cast<double>(open_[channel * kSlotsPerBlock + slot]);
+}
 
 void QuantizedRing::clear() {
-    for (BlockHeader& header : sealed_)
-        header.number = -1;
+    sealed_.clear();
+    bytes_.clear();
+    dropped_bytes_ = 0;
     open_number_ = -1;
-    std::fill(open_.begin(), open_.end(), kNaN);
+    std::fill(open_.begin(), open_.end(), std::numeric_limits<float>::quiet_NaN());
+    std::fill(open_base_.begin(), open_base_.end(), kNaN);
     newest_.reset();
 }
 
 void QuantizedRing::seal() {
-    if (codes_.empty())
-        codes_.resize(sealed_.size() * channels_ * kSlotsPerBlock);
-    const std::size_t index = static_cast<std::size_t>(open_number_) % sealed_.size();
-    BlockHeader& header = sealed_[index];
-    header.number = open_number_;
+    SealedBlock block{open_number_, 0, 0, dropped_bytes_ + bytes_.size()};
     double low = std::numeric_limits<double>::infinity();
     double high = -low;
-    for (double value : open_) {
-        if (!std::isnan(value)) {
-            low = std::min(low, value);
-            high = std::max(high, value);
+    for (unsigned channel = 0; channel < channels_; ++channel) {
+        for (unsigned slot = 0; slot < kSlotsPerBlock; ++slot) {
+            const double value = openValue(channel, slot);
+            if (!std::isnan(value)) {
+                low = std::min(low, value);
+                high = std::max(high, value);
+            }
         }
     }
-    header.low = std::isfinite(low) ? low : 0;
-    header.high = std::isfinite(high) ? high : 0;
-    const double range = header.high - header.low;
-    std::uint16_t* codes = blockCodes(index);
-    for (std::size_t slot = 0; slot < open_.size(); ++slot) {
-        const double value = open_[slot];
-        if (std::isnan(value)) {
-            codes[slot] = kMissingCode;
-        } else {
+    block.low = std::isfinite(low) ? low : 0;
+    block.high = std::isfinite(high) ? high : 0;
+    const double range = block.high - block.low;
+    for (unsigned channel = 0; channel < channels_; ++channel) {
+        std::array<std::uint16_t, kSlotsPerBlock> codes{};
+        for (unsigned slot = 0; slot < kSlotsPerBlock; ++slot) {
+            const double value = openValue(channel, slot);
             codes[slot] =
-                range > 0
-                    ? static_cast<std::uint16_t>(std::lround((value - header.low) / range * kLargestCode))
+                std::isnan(value) ? kMissingCode
+                : range > 0
+                    ? static_cast<std::uint16_t>(std::lround((value - block.low) / range * kLargestCode))
                     : 0;
         }
+        encodeCodes(codes, bytes_);
     }
-    std::fill(open_.begin(), open_.end(), kNaN);
+    if (sealed_.empty())
+        sealed_.reserve(max_sealed_ + 1);
+    sealed_.push_back(block);
+    if (sealed_.size() > max_sealed_) {
+        sealed_.erase(sealed_.begin());
+        const auto drop = static_cast<std::size_t>(sealed_.front().offset - dropped_bytes_);
+        bytes_.erase(bytes_.begin(), bytes_.begin() + static_cast<std::ptrdiff_t>(drop));
+        dropped_bytes_ = sealed_.front().offset;
+        // The stream's size is steady by now: give back what growing it left unused.
+        if (bytes_.capacity() > bytes_.size() + bytes_.size() / 4 + kSlackBytes)
+            bytes_.shrink_to_fit();
+    }
+    std::fill(open_.begin(), open_.end(), std::numeric_limits<float>::quiet_NaN());
+    std::fill(open_base_.begin(), open_base_.end(), kNaN);
+}
+
+void QuantizedRing::decode(const SealedBlock& block, std::vector<double>& values) const {
+    values.assign(static_cast<std::size_t>(channels_) * kSlotsPerBlock, kNaN);
+    const double range = block.high - block.low;
+    auto position = bytes_.begin() + static_cast<std::ptrdiff_t>(block.offset - dropped_bytes_);
+    for (unsigned channel = 0; channel < channels_; ++channel) {
+        std::array<std::uint16_t, kSlotsPerBlock> codes{};
+        position = decodeCodes(position, codes);
+        for (unsigned slot = 0; slot < kSlotsPerBlock; ++slot) {
+            if (codes[slot] != kMissingCode)
+                values[channel * kSlotsPerBlock + slot] =
+                    block.low + range * (static_cast<double>(codes[slot]) / kLargestCode);
+        }
+    }
 }
 
 void QuantizedRing::put(std::int64_t slot, std::span<const double> values) {
@@ -84,7 +265,13 @@ void QuantizedRing::put(std::int64_t slot, std::span<const double> values) {
     const auto offset = static_cast<std::size_t>(slot - number * kSlotsPerBlock);
     for (unsigned channel = 0; channel < channels_ && channel < values.size(); ++channel) {
         const double value = values[channel];
-        open_[channel * kSlotsPerBlock + offset] = std::isfinite(value) ? value : kNaN;
+        if (!std::isfinite(value)) {
+            open_[channel * kSlotsPerBlock + offset] = std::numeric_limits<float>::quiet_NaN();
+            continue;
+        }
+        if (std::isnan(open_base_[channel]))
+            open_base_[channel] = value;
+        open_[channel * kSlotsPerBlock + offset] = static_cast<float>(value - open_base_[channel]);
     }
     newest_ = std::max(newest_.value_or(slot), slot);
 }
@@ -96,42 +283,41 @@ void QuantizedRing::forEach(
         return;
     from = std::max(from, *newest_ - static_cast<std::int64_t>(capacity_) + 1);
     to = std::min(to, *newest_);
+    std::vector<double> block_values;
     std::vector<double> values(channels_);
-    for (std::int64_t number = floorDivide(from, kSlotsPerBlock); number <= floorDivide(to, kSlotsPerBlock);
-         ++number) {
-        const bool open = number == open_number_;
-        const std::size_t index = static_cast<std::size_t>(number) % sealed_.size();
-        const BlockHeader& header = sealed_[index];
-        if (!open && header.number != number)
-            continue;
-        const std::uint16_t* codes = open ? nullptr : blockCodes(index);
-        const double range = header.high - header.low;
+    auto visitBlock = [&](std::int64_t number) {
         for (std::int64_t offset = 0; offset < kSlotsPerBlock; ++offset) {
             const std::int64_t slot = number * kSlotsPerBlock + offset;
             if (slot < from || slot > to)
                 continue;
             bool any = false;
             for (unsigned channel = 0; channel < channels_; ++channel) {
-                const std::size_t position = channel * kSlotsPerBlock + static_cast<std::size_t>(offset);
-                if (open) {
-                    values[channel] = open_[position];
-                } else {
-                    const std::uint16_t code = codes[position];
-                    values[channel] = code == kMissingCode
-                                          ? kNaN
-                                          : header.low + range * (static_cast<double>(code) / kLargestCode);
-                }
+                values[channel] = block_values[channel * kSlotsPerBlock + static_cast<std::size_t>(offset)];
                 any = any || !std::isnan(values[channel]);
             }
             if (any)
                 visit(slot, values);
         }
+    };
+    for (const SealedBlock& block : sealed_) {
+        if (block.number < floorDivide(from, kSlotsPerBlock) ||
+            block.number > floorDivide(to, kSlotsPerBlock))
+            continue;
+        decode(block, block_values);
+        visitBlock(block.number);
+    }
+    if (open_number_ >= 0 && open_number_ <= floorDivide(to, kSlotsPerBlock)) {
+        block_values.resize(open_.size());
+        for (unsigned channel = 0; channel < channels_; ++channel)
+            for (std::size_t slot = 0; slot < kSlotsPerBlock; ++slot)
+                block_values[channel * kSlotsPerBlock + slot] = openValue(channel, slot);
+        visitBlock(open_number_);
     }
 }
 
 std::size_t QuantizedRing::memoryBytes() const {
-    return sizeof *this + open_.capacity() * sizeof(double) + sealed_.capacity() * sizeof(BlockHeader) +
-           codes_.capacity() * sizeof(std::uint16_t);
+    return sizeof *this + open_.capacity() * sizeof(float) + open_base_.capacity() * sizeof(double) +
+           sealed_.capacity() * sizeof(SealedBlock) + bytes_.capacity();
 }
 
 MetricHistory::MetricHistory(Options options) : options_(options) {

@@ -26,11 +26,6 @@ constexpr std::string_view kIndexPage =
     "<body><h1>tau-monitor</h1><p><a href=\"/metrics\">Metrics</a></p></body>"
     "</html>\n";
 
-[[noreturn]] void badAddress(std::string_view text, std::string_view why) {
-    throw std::invalid_argument("invalid listen address \"" + std::string(text) + "\": " + std::string(why) +
-                                " (expected IPV4:PORT or [IPV6]:PORT, such as 127.0.0.1:9102 or [::1]:9102)");
-}
-
 // Both families in one storage, as bind(2) takes them.
 struct SocketAddress {
     sockaddr_storage storage{};
@@ -107,48 +102,6 @@ MHD_Result queue(MHD_Connection* connection, unsigned status, std::string body, 
 
 } // namespace
 
-ListenAddress parseListenAddress(std::string_view text) {
-    ListenAddress address;
-    std::string_view port_text;
-    if (text.starts_with('[')) {
-        const auto close = text.find(']');
-        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-            badAddress(text, "an IPv6 address in brackets must be followed by :PORT");
-        }
-        address.host = std::string(text.substr(1, close - 1));
-        address.ipv6 = true;
-        port_text = text.substr(close + 2);
-        in6_addr ignored{};
-        if (::inet_pton(AF_INET6, address.host.c_str(), &ignored) != 1) {
-            badAddress(text, "\"" + address.host + "\" is not a numeric IPv6 address");
-        }
-    } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string_view::npos) {
-            badAddress(text, "no :PORT");
-        }
-        address.host = std::string(text.substr(0, colon));
-        port_text = text.substr(colon + 1);
-        in_addr ignored{};
-        if (address.host.find(':') != std::string::npos) {
-            badAddress(text, "an IPv6 address must be written in brackets");
-        }
-        if (::inet_pton(AF_INET, address.host.c_str(), &ignored) != 1) {
-            badAddress(text, "\"" + address.host + "\" is not a numeric IPv4 address");
-        }
-    }
-    if (port_text.empty() || port_text.size() > 5 ||
-        port_text.find_first_not_of("0123456789") != std::string_view::npos) {
-        badAddress(text, "the port must be a number from 0 to 65535");
-    }
-    const unsigned long port = std::stoul(std::string(port_text));
-    if (port > 65535) {
-        badAddress(text, "the port must be a number from 0 to 65535");
-    }
-    address.port = static_cast<std::uint16_t>(port);
-    return address;
-}
-
 // libmicrohttpd calls back through C function pointers; nothing may unwind through them.
 struct MetricsHttpServer::Callbacks {
     static MHD_Result answer(void* cls, MHD_Connection* connection, const char* url, const char* method,
@@ -214,6 +167,8 @@ MetricsHttpServer::MetricsHttpServer(Reactor& reactor, std::string_view listen_a
     }
     const int listen_fd = listenOn(address, listen_address);
     port_ = boundPort(listen_fd);
+    // With port 0 asked for, the address names the one the kernel chose, as clients must use it.
+    address_ = (address.ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
 
     // No internal thread: MHD_run from the loop does the work. With epoll, one descriptor stands for the
     // listening socket and every connection.

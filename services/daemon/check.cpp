@@ -4,7 +4,9 @@
 #include "daemon.h"
 #include "tau/dbus/org.tauos.Health1-proxy.h"
 #include "tau/health.h"
+#include "tau/probers.h"
 #include "tau/procfs.h"
+#include "tau/resource_monitor.h"
 
 #include <fmt/format.h>
 #include <iostream>
@@ -16,6 +18,7 @@ namespace {
 
 // Long enough for a meaningful CPU figure, short enough for a monitoring plugin.
 constexpr auto kLocalCpuWindow = std::chrono::milliseconds(500);
+constexpr auto kEndpointTimeout = std::chrono::seconds(2);
 
 class HealthClient final : public sdbus::ProxyInterfaces<org::tauos::Health1_proxy> {
   public:
@@ -67,6 +70,8 @@ std::optional<HealthReport> askDaemon(const DaemonOptions& options, std::string&
             check.message = c.get<6>();
             report.checks.push_back(std::move(check));
         }
+        for (const auto& recommendation : client.GetRecommendations())
+            report.recommendations.push_back({recommendation.get<0>(), recommendation.get<1>()});
         source = "daemon on the " + daemon.description;
         return report;
     } catch (const sdbus::Error& e) {
@@ -74,6 +79,35 @@ std::optional<HealthReport> askDaemon(const DaemonOptions& options, std::string&
                   << "); measuring locally\n";
         return std::nullopt;
     }
+}
+
+// Connects to each configured endpoint at once, as the daemon's endpoint probes do, for at most the probe
+// timeout.
+std::vector<EndpointHealthInput> probeEndpoints(const std::vector<std::string>& endpoints) {
+    EventLoop loop;
+    std::vector<std::unique_ptr<TcpProber>> probers;
+    std::vector<EndpointHealthInput> results;
+    std::size_t pending = 0;
+    for (const auto& text : endpoints) {
+        const auto endpoint = parseEndpoint(text);
+        if (!endpoint)
+            continue;
+        results.push_back(
+            {text, false, "no answer within " + std::to_string(kEndpointTimeout.count()) + " s"});
+        probers.push_back(std::make_unique<TcpProber>(loop, endpoint->host, endpoint->port));
+        ++pending;
+        probers.back()->start(kEndpointTimeout, [&, index = results.size() - 1](ProbeOutcome outcome) {
+            results[index].reachable = outcome.success;
+            results[index].message = outcome.success ? "" : outcome.message;
+            if (--pending == 0)
+                loop.quit();
+        });
+    }
+    if (pending > 0) {
+        loop.addTimer(kEndpointTimeout, [&] { loop.quit(); });
+        loop.run();
+    }
+    return results;
 }
 
 HealthReport measureLocally(const Config& config) {
@@ -85,10 +119,13 @@ HealthReport measureLocally(const Config& config) {
     std::this_thread::sleep_for(kLocalCpuWindow);
     HealthInputs inputs;
     inputs.resources = sampler.sample();
+    for (const auto& metric : toMetricSamples(*inputs.resources))
+        inputs.metrics[historyKey(metric.name, metric.scope)] = metric.value;
     inputs.network.default_route_interface = reader.defaultRouteInterface();
     if (inputs.network.default_route_interface) {
         inputs.network.oper_state = reader.interfaceOperState(*inputs.network.default_route_interface);
     }
+    inputs.network.endpoints = probeEndpoints(config.health_checking.network_endpoints);
     return evaluateHealth(inputs, config);
 }
 
@@ -126,6 +163,9 @@ int runCheck(const DaemonOptions& options) {
                              toString(report->status), report->score, source, perfdata);
     for (const auto& check : report->checks) {
         std::cout << fmt::format("{:<9} {:<28} {}\n", toString(check.status), check.name, check.message);
+    }
+    for (const auto& recommendation : report->recommendations) {
+        std::cout << fmt::format("advice    {:<28} {}\n", recommendation.check, recommendation.text);
     }
     return code;
 }

@@ -5,9 +5,14 @@
 #include "tau/bus/log_sink.h"
 #include "tau/bus/wire.h"
 #include "tau/dbus/org.tauos.Resources1-adaptor.h"
+#include "tau/metrics_http_server.h"
+#include "tau/resource_monitor.h"
 #include "tau/resources.h"
+#include "tau/suite_exposition.h"
 
+#include <cmath>
 #include <fmt/format.h>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sdbus-c++/sdbus-c++.h>
@@ -16,13 +21,22 @@
 namespace tau {
 namespace {
 
-// A threshold is left only this many percentage points below its limit, so a value that hovers at the limit
-// does not raise an alarm on every sample.
-constexpr double kHysteresisPercent = 5.0;
 // The first sample measures CPU since boot; the first published one follows this soon after it.
 constexpr auto kFirstInterval = std::chrono::seconds(1);
+constexpr auto kCallTimeout = std::chrono::seconds(5);
+constexpr auto kLongestHistoryStep = std::chrono::hours(24);
+constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
 using wire::toMicros;
+
+std::map<std::string, double> serviceMemoryLimits(const Config& config) {
+    std::map<std::string, double> limits;
+    for (const auto& service : config.services) {
+        const auto mib = service.memory_limit_mb.value_or(config.process_management.memory_limit_mb);
+        limits[service.name] = static_cast<double>(mib) * 1024 * 1024;
+    }
+    return limits;
+}
 
 class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resources1_adaptor>,
                                public SuiteService {
@@ -30,18 +44,39 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     explicit ResourcesAdaptor(ServiceContext& context)
         : AdaptorInterfaces(context.connection, bus::kResourcesPath),
           config_(context.config.resource_monitoring), loop_(context.loop), sampler_(reader_, clock_),
-          cpu_threshold_(config_.cpu_threshold_percent, kHysteresisPercent),
-          memory_threshold_(config_.memory_threshold_percent, kHysteresisPercent) {
+          monitor_(config_, std::chrono::seconds(config_.interval_seconds),
+                   serviceMemoryLimits(context.config)),
+          processes_(sdbus::createProxy(context.connection, bus::kProcessesName, bus::kProcessesPath)),
+          recovery_(sdbus::createProxy(context.connection, bus::kRecoveryName, bus::kRecoveryPath)),
+          health_(sdbus::createProxy(context.connection, bus::kHealthName, bus::kHealthPath)) {
+        recovery_->uponSignal("RecoveryAction")
+            .onInterface(bus::kRecoveryName)
+            .call(
+                [this](const std::string& service, const std::string& action, uint32_t, const std::string&) {
+                    ++suite_.recovery_actions[{service, action}];
+                });
+        recovery_->finishRegistration();
+        processes_->finishRegistration();
+        health_->finishRegistration();
         registerAdaptor();
         if (!config_.enabled) {
+            // Nothing is sampled, so nothing is served either.
             spdlog::info("resource monitoring is disabled in the configuration");
             return;
+        }
+        if (!config_.prometheus_listen.empty()) {
+            // A port that is taken fails the service's start: a silently missing endpoint would only show up
+            // as a gap in the dashboards.
+            metrics_server_.emplace(loop_, config_.prometheus_listen,
+                                    [this] { return renderSuiteMetrics(suite_); });
+            spdlog::info("serving Prometheus metrics at http://{}/metrics", metricsAddress());
         }
         bus::logged("first resource sample", [this] { sampler_.sample(); });
         timer_ = loop_.addTimer(kFirstInterval, [this] { tick(); });
     }
 
     ~ResourcesAdaptor() {
+        *alive_ = false;
         loop_.cancelTimer(timer_);
         unregisterAdaptor();
     }
@@ -49,94 +84,200 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
   private:
     void tick() {
         timer_ = loop_.addTimer(std::chrono::seconds(config_.interval_seconds), [this] { tick(); });
+        askTheSuite();
         bus::logged("resource sampling", [this] {
             const auto started = std::chrono::steady_clock::now();
-            latest_ = sampler_.sample();
+            auto& latest = suite_.resources.emplace(sampler_.sample());
+            if (!config_.network_monitoring)
+                latest.networks.clear();
+            latest_metrics_ = toMetricSamples(latest);
+            const auto events = monitor_.observe(latest_metrics_, latest.taken_at);
             const auto took = std::chrono::steady_clock::now() - started;
+            suite_.alarms.clear();
+            for (const auto& entry : monitor_.thresholds().entries())
+                suite_.alarms.push_back({entry.metric, entry.scope, entry.tracker.level()});
             getObject().emitPropertiesChangedSignal(
                 org::tauos::Resources1_adaptor::INTERFACE_NAME,
                 {"CpuPercent", "MemoryUsedPercent", "SwapUsedPercent", "LoadAverage", "LastSampleAt"});
-            checkThresholds(*latest_);
-            if (config_.log_resource_usage) {
-                bus::logEvent(
-                    spdlog::level::info, "resources.sample",
-                    {{"cpu_percent", fmt::format("{:.1f}", latest_->cpu_percent)},
-                     {"memory_used_percent", fmt::format("{:.1f}", latest_->memory.used_percent)},
-                     {"load1", fmt::format("{:.2f}", latest_->load.one)},
-                     {"sample_usec",
-                      std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(took).count())}},
-                    fmt::format("cpu {:.1f}%, memory {:.1f}%, load {:.2f}", latest_->cpu_percent,
-                                latest_->memory.used_percent, latest_->load.one));
-            }
+            for (const auto& event : events)
+                announce(event);
+            if (config_.log_resource_usage)
+                logSample(latest, took);
         });
     }
 
-    void checkThresholds(const ResourceSnapshot& snapshot) {
-        report(cpu_threshold_, "cpu", "system", snapshot.cpu_percent);
-        report(memory_threshold_, "memory", "system", snapshot.memory.used_percent);
-        for (const auto& disk : snapshot.disks) {
-            auto [it, inserted] = disk_thresholds_.try_emplace(
-                disk.mount_point, config_.disk_threshold_percent, kHysteresisPercent);
-            report(it->second, "disk", disk.mount_point, disk.used_percent);
-        }
+    // What the exposition shows of the rest of the suite; answers arrive between samples and a service that
+    // does not answer leaves its part out rather than stale.
+    void askTheSuite() {
+        auto alive = alive_;
+        bus::logged("asking Processes1", [&] {
+            processes_->callMethodAsync("ListServices")
+                .onInterface(bus::kProcessesName)
+                .withTimeout(kCallTimeout)
+                .uponReplyInvoke(
+                    [this, alive](const sdbus::Error* error, std::vector<wire::ServiceEntry> list) {
+                        if (!*alive)
+                            return;
+                        if (error != nullptr) {
+                            suite_.services.reset();
+                            return;
+                        }
+                        std::vector<ServiceStatus> services;
+                        for (const auto& entry : list)
+                            services.push_back({entry.get<0>(), entry.get<1>(), entry.get<3>(),
+                                                entry.get<4>(), entry.get<7>()});
+                        suite_.services = std::move(services);
+                    });
+        });
+        bus::logged("asking Health1", [&] {
+            health_->callMethodAsync("GetHealth")
+                .onInterface(bus::kHealthName)
+                .withTimeout(kCallTimeout)
+                .uponReplyInvoke([this, alive](const sdbus::Error* error, double score, std::string status,
+                                               std::vector<wire::Check> checks) {
+                    if (!*alive)
+                        return;
+                    if (error != nullptr) {
+                        suite_.health.reset();
+                        return;
+                    }
+                    HealthSummary health{score, std::move(status), {}};
+                    for (const auto& check : checks)
+                        health.checks.push_back(
+                            {check.get<0>(), check.get<1>(), check.get<3>(), check.get<4>()});
+                    suite_.health = std::move(health);
+                });
+        });
     }
 
-    void report(ThresholdState& state, const std::string& metric, const std::string& scope, double value) {
-        if (!state.update(value)) {
-            return;
-        }
-        const std::string level = state.exceeded() ? "warning" : "ok";
-        bus::logEvent(state.exceeded() ? spdlog::level::warn : spdlog::level::info, "resources.threshold",
-                      {{"metric", metric},
-                       {"scope", scope},
+    void announce(const ThresholdEvent& event) {
+        const auto& crossing = event.crossing;
+        const std::string level(toString(crossing.to));
+        bus::logEvent(crossing.to > crossing.from ? spdlog::level::warn : spdlog::level::info,
+                      "resources.threshold",
+                      {{"metric", event.metric},
+                       {"scope", event.scope},
                        {"level", level},
-                       {"value", fmt::format("{:.1f}", value)},
-                       {"limit", fmt::format("{:.1f}", state.limit())}},
-                      fmt::format("{} {} {:.1f}% ({} limit {:.1f}%)", metric, scope, value,
-                                  state.exceeded() ? "over" : "back under", state.limit()));
-        if (config_.alert_on_threshold) {
-            emitThresholdCrossed(metric, scope, level, value, state.limit());
-        }
+                       {"previous_level", std::string(toString(crossing.from))},
+                       {"value", fmt::format("{:.2f}", crossing.value)},
+                       {"limit", fmt::format("{:.2f}", crossing.limit)}},
+                      fmt::format("{} {} {} at {:.2f} (limit {:.2f}, was {})", event.metric, event.scope,
+                                  level, crossing.value, crossing.limit, toString(crossing.from)));
+        if (config_.alert_on_threshold)
+            emitThresholdCrossed(event.metric, event.scope, level, crossing.value, crossing.limit);
+    }
+
+    static void logSample(const ResourceSnapshot& sample, std::chrono::steady_clock::duration took) {
+        bus::logEvent(spdlog::level::info, "resources.sample",
+                      {{"cpu_percent", fmt::format("{:.1f}", sample.cpu_percent)},
+                       {"memory_used_percent", fmt::format("{:.1f}", sample.memory.used_percent)},
+                       {"load1", fmt::format("{:.2f}", sample.load.one)},
+                       {"sample_usec",
+                        std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(took).count())}},
+                      fmt::format("cpu {:.1f}%, memory {:.1f}%, load {:.2f}", sample.cpu_percent,
+                                  sample.memory.used_percent, sample.load.one));
     }
 
     const ResourceSnapshot& latest() const {
-        if (!latest_) {
+        if (!suite_.resources) {
             throw ServiceError(ErrorCode::Unavailable, config_.enabled ? "no resource sample taken yet"
                                                                        : "resource monitoring is disabled");
         }
-        return *latest_;
+        return *suite_.resources;
     }
 
+    std::string metricsAddress() const { return metrics_server_ ? metrics_server_->address() : ""; }
+
     wire::Snapshot GetSnapshot() override {
-        return bus::guarded("GetSnapshot", [&] {
-            auto snapshot = wire::toWire(latest());
-            if (!config_.network_monitoring) {
-                std::get<7>(snapshot).clear();
-            }
-            return snapshot;
+        return bus::guarded("GetSnapshot", [&] { return wire::toWire(latest()); });
+    }
+
+    std::vector<wire::Metric> GetMetrics() override {
+        return bus::guarded("GetMetrics", [&] {
+            latest();
+            std::vector<wire::Metric> out;
+            for (const auto& metric : latest_metrics_)
+                out.emplace_back(metric.name, metric.scope, metric.value);
+            return out;
         });
     }
 
-    double CpuPercent() override { return latest_ ? latest_->cpu_percent : 0.0; }
-    double MemoryUsedPercent() override { return latest_ ? latest_->memory.used_percent : 0.0; }
-    double SwapUsedPercent() override { return latest_ ? latest_->swap.used_percent : 0.0; }
+    std::vector<wire::HistoryPoint> GetHistory(const std::string& series, const uint64_t& since,
+                                               const uint32_t& step) override {
+        return bus::guarded("GetHistory", [&] {
+            if (std::chrono::seconds(step) > kLongestHistoryStep)
+                throw ServiceError(ErrorCode::InvalidArgument,
+                                   fmt::format("step {} s is longer than the {} s of history kept", step,
+                                               std::chrono::seconds(kLongestHistoryStep).count()));
+            if (!monitor_.history().contains(series))
+                throw ServiceError(ErrorCode::NotFound,
+                                   "no series \"" + series +
+                                       "\" (GetMetrics names them: metric for the system "
+                                       "scope, metric@scope otherwise)");
+            const auto from = std::chrono::system_clock::time_point(std::chrono::microseconds(since));
+            std::vector<wire::HistoryPoint> out;
+            for (const auto& point : monitor_.history().query(series, from, std::chrono::seconds(step)))
+                out.emplace_back(toMicros(point.at), point.mean, point.min, point.max);
+            return out;
+        });
+    }
+
+    std::vector<wire::Threshold> GetThresholds() override {
+        return bus::guarded("GetThresholds", [&] {
+            std::vector<wire::Threshold> out;
+            for (const auto& entry : monitor_.thresholds().entries()) {
+                const auto& tracker = entry.tracker;
+                const auto warning = tracker.warningBand();
+                const auto& critical = tracker.criticalBand();
+                out.emplace_back(entry.metric, entry.scope, std::string(toString(tracker.level())),
+                                 tracker.lastValue().value_or(kNoValue), warning ? warning->enter : kNoValue,
+                                 critical ? critical->enter : kNoValue, toMicros(tracker.since()));
+            }
+            return out;
+        });
+    }
+
+    std::vector<wire::Trend> GetTrends() override {
+        return bus::guarded("GetTrends", [&] {
+            std::vector<wire::Trend> out;
+            for (const auto& trend : monitor_.trends(std::chrono::system_clock::now()))
+                out.emplace_back(trend.metric, trend.scope, trend.value, trend.slope_per_hour,
+                                 trend.r_squared, trend.limit.value_or(kNoValue),
+                                 trend.until ? trend.until->count() : -1);
+            return out;
+        });
+    }
+
+    double CpuPercent() override { return suite_.resources ? suite_.resources->cpu_percent : 0.0; }
+    double MemoryUsedPercent() override {
+        return suite_.resources ? suite_.resources->memory.used_percent : 0.0;
+    }
+    double SwapUsedPercent() override { return suite_.resources ? suite_.resources->swap.used_percent : 0.0; }
     wire::Load LoadAverage() override {
-        return latest_ ? wire::Load{latest_->load.one, latest_->load.five, latest_->load.fifteen}
-                       : wire::Load{0.0, 0.0, 0.0};
+        if (!suite_.resources)
+            return {0.0, 0.0, 0.0};
+        const auto& load = suite_.resources->load;
+        return {load.one, load.five, load.fifteen};
     }
     uint32_t IntervalSeconds() override { return config_.interval_seconds; }
-    uint64_t LastSampleAt() override { return latest_ ? toMicros(latest_->taken_at) : 0; }
+    std::string MetricsAddress() override { return metricsAddress(); }
+    uint64_t LastSampleAt() override { return suite_.resources ? toMicros(suite_.resources->taken_at) : 0; }
 
     const ResourceMonitoringConfig& config_;
     EventLoop& loop_;
     SystemClock clock_;
     ProcFsReader reader_;
     ResourceSampler sampler_;
-    ThresholdState cpu_threshold_;
-    ThresholdState memory_threshold_;
-    std::map<std::string, ThresholdState> disk_thresholds_;
-    std::optional<ResourceSnapshot> latest_;
+    ResourceMonitor monitor_;
+    std::unique_ptr<sdbus::IProxy> processes_;
+    std::unique_ptr<sdbus::IProxy> recovery_;
+    std::unique_ptr<sdbus::IProxy> health_;
+    std::optional<MetricsHttpServer> metrics_server_;
+    std::vector<MetricSample> latest_metrics_;
+    // The latest sample and what the rest of the suite said: what /metrics and the methods answer from.
+    SuiteMetrics suite_;
     EventLoop::TimerId timer_ = 0;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 } // namespace

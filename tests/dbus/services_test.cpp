@@ -2,6 +2,7 @@
 // to.
 
 #include "health_service.h"
+#include "http_client.h"
 #include "log_service.h"
 #include "recovery_service.h"
 #include "resources_service.h"
@@ -13,11 +14,16 @@
 #include "tau/log_record.h"
 
 #include <algorithm>
+#include <arpa/inet.h>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <mutex>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <sdbus-c++/sdbus-c++.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace tau::test {
@@ -42,6 +48,7 @@ Config configIn(const TempDir& dir) {
     config.crash_recovery.session_state_path = dir.path() / "state";
     config.logging.log_file_path = dir.path() / "log" / "tau.log";
     config.logging.log_level = "debug";
+    config.resource_monitoring.prometheus_listen = "127.0.0.1:0";
     return config;
 }
 
@@ -153,13 +160,27 @@ class FakeProcesses {
         object_->registerMethod("ListServices").onInterface("org.tauos.Processes1").implementedAs([this] {
             return services;
         });
+        object_->registerMethod("ReportFailure")
+            .onInterface("org.tauos.Processes1")
+            .implementedAs(
+                [this](const std::string& name, const std::string& failure_class, const std::string& detail) {
+                    std::lock_guard lock(mutex_);
+                    reported_.push_back(name + " " + failure_class + ": " + detail);
+                });
         object_->finishRegistration();
         connection.requestName("org.tauos.Processes1");
     }
-    std::vector<ServiceWire> services;
+    std::vector<ServiceWire> services; // set before the peers' loop starts
+
+    std::vector<std::string> reportedFailures() const {
+        std::lock_guard lock(mutex_);
+        return reported_;
+    }
 
   private:
     std::unique_ptr<sdbus::IObject> object_;
+    mutable std::mutex mutex_;
+    std::vector<std::string> reported_;
 };
 
 // ---- Recovery, fed by RecordExit and RecordRecovered as the root feeds it ----
@@ -685,7 +706,8 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
             EXPECT_EQ(e.getName(), "org.tauos.Error.Unavailable"); // before the first sample
             return false;
         }
-        return std::find(crossings.begin(), crossings.end(), "memory system warning") != crossings.end();
+        return std::find(crossings.begin(), crossings.end(), "memory_used_percent system warning") !=
+               crossings.end();
     }));
     const auto machine = wire::snapshotFromWire(snapshot);
     EXPECT_GT(machine.memory.total_bytes, 0u);
@@ -693,11 +715,73 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
     EXPECT_GE(machine.cpu_percent, 0.0);
     EXPECT_LE(machine.cpu_percent, 100.0);
     // Only memory is sure to cross; a busy machine may cross the CPU threshold as well.
-    EXPECT_EQ(std::count(crossings.begin(), crossings.end(), "memory system warning"), 1);
+    EXPECT_EQ(std::count(crossings.begin(), crossings.end(), "memory_used_percent system warning"), 1);
 
     const double memory_percent =
         resources->getProperty("MemoryUsedPercent").onInterface("org.tauos.Resources1").get<double>();
     EXPECT_GT(memory_percent, 0.0);
+
+    std::vector<sdbus::Struct<std::string, std::string, double>> metrics;
+    resources->callMethod("GetMetrics").onInterface("org.tauos.Resources1").storeResultsTo(metrics);
+    auto metric = [&](const std::string& name, const std::string& scope) -> std::optional<double> {
+        for (const auto& m : metrics)
+            if (m.get<0>() == name && m.get<1>() == scope)
+                return m.get<2>();
+        return std::nullopt;
+    };
+    ASSERT_TRUE(metric("memory_used_percent", "system"));
+    EXPECT_GT(*metric("memory_used_percent", "system"), 0.0);
+    EXPECT_TRUE(metric("cpu_core_percent", "cpu0"));
+
+    std::vector<sdbus::Struct<uint64_t, double, double, double>> points;
+    resources->callMethod("GetHistory")
+        .onInterface("org.tauos.Resources1")
+        .withArguments(std::string("memory_used_percent"), uint64_t{0}, uint32_t{0})
+        .storeResultsTo(points);
+    ASSERT_FALSE(points.empty());
+    EXPECT_LE(points.back().get<2>(), points.back().get<1>());
+    EXPECT_GE(points.back().get<3>(), points.back().get<1>());
+    EXPECT_EQ(errorNameOf([&] {
+                  resources->callMethod("GetHistory")
+                      .onInterface("org.tauos.Resources1")
+                      .withArguments(std::string("no_such_metric"), uint64_t{0}, uint32_t{0});
+              }).substr(0, 24),
+              "org.tauos.Error.NotFound");
+    EXPECT_EQ(errorNameOf([&] {
+                  resources->callMethod("GetHistory")
+                      .onInterface("org.tauos.Resources1")
+                      .withArguments(std::string("memory_used_percent"), uint64_t{0}, uint32_t{90000});
+              }).substr(0, 31),
+              "org.tauos.Error.InvalidArgument");
+
+    std::vector<sdbus::Struct<std::string, std::string, std::string, double, double, double, uint64_t>>
+        thresholds;
+    resources->callMethod("GetThresholds").onInterface("org.tauos.Resources1").storeResultsTo(thresholds);
+    const auto memory_alarm = std::find_if(thresholds.begin(), thresholds.end(), [](const auto& t) {
+        return t.template get<0>() == "memory_used_percent" && t.template get<1>() == "system";
+    });
+    ASSERT_NE(memory_alarm, thresholds.end());
+    EXPECT_EQ(memory_alarm->get<2>(), "warning");
+    EXPECT_DOUBLE_EQ(memory_alarm->get<4>(), 0.001);
+    EXPECT_TRUE(std::isnan(memory_alarm->get<5>())); // no critical band configured
+    EXPECT_GT(memory_alarm->get<6>(), 0u);
+
+    // Too few points for a fit yet: an empty list, not an error.
+    std::vector<sdbus::Struct<std::string, std::string, double, double, double, double, int64_t>> trends;
+    resources->callMethod("GetTrends").onInterface("org.tauos.Resources1").storeResultsTo(trends);
+    EXPECT_TRUE(trends.empty());
+
+    // The endpoint Prometheus scrapes, on the port the kernel chose.
+    const auto address =
+        resources->getProperty("MetricsAddress").onInterface("org.tauos.Resources1").get<std::string>();
+    ASSERT_TRUE(address.starts_with("127.0.0.1:")) << address;
+    const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.find(':') + 1)));
+    const auto response = httpRequest(port, "GET", "/metrics");
+    EXPECT_EQ(response.status, 200);
+    EXPECT_NE(response.body.find("\nnode_memory_MemTotal_bytes "), std::string::npos) << response.body;
+    EXPECT_NE(response.body.find("\ntau_alarm_level{metric=\"memory_used_percent\",scope=\"system\"} 1\n"),
+              std::string::npos)
+        << response.body;
 }
 
 // ---- Health, with fake Resources1 and Processes1 ----
@@ -773,6 +857,91 @@ TEST(HealthServiceTest, ScoresWhatThePeersReportAndAnnouncesTheChange) {
     EXPECT_LT(score, 0.7);
     EXPECT_EQ(changes.front(), "unknown->critical");
     peers->leaveEventLoop();
+}
+
+ProbeConfig quickProbe(ProbeType type) {
+    ProbeConfig probe;
+    probe.type = type;
+    probe.period_seconds = 0.2;
+    probe.timeout_seconds = 1;
+    probe.failure_threshold = 2;
+    return probe;
+}
+
+std::map<std::string, CheckWire> checksByName(sdbus::IProxy& health) {
+    double score = 0;
+    std::string status;
+    std::vector<CheckWire> checks;
+    health.callMethod("GetHealth").onInterface("org.tauos.Health1").storeResultsTo(score, status, checks);
+    std::map<std::string, CheckWire> by_name;
+    for (const auto& check : checks)
+        by_name[check.get<0>()] = check;
+    return by_name;
+}
+
+TEST(HealthServiceTest, ProbesAndEndpointsDecideTheirChecksAndAFailedLivenessProbeAsksForRecovery) {
+    TempDir dir;
+    auto config = configIn(dir);
+    config.health_checking.system_health_checks = {"network_connectivity"};
+    config.health_checking.status_debounce_seconds = 0;
+    // A closed port and a listening one.
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(listener, 8), 0);
+    socklen_t length = sizeof address;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+    const auto open_port = ntohs(address.sin_port);
+    const auto closed_port = freeLoopbackPort();
+    config.health_checking.network_endpoints = {"127.0.0.1:" + std::to_string(open_port),
+                                                "127.0.0.1:" + std::to_string(closed_port)};
+
+    ServiceConfig web;
+    web.name = "web";
+    web.critical = true;
+    web.liveness_probe = quickProbe(ProbeType::Tcp);
+    web.liveness_probe->port = closed_port;
+    web.readiness_probe = quickProbe(ProbeType::Dbus);
+    web.readiness_probe->bus_name = "org.tauos.Resources1"; // owned by the fake below, which answers Ping
+    ServiceConfig db;
+    db.name = "db";
+    db.critical = true;
+    db.readiness_probe = quickProbe(ProbeType::Dbus);
+    db.readiness_probe->bus_name = "org.tauos.NobodyOwnsThis";
+    config.services = {web, db};
+
+    ServiceHarness harness(config, makeHealthService, "org.tauos.Health1");
+    auto peers = harness.connect();
+    FakeProcesses processes(*peers);
+    processes.services = {ServiceWire{"web", "running", 10, 0, 5, 1.0, 1000, true, "configured"},
+                          ServiceWire{"db", "running", 11, 0, 5, 1.0, 1000, true, "configured"}};
+    FakeResources resources(*peers, 5.0);
+    peers->enterEventLoopAsync();
+    auto health = sdbus::createProxy(harness.client(), "org.tauos.Health1", "/org/tauos/Health1");
+    health->finishRegistration();
+
+    std::map<std::string, CheckWire> checks;
+    ASSERT_TRUE(waitUntil([&] {
+        health->callMethod("Evaluate").onInterface("org.tauos.Health1");
+        checks = checksByName(*health);
+        return checks.contains("service:db") && checks["service:db"].get<1>() == "warning" &&
+               checks.contains("network_connectivity") && checks["network_connectivity"].get<2>() == 0.5 &&
+               !processes.reportedFailures().empty();
+    })) << checks["service:db"].get<6>()
+        << " / " << checks["network_connectivity"].get<6>();
+    EXPECT_NE(checks["service:db"].get<6>().find("org.tauos.NobodyOwnsThis has no owner"), std::string::npos)
+        << checks["service:db"].get<6>();
+    EXPECT_NE(checks["network_connectivity"].get<6>().find(std::to_string(closed_port)), std::string::npos)
+        << checks["network_connectivity"].get<6>();
+    // web's liveness probe failed: critical, and recovery was asked for once per failure.
+    EXPECT_EQ(checks["service:web"].get<1>(), "critical") << checks["service:web"].get<6>();
+    const auto reported = processes.reportedFailures();
+    EXPECT_TRUE(reported.front().starts_with("web probe: liveness probe failed: ")) << reported.front();
+    peers->leaveEventLoop();
+    ::close(listener);
 }
 
 } // namespace

@@ -23,6 +23,7 @@ using json = nlohmann::json;
 constexpr const char* kConfig = R"(
 [resource_monitoring]
 interval_seconds = 1
+prometheus_listen = "127.0.0.1:0"
 
 [crash_recovery]
 max_recovery_attempts = 5
@@ -178,6 +179,9 @@ TEST_F(EndToEnd, EveryCliCommandPrintsJsonThatParses) {
         {"resources", "--memory"},
         {"resources", "--disk"},
         {"resources", "--network"},
+        {"resources", "--metrics"},
+        {"resources", "--thresholds"},
+        {"resources", "--trends"},
         {"processes"},
         {"processes", "--critical"},
         {"processes", "--tree"},

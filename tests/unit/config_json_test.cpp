@@ -32,6 +32,7 @@ Config customConfig() {
     rm.temperature_monitoring = false;
     rm.alert_on_threshold = false;
     rm.log_resource_usage = false;
+    rm.prometheus_listen = "[::1]:0";
 
     auto& pm = config.process_management;
     pm.enabled = false;
@@ -160,6 +161,7 @@ TEST(ConfigToJson, ResourceMonitoring) {
                            {"temperature_monitoring", false},
                            {"alert_on_threshold", false},
                            {"log_resource_usage", false},
+                           {"prometheus_listen", "[::1]:0"},
                            {"thresholds", json::object()}};
     EXPECT_EQ(section, expected) << section.dump(2);
     EXPECT_EQ(keysOf(section), keysOf(expected));

@@ -172,6 +172,7 @@ void expectDefaults(const Config& config) {
     EXPECT_TRUE(rm.temperature_monitoring);
     EXPECT_TRUE(rm.alert_on_threshold);
     EXPECT_TRUE(rm.log_resource_usage);
+    EXPECT_EQ(rm.prometheus_listen, "127.0.0.1:9102");
 
     const auto& pm = config.process_management;
     EXPECT_TRUE(pm.enabled);
@@ -261,6 +262,7 @@ network_monitoring = false
 temperature_monitoring = false
 alert_on_threshold = false
 log_resource_usage = false
+prometheus_listen = ""
 
 [process_management]
 enabled = false
@@ -369,6 +371,7 @@ TEST(ParseConfig, FullConfigRoundTripsEveryField) {
     EXPECT_FALSE(rm.temperature_monitoring);
     EXPECT_FALSE(rm.alert_on_threshold);
     EXPECT_FALSE(rm.log_resource_usage);
+    EXPECT_EQ(rm.prometheus_listen, "");
 
     const auto& pm = config.process_management;
     EXPECT_FALSE(pm.enabled);
@@ -776,6 +779,10 @@ const ErrorCase kErrorCases[] = {
     // Out of range
     {"CpuThresholdZero", "[resource_monitoring]\ncpu_threshold_percent = 0\n", 2, 25,
      "resource_monitoring.cpu_threshold_percent", "greater than 0 and at most 100"},
+    {"ListenAddressHostName", "[resource_monitoring]\nprometheus_listen = \"localhost:9102\"\n", 2, 21,
+     "resource_monitoring.prometheus_listen", "is not a numeric IPv4 address"},
+    {"ListenAddressPortTooLarge", "[resource_monitoring]\nprometheus_listen = \"127.0.0.1:70000\"\n", 2, 21,
+     "resource_monitoring.prometheus_listen", "the port must be a number from 0 to 65535"},
     {"EndpointWithoutPort", "[health_checking]\nnetwork_endpoints = [\"192.0.2.1\"]\n", 2, 22,
      "health_checking.network_endpoints[0]", "expected host:port"},
     {"EndpointHostName", "[health_checking]\nnetwork_endpoints = [\"1.1.1.1:53\", \"example.org:80\"]\n", 2,

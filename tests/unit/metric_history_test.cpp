@@ -1,7 +1,9 @@
 #include "tau/metric_history.h"
 
+#include <array>
 #include <cmath>
 #include <gtest/gtest.h>
+#include <random>
 #include <vector>
 
 namespace tau {
@@ -25,19 +27,22 @@ TEST(MetricHistory, KeepsEverySampleOfTheLastHour) {
     ASSERT_EQ(points.size(), 3600U);
     for (int second = 0; second < 3600; ++second) {
         EXPECT_EQ(points[second].at, kStart + std::chrono::seconds(second));
-        // Sealed blocks hold 16-bit codes over a range of 99: the error stays below 99 / 65534 / 2.
-        EXPECT_NEAR(points[second].mean, second % 100, 99.0 / 65534 / 2 + 1e-12);
+        // Sealed blocks hold 12-bit codes over a range of 99: the error stays below 99 / 4095 / 2.
+        EXPECT_NEAR(points[second].mean, second % 100, 99.0 / 4095 / 2 + 1e-9);
     }
 }
 
 TEST(MetricHistory, KeepsLargeByteCountsToAFractionOfTheirBlockRange) {
     MetricHistory history = perSecond();
     const double base = 64.0 * 1024 * 1024 * 1024;
-    for (int second = 0; second < 120; ++second)
+    for (int second = 0; second < 240; ++second)
         history.record("memory_used_bytes", kStart + std::chrono::seconds(second), base + second * 4096.0);
     auto points = history.query("memory_used_bytes", kStart, 0s);
-    ASSERT_EQ(points.size(), 120U);
-    EXPECT_NEAR(points[17].mean, base + 17 * 4096.0, 59 * 4096.0 / 65534);
+    ASSERT_EQ(points.size(), 240U);
+    // A sealed block spans 119 steps of 4096 bytes in 4095 codes.
+    EXPECT_NEAR(points[17].mean, base + 17 * 4096.0, 119 * 4096.0 / 4095 / 2 + 1e-3);
+    // The block being filled keeps each value to well within a byte.
+    EXPECT_NEAR(points[137].mean, base + 137 * 4096.0, 1.0);
 }
 
 TEST(MetricHistory, SkipsSlotsWithoutASample) {
@@ -155,6 +160,65 @@ TEST(MetricHistory, ADayOfTwoHundredMetricsFitsInFourMegabytes) {
     }
     EXPECT_EQ(history.query("metric7", kStart, 60s).size(), 1440U);
     EXPECT_LT(history.memoryBytes(), 4U * 1024 * 1024);
+}
+
+// Every value comes back within half a code of its sealed block's range, whatever the series looks like:
+// noise, a steady ramp (stored as second differences), a constant, gaps.
+TEST(QuantizedRing, SealedBlocksGiveBackEveryValueWithinHalfACode) {
+    std::mt19937 random(7);
+    std::uniform_real_distribution<double> noise(-1e6, 1e6);
+    std::bernoulli_distribution gap(0.1);
+    constexpr int kBlocks = 5;
+    constexpr int kSlots = QuantizedRing::kSlotsPerBlock;
+    QuantizedRing ring((kBlocks + 1) * kSlots, 3);
+    std::vector<std::array<double, 3>> written(kBlocks * kSlots);
+    for (int slot = 0; slot < kBlocks * kSlots; ++slot) {
+        const double nan = std::nan("");
+        written[slot] = {noise(random), 1e12 + 4096.0 * slot, 42.0};
+        if (gap(random))
+            written[slot][0] = nan;
+        if (slot / kSlots == 2)
+            written[slot][1] = nan; // a whole block without this channel
+        ring.put(slot, written[slot]);
+    }
+    ring.put(kBlocks * kSlots, std::array<double, 3>{0, 0, 0}); // seals the last block
+    std::vector<int> seen;
+    ring.forEach(0, kBlocks * kSlots - 1, [&](std::int64_t slot, std::span<const double> values) {
+        seen.push_back(static_cast<int>(slot));
+        const auto& expected = written[static_cast<std::size_t>(slot)];
+        // The block's range spans every channel: 2e6 of noise, or the ramp's 1e12.
+        const double tolerance = (1e12 + 4096.0 * (kBlocks * kSlots)) / 4095 / 2 + 1;
+        for (int channel = 0; channel < 3; ++channel) {
+            if (std::isnan(expected[channel])) {
+                EXPECT_TRUE(std::isnan(values[channel])) << slot << " " << channel;
+            } else {
+                EXPECT_NEAR(values[channel], expected[channel], tolerance) << slot << " " << channel;
+            }
+        }
+    });
+    EXPECT_EQ(seen.size(), static_cast<std::size_t>(kBlocks * kSlots));
+}
+
+TEST(QuantizedRing, AChannelOnItsOwnKeepsNoiseToItsBlockRangeAndARampInFewerBytes) {
+    std::mt19937 random(11);
+    std::uniform_real_distribution<double> noise(0, 100);
+    constexpr int kSlots = QuantizedRing::kSlotsPerBlock;
+    QuantizedRing noisy(2 * kSlots, 1);
+    QuantizedRing ramp(2 * kSlots, 1);
+    std::vector<double> values;
+    for (int slot = 0; slot <= kSlots; ++slot) {
+        values.push_back(noise(random));
+        noisy.put(slot, std::array<double, 1>{values.back()});
+        ramp.put(slot, std::array<double, 1>{10.0 + slot});
+    }
+    noisy.forEach(0, kSlots - 1, [&](std::int64_t slot, std::span<const double> got) {
+        EXPECT_NEAR(got[0], values[static_cast<std::size_t>(slot)], 100.0 / 4095 / 2 + 1e-9);
+    });
+    ramp.forEach(0, kSlots - 1, [&](std::int64_t slot, std::span<const double> got) {
+        EXPECT_NEAR(got[0], 10.0 + static_cast<double>(slot), (kSlots - 1.0) / 4095 / 2 + 1e-9);
+    });
+    // Steady steps are second differences of zero or one code: a few bits each instead of twelve.
+    EXPECT_LT(ramp.memoryBytes() + 100, noisy.memoryBytes());
 }
 
 } // namespace

@@ -1,5 +1,5 @@
 #include "tau/config.h"
-#include "tau/resource_metrics.h"
+#include "tau/resource_monitor.h"
 
 #include <algorithm>
 #include <gmock/gmock.h>
@@ -120,7 +120,7 @@ TEST(ResourceMetrics, SystemMetricsUseTheThresholdNames) {
     EXPECT_EQ(valueOf(samples, "swap_in_bytes_per_second"), 4096.0);
     EXPECT_EQ(valueOf(samples, "swap_out_bytes_per_second"), 0.0);
     EXPECT_EQ(valueOf(samples, "load_percent"), 75.0); // 1.5 on two cores
-    EXPECT_EQ(valueOf(samples, "load_15"), 0.5);
+    EXPECT_EQ(valueOf(samples, "load15"), 0.5);
     EXPECT_EQ(valueOf(samples, "temperature_celsius"), 61.0);
     EXPECT_EQ(valueOf(samples, "temperature_celsius", "acpitz"), 45.0);
     EXPECT_EQ(valueOf(samples, "pressure_cpu_some_avg10"), 1.5);

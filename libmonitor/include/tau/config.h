@@ -102,6 +102,8 @@ struct ResourceMonitoringConfig {
     bool temperature_monitoring = true;
     bool alert_on_threshold = true;
     bool log_resource_usage = true;
+    // Where /metrics is served for Prometheus (parseListenAddress); empty: not served.
+    std::string prometheus_listen = "127.0.0.1:9102";
     // Per metric name ("cpu_percent", "disk_used_percent", ...); applies to every scope of the metric.
     // Metrics named by the *_threshold_percent keys get a warning band from them unless listed here.
     std::map<std::string, ThresholdSpec> thresholds;
@@ -174,6 +176,16 @@ struct Endpoint {
 };
 // "192.0.2.1:53", "[2001:db8::1]:443", "localhost:22"; nullopt for anything else.
 std::optional<Endpoint> parseEndpoint(std::string_view text);
+
+struct ListenAddress {
+    std::string host;       // a numeric IPv4 or IPv6 address, without brackets
+    std::uint16_t port = 0; // 0: any free port
+    bool ipv6 = false;
+};
+
+// "127.0.0.1:9102", "0.0.0.0:9102", "[::1]:9102", "[::]:0". Host names are not resolved: the daemon must
+// not wait on DNS. Throws std::invalid_argument whose message quotes `text`.
+ListenAddress parseListenAddress(std::string_view text);
 
 struct LoggingConfig {
     std::string log_level = "info";

@@ -1,7 +1,9 @@
 #pragma once
 // Recent values of every metric at two resolutions: each sample for the last hour and a per-minute mean,
-// minimum and maximum for a day. Values are kept in blocks quantized to 16 bits against the block's own
-// range, so a day of a metric costs a few kilobytes and the error stays below 1/65534 of that range.
+// minimum and maximum for a day. A block of slots is sealed once full: each value becomes a 12-bit code
+// against the block's own range (the error stays below 1/8190 of that range), and the codes are stored as
+// bit-packed differences from their predecessor, so a steady series costs a few bits a sample and a noisy
+// one at most 13.
 
 #include <chrono>
 #include <cstdint>
@@ -18,7 +20,7 @@ namespace tau {
 // Slots on a fixed time grid, numbered from the epoch; one or more values ("channels") per slot.
 class QuantizedRing {
   public:
-    static constexpr unsigned kSlotsPerBlock = 60;
+    static constexpr unsigned kSlotsPerBlock = 120;
 
     QuantizedRing(std::size_t capacitySlots, unsigned channels);
 
@@ -33,28 +35,31 @@ class QuantizedRing {
     void clear();
 
   private:
-    struct BlockHeader {
+    struct SealedBlock {
         std::int64_t number = -1;
         double low = 0;
         double high = 0;
+        std::uint64_t offset = 0; // into the byte stream of every block sealed so far
     };
 
     void seal();
-    std::uint16_t* blockCodes(std::size_t block) {
-        return codes_.data() + block * channels_ * kSlotsPerBlock;
-    }
-    const std::uint16_t* blockCodes(std::size_t block) const {
-        return codes_.data() + block * channels_ * kSlotsPerBlock;
-    }
+    double openValue(unsigned channel, std::size_t slot) const; // NaN where nothing was recorded
+    // The block's values, channel-major, NaN where nothing was recorded.
+    void decode(const SealedBlock& block, std::vector<double>& values) const;
 
     std::size_t capacity_;
     unsigned channels_;
-    std::vector<BlockHeader> sealed_; // indexed by block number modulo their count
-    // Every sealed block's codes in one allocation, channel-major within a block; allocated on the first
-    // seal.
-    std::vector<std::uint16_t> codes_;
+    std::size_t max_sealed_;
+    // Oldest first; a block is dropped from the front once max_sealed_ newer ones exist. Vectors rather
+    // than deques: a deque's smallest allocation would outweigh a steady series' whole history.
+    std::vector<SealedBlock> sealed_;
+    std::vector<std::uint8_t> bytes_;
+    std::uint64_t dropped_bytes_ = 0; // of the stream, before bytes_.front()
     std::int64_t open_number_ = -1;
-    std::vector<double> open_; // channel-major, NaN where nothing was recorded
+    // Channel-major, as differences from the channel's first value in the block: a float keeps more
+    // precision than the codes the block becomes even for values as large as byte counts.
+    std::vector<float> open_;
+    std::vector<double> open_base_; // NaN until the channel's first value
     std::optional<std::int64_t> newest_;
 };
 

@@ -3,6 +3,7 @@
 // own, from the one thread of the event loop. Every request is answered within one iteration; a client that
 // lingers holds a connection slot only until its idle timeout.
 
+#include "tau/config.h"
 #include "tau/event_loop.h"
 
 #include <chrono>
@@ -16,16 +17,6 @@
 struct MHD_Daemon;
 
 namespace tau {
-
-struct ListenAddress {
-    std::string host;       // a numeric IPv4 or IPv6 address, without brackets
-    std::uint16_t port = 0; // 0: any free port
-    bool ipv6 = false;
-};
-
-// "127.0.0.1:9102", "0.0.0.0:9102", "[::1]:9102", "[::]:0". Host names are not resolved: the daemon must
-// not wait on DNS. Throws std::invalid_argument whose message quotes `text`.
-ListenAddress parseListenAddress(std::string_view text);
 
 class MetricsHttpServer {
   public:
@@ -52,7 +43,7 @@ class MetricsHttpServer {
     MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
     std::uint16_t port() const { return port_; } // the bound one, also when 0 was asked for
-    const std::string& address() const { return address_; }
+    const std::string& address() const { return address_; } // with the bound port
     std::size_t requestsServed() const { return requests_served_; }
 
   private:

@@ -128,7 +128,8 @@ struct NetworkSnapshot {
     double rx_packets_per_second = 0, tx_packets_per_second = 0;
     double errors_per_second = 0; // rx + tx
     double drops_per_second = 0;  // rx + tx
-    std::optional<std::string> oper_state;
+    std::optional<std::string> oper_state =
+        std::nullopt; // an initializer, so that {a, b, ...} may leave it out
 };
 
 struct PressureSnapshot {

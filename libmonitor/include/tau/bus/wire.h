@@ -26,6 +26,15 @@ using Network = sdbus::Struct<std::string, uint64_t, uint64_t, double, double>;
 using Snapshot = std::tuple<uint64_t, double, std::vector<double>, Memory, Swap, Load, std::vector<Disk>,
                             std::vector<Network>>;
 
+// org.tauos.Resources1.GetMetrics: name, scope, value
+using Metric = sdbus::Struct<std::string, std::string, double>;
+// org.tauos.Resources1.GetHistory: start of the step (microseconds), mean, minimum, maximum
+using HistoryPoint = sdbus::Struct<uint64_t, double, double, double>;
+// org.tauos.Resources1.GetThresholds: metric, scope, level, latest value, warning enter, critical enter,
+// level entered at (microseconds)
+using Threshold = sdbus::Struct<std::string, std::string, std::string, double, double, double, uint64_t>;
+// org.tauos.Resources1.GetTrends: metric, scope, value, slope per hour, r squared, limit, seconds until it
+using Trend = sdbus::Struct<std::string, std::string, double, double, double, double, int64_t>;
 // org.tauos.Processes1.ListServices: name, state, pid, restarts, uptime, cpu %, rss, critical, kind
 using ServiceEntry =
     sdbus::Struct<std::string, std::string, int32_t, uint32_t, uint64_t, double, uint64_t, bool, std::string>;
@@ -45,6 +54,8 @@ using StateEntry = sdbus::Struct<std::string, uint64_t, uint64_t, uint64_t, std:
 using ExplainStep = sdbus::Struct<uint32_t, std::string, std::string, uint64_t, uint64_t, uint64_t>;
 // org.tauos.Health1.GetHealth: name, status, value, score, weight, contribution, message
 using Check = sdbus::Struct<std::string, std::string, double, double, double, double, std::string>;
+// org.tauos.Health1.GetRecommendations: check, text
+using Recommendation = sdbus::Struct<std::string, std::string>;
 // org.tauos.Log1 records: timestamp, level, service, pid, event, message, fields
 using LogEntry = sdbus::Struct<uint64_t, std::string, std::string, int32_t, std::string, std::string,
                                std::map<std::string, std::string>>;

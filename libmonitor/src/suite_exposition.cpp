@@ -1,0 +1,165 @@
+#include "tau/suite_exposition.h"
+
+#include "tau/prometheus.h"
+
+#include <algorithm>
+#include <string_view>
+
+namespace tau {
+namespace {
+
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+void addMachine(prometheus::Exposition& out, const ResourceSnapshot& machine) {
+    auto gauge = [&](const char* name, const char* help, double value) {
+        MetricFamily family(name, help, MetricType::gauge);
+        family.add(value);
+        out.add(std::move(family));
+    };
+    gauge("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.",
+          static_cast<double>(machine.memory.total_bytes));
+    gauge("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes.",
+          static_cast<double>(machine.memory.available_bytes));
+    gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.",
+          static_cast<double>(machine.swap.total_bytes));
+    gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.",
+          static_cast<double>(machine.swap.total_bytes - machine.swap.used_bytes));
+    gauge("node_load1", "1m load average.", machine.load.one);
+    gauge("node_load5", "5m load average.", machine.load.five);
+    gauge("node_load15", "15m load average.", machine.load.fifteen);
+
+    MetricFamily size("node_filesystem_size_bytes", "Filesystem size in bytes.", MetricType::gauge);
+    MetricFamily avail("node_filesystem_avail_bytes",
+                       "Filesystem space available to non-root users in bytes.", MetricType::gauge);
+    MetricFamily free("node_filesystem_free_bytes", "Filesystem free space in bytes.", MetricType::gauge);
+    MetricFamily files("node_filesystem_files", "Filesystem total file nodes.", MetricType::gauge);
+    MetricFamily files_free("node_filesystem_files_free", "Filesystem total free file nodes.",
+                            MetricType::gauge);
+    for (const auto& disk : machine.disks) {
+        const std::initializer_list<prometheus::Label> labels{
+            {"device", disk.device}, {"fstype", disk.fstype}, {"mountpoint", disk.mount_point}};
+        size.add(labels, static_cast<double>(disk.total_bytes));
+        avail.add(labels, static_cast<double>(disk.available_bytes));
+        free.add(labels, static_cast<double>(disk.total_bytes - disk.used_bytes));
+        files.add(labels, static_cast<double>(disk.inodes_total));
+        files_free.add(labels, static_cast<double>(disk.inodes_total - disk.inodes_used));
+    }
+    for (auto* family : {&size, &avail, &free, &files, &files_free})
+        out.add(std::move(*family));
+
+    MetricFamily rx("node_network_receive_bytes_total", "Network device statistic receive_bytes.",
+                    MetricType::counter);
+    MetricFamily tx("node_network_transmit_bytes_total", "Network device statistic transmit_bytes.",
+                    MetricType::counter);
+    MetricFamily rx_errs("node_network_receive_errs_total", "Network device statistic receive_errs.",
+                         MetricType::counter);
+    MetricFamily tx_errs("node_network_transmit_errs_total", "Network device statistic transmit_errs.",
+                         MetricType::counter);
+    MetricFamily rx_drop("node_network_receive_drop_total", "Network device statistic receive_drop.",
+                         MetricType::counter);
+    MetricFamily tx_drop("node_network_transmit_drop_total", "Network device statistic transmit_drop.",
+                         MetricType::counter);
+    for (const auto& network : machine.networks) {
+        const std::initializer_list<prometheus::Label> labels{{"device", network.interface}};
+        rx.add(labels, static_cast<double>(network.rx_bytes));
+        tx.add(labels, static_cast<double>(network.tx_bytes));
+        rx_errs.add(labels, static_cast<double>(network.rx_errors));
+        tx_errs.add(labels, static_cast<double>(network.tx_errors));
+        rx_drop.add(labels, static_cast<double>(network.rx_drops));
+        tx_drop.add(labels, static_cast<double>(network.tx_drops));
+    }
+    for (auto* family : {&rx, &tx, &rx_errs, &tx_errs, &rx_drop, &tx_drop})
+        out.add(std::move(*family));
+}
+
+void addServices(prometheus::Exposition& out, const std::vector<ServiceStatus>& services) {
+    MetricFamily up("tau_service_up", "1 while the supervised service is running, else 0.",
+                    MetricType::gauge);
+    MetricFamily restarts("tau_service_restarts_total",
+                          "Automatic restarts of the service since tau-monitor started.",
+                          MetricType::counter);
+    MetricFamily uptime("tau_service_uptime_seconds", "Seconds since the service's current process started.",
+                        MetricType::gauge);
+    MetricFamily critical("tau_service_critical", "1 for a service configured as critical.",
+                          MetricType::gauge);
+    for (const auto& service : services) {
+        const std::initializer_list<prometheus::Label> labels{{"service", service.name}};
+        up.add(labels, service.state == "running" ? 1 : 0);
+        restarts.add(labels, service.restarts);
+        uptime.add(labels, static_cast<double>(service.uptime_usec) / 1e6);
+        critical.add(labels, service.critical ? 1 : 0);
+    }
+    for (auto* family : {&up, &restarts, &uptime, &critical})
+        out.add(std::move(*family));
+}
+
+// service_cpu_percent@web becomes tau_service_cpu_percent{service="web"}, and so on for every usage metric
+// the sampler measures, in the order it first names them.
+void addServiceUsage(prometheus::Exposition& out, const std::vector<MetricSample>& usage) {
+    std::vector<MetricFamily> families;
+    for (const auto& sample : usage) {
+        const std::string name = "tau_" + sample.name;
+        auto family = std::find_if(families.begin(), families.end(),
+                                   [&](const MetricFamily& f) { return f.name() == name; });
+        if (family == families.end())
+            family =
+                families.emplace(families.end(), name, "Usage of a supervised service: " + sample.name + ".",
+                                 MetricType::gauge);
+        family->add({{"service", sample.scope}}, sample.value);
+    }
+    for (auto& family : families)
+        out.add(std::move(family));
+}
+
+void addHealth(prometheus::Exposition& out, const HealthSummary& health) {
+    MetricFamily score("tau_health_score", "Overall health score of the system, 0 (failing) to 1 (healthy).",
+                       MetricType::gauge);
+    score.add(health.score);
+    out.add(std::move(score));
+    MetricFamily status("tau_health_status", "1 for the current overall health status.", MetricType::gauge);
+    status.add({{"status", health.status}}, 1);
+    out.add(std::move(status));
+    MetricFamily check_score("tau_health_check_score", "Score of one health check, 0 to 1.",
+                             MetricType::gauge);
+    MetricFamily check_weight("tau_health_check_weight", "Weight of one health check in the overall score.",
+                              MetricType::gauge);
+    for (const auto& check : health.checks) {
+        // A check of unknown status has no score to show.
+        if (check.status != "unknown")
+            check_score.add({{"check", check.name}}, check.score);
+        check_weight.add({{"check", check.name}}, check.weight);
+    }
+    out.add(std::move(check_score));
+    out.add(std::move(check_weight));
+}
+
+} // namespace
+
+std::string renderSuiteMetrics(const SuiteMetrics& metrics) {
+    prometheus::Exposition out;
+    if (metrics.resources)
+        addMachine(out, *metrics.resources);
+    if (metrics.services)
+        addServices(out, *metrics.services);
+    addServiceUsage(out, metrics.service_usage);
+
+    MetricFamily recoveries("tau_recovery_actions_total",
+                            "Recovery actions taken since tau-monitor started, by service and action.",
+                            MetricType::counter);
+    for (const auto& [key, count] : metrics.recovery_actions)
+        recoveries.add({{"service", key.first}, {"action", key.second}}, static_cast<double>(count));
+    out.add(std::move(recoveries));
+
+    MetricFamily alarms("tau_alarm_level", "Alarm level of a watched metric: 0 ok, 1 warning, 2 critical.",
+                        MetricType::gauge);
+    for (const auto& alarm : metrics.alarms)
+        alarms.add({{"metric", alarm.metric}, {"scope", alarm.scope}}, static_cast<double>(alarm.level));
+    out.add(std::move(alarms));
+
+    if (metrics.health)
+        addHealth(out, *metrics.health);
+    return out.render();
+}
+
+} // namespace tau
