@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -1095,33 +1096,36 @@ pid_t parentPid(const SystemReader& reader, pid_t pid) {
 void forEachInParallel(std::size_t count, unsigned workers, const std::function<void(std::size_t)>& work) {
     // Threads cost more than they save on small amounts of work.
     constexpr std::size_t kLeastItemsPerWorker = 128;
+    // Work is handed out in small chunks as threads ask for it, so that a thread the scheduler leaves waiting
+    // (on a busy machine) holds up no more than its chunk: the others take over the rest.
+    constexpr std::size_t kChunk = 16;
     const std::size_t useful = std::max<std::size_t>(1, count / kLeastItemsPerWorker);
     const std::size_t threads = std::min<std::size_t>(std::max(1U, workers), useful);
+    std::atomic<std::size_t> next{0};
     std::mutex failureMutex;
     std::exception_ptr failure;
-    // Interleaved rather than in blocks: neighbouring pids tend to cost alike, so the shares come out even.
-    auto share = [&](std::size_t first) {
+    auto takeChunks = [&] {
         try {
-            for (std::size_t index = first; index < count; index += threads)
-                work(index);
+            for (std::size_t first = next.fetch_add(kChunk); first < count; first = next.fetch_add(kChunk)) {
+                for (std::size_t index = first; index < std::min(count, first + kChunk); ++index)
+                    work(index);
+            }
         } catch (...) {
             std::lock_guard lock(failureMutex);
             if (!failure)
                 failure = std::current_exception();
+            next = count; // the others stop too
         }
     };
     std::vector<std::thread> helpers;
     helpers.reserve(threads - 1);
-    std::size_t first = 1;
     try {
-        for (; first < threads; ++first)
-            helpers.emplace_back(share, first);
+        while (helpers.size() + 1 < threads)
+            helpers.emplace_back(takeChunks);
     } catch (const std::system_error&) {
-        // No thread to be had: the caller's does the rest, which is merely slower.
-        for (; first < threads; ++first)
-            share(first);
+        // No thread to be had: those there are, the caller's included, do it all, which is merely slower.
     }
-    share(0);
+    takeChunks();
     for (std::thread& helper : helpers)
         helper.join();
     if (failure)

@@ -246,7 +246,7 @@ std::vector<pid_t> processTree(const SystemReader& reader, pid_t root);
 // done, and then rethrows the first exception `work` threw, if any.
 void forEachInParallel(std::size_t count, unsigned workers, const std::function<void(std::size_t)>& work);
 
-// How many threads sampling spreads its reads of /proc over: the cores, at most 4.
+// How many threads spreading the reads of /proc is worth: the cores, at most 4.
 unsigned defaultSamplingWorkers();
 
 // Every process of the machine from one scan of /proc, so that the trees of many services cost one pass.

@@ -210,8 +210,10 @@ struct SamplerOptions {
     std::chrono::milliseconds filesystem_deadline{1000};
     // PSS makes the kernel walk every mapping of a process, so a value is reused until it is this old.
     std::chrono::milliseconds pss_max_age{30'000};
-    // Threads the reads of per-process files are spread over; 0 for defaultSamplingWorkers().
-    unsigned workers = 0;
+    // Threads the reads of per-process files are spread over; 0 for defaultSamplingWorkers(). More than one
+    // shortens a cycle over many services on an idle machine, but lengthens it on a busy one, where every
+    // extra thread waits for a core: hence one unless asked.
+    unsigned workers = 1;
 };
 
 class FilesystemProber;
