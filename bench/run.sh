@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks of tau-monitor: crash-to-restart latency against bench/baseline_restarter; with
-# --services N, tau-monitor supervising N services; with --state, session state round trips.
+# --services N, tau-monitor supervising N services; with --state, session state round trips; with
+# --sampling, one resource sampling cycle over many services against psutil.
 #
 # usage: bench/run.sh [crash_restart_bench options...]
 #        bench/run.sh --services N [many_services_bench options...]
 #        bench/run.sh --state [state_store_bench options...]
+#        bench/run.sh --sampling [sampling_bench options...]
 #
 #   Builds tau-monitor, tau-monitor-cli and the benchmark programs in the build directory (build/, or
 #   $TAU_BUILD_DIR; configured and fully built first with scripts/build.sh when it does not exist yet),
@@ -25,6 +27,11 @@
 #
 #     bench/run.sh --state --rounds 1000
 #
+#   With --sampling it runs sampling_bench: 1000 sleeping children sampled as services by the resource
+#   sampler, cycle after cycle, and the same numbers read by bench/psutil_sampling.py (python3-psutil), e.g.:
+#
+#     bench/run.sh --sampling --cycles 50 --services 1000
+#
 #   --help also prints the options of the drivers.
 #
 #   Exit status: 0 when tau-monitor meets the targets, 1 when it misses them, 2 on any other error.
@@ -39,8 +46,8 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     # The drivers' own options; they build in moments and need nothing of tau-monitor.
     if [[ -f "$build_dir/CMakeCache.txt" ]] &&
         cmake --build "$build_dir" --target crash_restart_bench many_services_bench state_store_bench \
-            >/dev/null 2>&1; then
-        for driver in crash_restart_bench many_services_bench state_store_bench; do
+            sampling_bench >/dev/null 2>&1; then
+        for driver in crash_restart_bench many_services_bench state_store_bench sampling_bench; do
             echo
             "$build_dir/bench/$driver" --help
         done
@@ -57,8 +64,36 @@ for argument in "$@"; do
         driver=many_services_bench
     elif [[ "$argument" == "--state" ]]; then
         driver=state_store_bench
+    elif [[ "$argument" == "--sampling" ]]; then
+        driver=sampling_bench
     fi
 done
+
+if [[ "$driver" == sampling_bench ]]; then
+    # It needs nothing of tau-monitor but the sampling library.
+    if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
+        cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    fi
+    if ! build_log=$(cmake --build "$build_dir" -j"$(nproc)" --target sampling_bench 2>&1); then
+        printf '%s\n' "$build_log" >&2
+        echo "bench/run.sh: the build failed" >&2
+        exit 2
+    fi
+    # Debian's python3-psutil belongs to the system interpreter, which need not be the first python3.
+    python=python3
+    for candidate in python3 /usr/bin/python3; do
+        if command -v "$candidate" >/dev/null && "$candidate" -c 'import psutil' 2>/dev/null; then
+            python=$candidate
+            break
+        fi
+    done
+    arguments=()
+    for argument in "$@"; do
+        [[ "$argument" == "--sampling" ]] || arguments+=("$argument")
+    done
+    exec "$build_dir/bench/sampling_bench" --python "$python" --script bench/psutil_sampling.py \
+        "${arguments[@]}"
+fi
 
 if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
     TAU_BUILD_DIR="$build_dir" scripts/build.sh

@@ -1,9 +1,11 @@
 #include "tau/procfs.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 
@@ -265,6 +267,169 @@ TEST(ProcFsRealSystem, ReportsSaneValues) {
     EXPECT_EQ(self->ppid, getppid());
     EXPECT_GT(self->rss_bytes, 0u);
     EXPECT_GE(self->num_threads, 1u);
+}
+
+TEST(ProcFsVmStat, ReadsTheSwapCounters) {
+    const VmStat stat = treeReader("proc-full").readVmStat();
+
+    EXPECT_EQ(stat.swap_in_pages, 1000u);
+    EXPECT_EQ(stat.swap_out_pages, 2000u);
+}
+
+TEST(ProcFsDiskStats, ReadsEveryLineAndTellsDisksFromPartitions) {
+    const ProcFsReader reader = treeReader("proc-full");
+    const std::vector<DiskStatCounters> disks = reader.readDiskStats();
+
+    ASSERT_EQ(disks.size(), 4u);
+    EXPECT_EQ(disks[1].device, "sda");
+    EXPECT_EQ(disks[1].reads_completed, 1000u);
+    EXPECT_EQ(disks[1].sectors_read, 20000u);
+    EXPECT_EQ(disks[1].writes_completed, 2000u);
+    EXPECT_EQ(disks[1].sectors_written, 40000u);
+    EXPECT_EQ(disks[1].io_ticks_ms, 1500u);
+    EXPECT_EQ(disks[3].device, "sdb"); // an old kernel's shorter line
+    EXPECT_EQ(disks[3].io_ticks_ms, 30u);
+
+    EXPECT_TRUE(reader.isWholeDiskDevice("sda"));
+    EXPECT_TRUE(reader.isWholeDiskDevice("loop0"));
+    EXPECT_FALSE(reader.isWholeDiskDevice("sda1"));
+    EXPECT_FALSE(reader.isWholeDiskDevice(".."));
+    EXPECT_FALSE(reader.isWholeDiskDevice(""));
+}
+
+TEST(ProcFsPressure, ReadsSomeAndFullOrNothingWithoutPsi) {
+    const std::optional<PressureInfo> memory = treeReader("proc-full").readPressure(PressureResource::memory);
+
+    ASSERT_TRUE(memory.has_value());
+    ASSERT_TRUE(memory->some.has_value());
+    ASSERT_TRUE(memory->full.has_value());
+    EXPECT_DOUBLE_EQ(memory->some->avg10, 2.25);
+    EXPECT_DOUBLE_EQ(memory->some->avg60, 1.25);
+    EXPECT_DOUBLE_EQ(memory->some->avg300, 0.5);
+    EXPECT_EQ(memory->some->total_usec, 2000u);
+    EXPECT_DOUBLE_EQ(memory->full->avg10, 1.1);
+
+    EXPECT_FALSE(treeReader("proc-basic").readPressure(PressureResource::cpu).has_value());
+}
+
+TEST(ProcFsTemperatures, NoSensorsIsAnEmptyList) {
+    EXPECT_TRUE(treeReader("proc-basic").readTemperatures().empty());
+    EXPECT_EQ(treeReader("proc-full").readTemperatures().size(), 6u);
+}
+
+TEST(ProcFsProcess, ReadsIoPssAndOpenDescriptors) {
+    const ProcFsReader reader = treeReader("proc-full");
+
+    const std::optional<ProcessIo> io = reader.readProcessIo(101);
+    ASSERT_TRUE(io.has_value());
+    EXPECT_EQ(io->read_bytes, 0u);
+    EXPECT_EQ(io->write_bytes, 1000u);
+    EXPECT_EQ(reader.readProcessPss(100), 2000u * 1024);
+    EXPECT_EQ(reader.countOpenFds(100), 4u);
+
+    // Nothing to read is "unknown", never zero.
+    EXPECT_FALSE(reader.readProcessIo(300).has_value());
+    EXPECT_FALSE(reader.readProcessPss(300).has_value());
+    EXPECT_FALSE(reader.countOpenFds(300).has_value());
+    EXPECT_FALSE(reader.readProcessIo(4242).has_value());
+}
+
+TEST(ProcFsCgroup, SumsIoOfEveryDeviceAndListsTheProcesses) {
+    const CgroupUsage usage =
+        treeReader("proc-full").readCgroupUsage(kTestData / "proc-full" / "cgroup" / "db");
+
+    EXPECT_EQ(usage.cpu_usage_usec, 5000000u);
+    EXPECT_EQ(usage.memory_current_bytes, 104857600u);
+    EXPECT_EQ(usage.pids_current, 3u);
+    EXPECT_EQ(usage.io_read_bytes, 1500u);
+    EXPECT_EQ(usage.io_write_bytes, 2500u);
+    ASSERT_TRUE(usage.processes.has_value());
+    EXPECT_THAT(*usage.processes, ElementsAre(200));
+
+    const CgroupUsage missing =
+        treeReader("proc-full").readCgroupUsage(kTestData / "proc-full" / "cgroup" / "none");
+    EXPECT_FALSE(missing.cpu_usage_usec.has_value());
+    EXPECT_FALSE(missing.processes.has_value());
+}
+
+TEST(ProcFsCgroup, FindsTheTightestLimitsOfTheOwnCgroup) {
+    const std::optional<OwnCgroupLimits> limits = treeReader("proc-container").readOwnCgroupLimits();
+
+    ASSERT_TRUE(limits.has_value());
+    EXPECT_EQ(limits->memory_max_bytes, 1073741824u);
+    EXPECT_EQ(limits->memory_current_bytes, 536870912u);
+    EXPECT_EQ(limits->memory_inactive_file_bytes, 134217728u);
+    EXPECT_EQ(limits->cpu_limit_cores, 1.5);
+    ASSERT_TRUE(limits->cpu_limit_directory.has_value());
+    EXPECT_EQ(limits->cpu_limit_directory->filename(), "container.scope");
+
+    // No cgroup2 hierarchy at all.
+    EXPECT_FALSE(treeReader("proc-full").readOwnCgroupLimits().has_value());
+}
+
+TEST(ProcFsErrors, NewRequiredFilesThrowNamingThePath) {
+    const ProcFsReader reader = treeReader("proc-sparse");
+    const std::string root = (kTestData / "proc-sparse" / "proc").string();
+    try {
+        reader.readVmStat();
+        ADD_FAILURE() << "expected ProcReadError";
+    } catch (const ProcReadError& error) {
+        EXPECT_THAT(error.what(), HasSubstr(root + "/vmstat"));
+    }
+    try {
+        reader.readDiskStats();
+        ADD_FAILURE() << "expected ProcReadError";
+    } catch (const ProcReadError& error) {
+        EXPECT_THAT(error.what(), HasSubstr(root + "/diskstats"));
+    }
+}
+
+TEST(ProcFsRealSystem, ReadsTheNewSourcesWithoutFailing) {
+    const ProcFsReader reader;
+
+    EXPECT_NO_THROW(reader.readVmStat());
+    EXPECT_NO_THROW(reader.readDiskStats());
+    EXPECT_NO_THROW(reader.readTemperatures());
+    EXPECT_NO_THROW(reader.readOwnCgroupLimits());
+    const std::optional<std::uint64_t> fds = reader.countOpenFds(getpid());
+    ASSERT_TRUE(fds.has_value());
+    EXPECT_GE(*fds, 3u);
+    const ProcessTable table = ProcessTable::scan(reader);
+    EXPECT_NE(table.find(getpid()), nullptr);
+}
+
+TEST(ProcFsParallel, EveryItemIsVisitedOnceWhateverTheWorkers) {
+    for (unsigned workers : {1U, 2U, 4U}) {
+        for (std::size_t count : {std::size_t{0}, std::size_t{5}, std::size_t{1000}}) {
+            std::vector<int> visits(count, 0);
+            forEachInParallel(count, workers, [&](std::size_t index) { ++visits[index]; });
+            EXPECT_TRUE(std::all_of(visits.begin(), visits.end(), [](int visited) { return visited == 1; }))
+                << count << " items on " << workers << " workers";
+        }
+    }
+}
+
+TEST(ProcFsParallel, AFailureIsRethrownAfterEveryWorkerIsDone) {
+    std::atomic<int> visited{0};
+    EXPECT_THROW(forEachInParallel(1000, 4,
+                                   [&](std::size_t index) {
+                                       ++visited;
+                                       if (index == 500)
+                                           throw std::runtime_error("unreadable");
+                                   }),
+                 std::runtime_error);
+    EXPECT_GE(visited.load(), 1);
+}
+
+TEST(ProcFsParallel, AScanOnSeveralWorkersFindsTheSameProcesses) {
+    const ProcFsReader reader;
+    const ProcessTable single = ProcessTable::scan(reader, 1);
+    const ProcessTable parallel = ProcessTable::scan(reader, 4);
+
+    ASSERT_NE(parallel.find(getpid()), nullptr);
+    EXPECT_EQ(parallel.find(getpid())->ppid, getppid());
+    EXPECT_EQ(single.treeOf(getpid()), parallel.treeOf(getpid()));
+    EXPECT_GE(defaultSamplingWorkers(), 1u);
 }
 
 } // namespace

@@ -46,6 +46,16 @@ class FakeSystemReader final : public SystemReader {
     std::optional<std::string> defaultRouteInterface() const override { return std::nullopt; }
     std::optional<std::string> interfaceOperState(const std::string&) const override { return std::nullopt; }
     long clockTicksPerSecond() const override { return 100; }
+    VmStat readVmStat() const override { return {}; }
+    std::vector<DiskStatCounters> readDiskStats() const override { return {}; }
+    bool isWholeDiskDevice(const std::string&) const override { return false; }
+    std::optional<PressureInfo> readPressure(PressureResource) const override { return std::nullopt; }
+    std::vector<TemperatureReading> readTemperatures() const override { return {}; }
+    std::optional<ProcessIo> readProcessIo(pid_t) const override { return std::nullopt; }
+    std::optional<std::uint64_t> readProcessPss(pid_t) const override { return std::nullopt; }
+    std::optional<std::uint64_t> countOpenFds(pid_t) const override { return std::nullopt; }
+    CgroupUsage readCgroupUsage(const std::filesystem::path&) const override { return {}; }
+    std::optional<OwnCgroupLimits> readOwnCgroupLimits() const override { return std::nullopt; }
 };
 
 CpuTimes cpuTimes(std::uint64_t user, std::uint64_t system, std::uint64_t idle, std::uint64_t iowait = 0) {
@@ -255,15 +265,22 @@ TEST_F(ResourceSamplerTest, NoElapsedTimeGivesZeroRates) {
     EXPECT_DOUBLE_EQ(findInterface(snapshot, "eth0").rx_bytes_per_second, 0.0);
 }
 
-TEST_F(ResourceSamplerTest, AFailedSampleKeepsThePreviousBaseline) {
+TEST_F(ResourceSamplerTest, AFailingCollectorIsReportedAndKeepsItsBaselineWhileTheOthersGoOn) {
     reader.cpu.total = cpuTimes(100, 0, 100);
     reader.network = {interfaceCounters("eth0", 1000, 1000)};
     sampler.sample();
 
-    reader.cpu.total = cpuTimes(190, 0, 110); // would read as 10% from here
+    reader.cpu.total = cpuTimes(190, 0, 110);
     reader.fail_network = true;
     clock.advance(1s);
-    EXPECT_THROW(sampler.sample(), ProcReadError);
+    const ResourceSnapshot failed = sampler.sample();
+
+    ASSERT_NE(failed.collector("network"), nullptr);
+    EXPECT_EQ(failed.collector("network")->state, CollectorState::failed);
+    EXPECT_THAT(failed.collector("network")->message, ::testing::HasSubstr("fake net/dev"));
+    EXPECT_TRUE(failed.networks.empty());
+    EXPECT_EQ(failed.collector("cpu")->state, CollectorState::ok);
+    EXPECT_DOUBLE_EQ(failed.cpu_percent, 90.0);
 
     reader.fail_network = false;
     reader.cpu.total = cpuTimes(200, 0, 200);
@@ -271,7 +288,8 @@ TEST_F(ResourceSamplerTest, AFailedSampleKeepsThePreviousBaseline) {
     clock.advance(1s);
     const ResourceSnapshot snapshot = sampler.sample();
 
-    EXPECT_DOUBLE_EQ(snapshot.cpu_percent, 50.0);
+    EXPECT_EQ(snapshot.collector("network")->state, CollectorState::ok);
+    EXPECT_DOUBLE_EQ(snapshot.cpu_percent, 10.0);                                  // since the middle sample
     EXPECT_DOUBLE_EQ(findInterface(snapshot, "eth0").rx_bytes_per_second, 1000.0); // 2000 bytes over 2 s
 }
 

@@ -28,8 +28,11 @@ struct MetricSample {
 // "name" for the system scope, "name@scope" otherwise: how GetHistory names a series.
 std::string historyKey(std::string_view name, std::string_view scope);
 
-// A snapshot as the metrics thresholds, history and GetMetrics name (see kThresholdMetrics); a value that
-// was not measured is left out rather than reported as 0.
+// A snapshot as the metrics thresholds, history and GetMetrics name (see kThresholdMetrics); scopes are
+// kSystemScope, a mount point, a device, an interface, a sensor, a core ("cpu0") or a service name. What was
+// not measured (a rate on the first sample, a stale mount, the values of a failed collector, a service that
+// is not running) is left out rather than reported as 0, so that consumers see missing data instead of a
+// false reading.
 std::vector<MetricSample> toMetricSamples(const ResourceSnapshot& snapshot);
 
 struct ThresholdEvent {

@@ -62,8 +62,17 @@ ResourceSnapshot snapshotFromWire(const Snapshot& wire) {
     s.swap = {swap.get<0>(), swap.get<1>(), swap.get<2>()};
     s.load = {load.get<0>(), load.get<1>(), load.get<2>()};
     for (const auto& d : disks) {
-        s.disks.push_back({d.get<0>(), d.get<1>(), d.get<2>(), d.get<3>(), d.get<4>(), d.get<5>(), d.get<6>(),
-                           d.get<7>(), d.get<8>()});
+        DiskSnapshot disk;
+        disk.mount_point = d.get<0>();
+        disk.device = d.get<1>();
+        disk.fstype = d.get<2>();
+        disk.total_bytes = d.get<3>();
+        disk.used_bytes = d.get<4>();
+        disk.available_bytes = d.get<5>();
+        disk.used_percent = d.get<6>();
+        disk.inodes_total = d.get<7>();
+        disk.inodes_used = d.get<8>();
+        s.disks.push_back(std::move(disk));
     }
     for (const auto& n : networks) {
         NetworkSnapshot net;
