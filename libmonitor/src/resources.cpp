@@ -707,19 +707,6 @@ void ResourceSampler::sampleServices(ResourceSnapshot& snapshot,
     forgetUnseen();
 }
 
-ThresholdState::ThresholdState(double limit, double hysteresis)
-    : limit_(limit), hysteresis_(std::max(0.0, hysteresis)) {}
-
-bool ThresholdState::update(double value) {
-    const bool wasExceeded = exceeded_;
-    if (!exceeded_ && value >= limit_) {
-        exceeded_ = true;
-    } else if (exceeded_ && value < limit_ - hysteresis_) {
-        exceeded_ = false;
-    }
-    return exceeded_ != wasExceeded;
-}
-
 double processCpuPercent(const ProcessStat& before, const ProcessStat& after,
                          std::chrono::duration<double> elapsed, long ticksPerSecond) {
     if (elapsed.count() <= 0 || ticksPerSecond <= 0)

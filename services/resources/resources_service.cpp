@@ -10,8 +10,11 @@
 #include "tau/resources.h"
 #include "tau/suite_exposition.h"
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -28,6 +31,22 @@ constexpr auto kLongestHistoryStep = std::chrono::hours(24);
 constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
 using wire::toMicros;
+
+// The service's own cgroup, when Processes gave it one (<delegated>/services/<name>): measured there, the
+// service's usage includes what its processes' children left behind outside the process tree.
+std::optional<std::filesystem::path> serviceCgroup(const std::string& service, pid_t pid) {
+    std::ifstream membership("/proc/" + std::to_string(pid) + "/cgroup");
+    std::string line;
+    while (std::getline(membership, line)) {
+        // cgroup v2: "0::/path"
+        if (!line.starts_with("0::"))
+            continue;
+        const std::string path = line.substr(3);
+        if (path.ends_with("/services/" + service))
+            return std::filesystem::path("/sys/fs/cgroup") / std::filesystem::path(path).relative_path();
+    }
+    return std::nullopt;
+}
 
 std::map<std::string, double> serviceMemoryLimits(const Config& config) {
     std::map<std::string, double> limits;
@@ -87,10 +106,14 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         askTheSuite();
         bus::logged("resource sampling", [this] {
             const auto started = std::chrono::steady_clock::now();
-            auto& latest = suite_.resources.emplace(sampler_.sample());
+            auto& latest = suite_.resources.emplace(sampler_.sample(targets_));
             if (!config_.network_monitoring)
                 latest.networks.clear();
             latest_metrics_ = toMetricSamples(latest);
+            suite_.service_usage.clear();
+            std::copy_if(latest_metrics_.begin(), latest_metrics_.end(),
+                         std::back_inserter(suite_.service_usage),
+                         [](const MetricSample& sample) { return sample.name.starts_with("service_"); });
             const auto events = monitor_.observe(latest_metrics_, latest.taken_at);
             const auto took = std::chrono::steady_clock::now() - started;
             suite_.alarms.clear();
@@ -114,20 +137,24 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             processes_->callMethodAsync("ListServices")
                 .onInterface(bus::kProcessesName)
                 .withTimeout(kCallTimeout)
-                .uponReplyInvoke(
-                    [this, alive](const sdbus::Error* error, std::vector<wire::ServiceEntry> list) {
-                        if (!*alive)
-                            return;
-                        if (error != nullptr) {
-                            suite_.services.reset();
-                            return;
-                        }
-                        std::vector<ServiceStatus> services;
-                        for (const auto& entry : list)
-                            services.push_back({entry.get<0>(), entry.get<1>(), entry.get<3>(),
-                                                entry.get<4>(), entry.get<7>()});
-                        suite_.services = std::move(services);
-                    });
+                .uponReplyInvoke([this, alive](const sdbus::Error* error,
+                                               std::vector<wire::ServiceEntry> list) {
+                    if (!*alive)
+                        return;
+                    if (error != nullptr) {
+                        suite_.services.reset();
+                        return;
+                    }
+                    std::vector<ServiceStatus> services;
+                    targets_.clear();
+                    for (const auto& entry : list) {
+                        services.push_back(
+                            {entry.get<0>(), entry.get<1>(), entry.get<3>(), entry.get<4>(), entry.get<7>()});
+                        if (const pid_t pid = entry.get<2>(); pid > 0)
+                            targets_.emplace_back(entry.get<0>(), pid, serviceCgroup(entry.get<0>(), pid));
+                    }
+                    suite_.services = std::move(services);
+                });
         });
         bus::logged("asking Health1", [&] {
             health_->callMethodAsync("GetHealth")
@@ -274,6 +301,8 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     std::unique_ptr<sdbus::IProxy> health_;
     std::optional<MetricsHttpServer> metrics_server_;
     std::vector<MetricSample> latest_metrics_;
+    // The running services as Processes1 listed them last; sampled with the machine.
+    std::vector<ServiceSampleTarget> targets_;
     // The latest sample and what the rest of the suite said: what /metrics and the methods answer from.
     SuiteMetrics suite_;
     EventLoop::TimerId timer_ = 0;

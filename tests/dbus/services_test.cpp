@@ -680,6 +680,11 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
     // Any machine that runs this test uses more memory than this.
     config.resource_monitoring.memory_threshold_percent = 0.001;
     ServiceHarness harness(config, makeResourcesService, "org.tauos.Resources1");
+    // A supervised service to measure: this test's own process.
+    auto peers = harness.connect();
+    FakeProcesses processes(*peers);
+    processes.services = {ServiceWire{"self", "running", getpid(), 0, 5, 1.0, 1000, false, "configured"}};
+    peers->enterEventLoopAsync();
     auto resources = sdbus::createProxy(harness.client(), "org.tauos.Resources1", "/org/tauos/Resources1");
     std::vector<std::string> crossings;
     resources->uponSignal("ThresholdCrossed")
@@ -706,8 +711,13 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
             EXPECT_EQ(e.getName(), "org.tauos.Error.Unavailable"); // before the first sample
             return false;
         }
-        return std::find(crossings.begin(), crossings.end(), "memory_used_percent system warning") !=
-               crossings.end();
+        std::vector<wire::Metric> sampled;
+        resources->callMethod("GetMetrics").onInterface("org.tauos.Resources1").storeResultsTo(sampled);
+        const bool service_sampled = std::any_of(sampled.begin(), sampled.end(), [](const auto& m) {
+            return m.template get<0>() == "service_rss_bytes" && m.template get<1>() == "self";
+        });
+        return service_sampled && std::find(crossings.begin(), crossings.end(),
+                                            "memory_used_percent system warning") != crossings.end();
     }));
     const auto machine = wire::snapshotFromWire(snapshot);
     EXPECT_GT(machine.memory.total_bytes, 0u);
@@ -782,6 +792,13 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
     EXPECT_NE(response.body.find("\ntau_alarm_level{metric=\"memory_used_percent\",scope=\"system\"} 1\n"),
               std::string::npos)
         << response.body;
+    EXPECT_NE(response.body.find("\ntau_service_rss_bytes{service=\"self\"} "), std::string::npos)
+        << response.body;
+    EXPECT_NE(response.body.find("\ntau_service_up{service=\"self\"} 1\n"), std::string::npos)
+        << response.body;
+    ASSERT_TRUE(metric("service_threads", "self"));
+    EXPECT_GE(*metric("service_threads", "self"), 2.0); // the test's thread and the harness' loop thread
+    peers->leaveEventLoop();
 }
 
 // ---- Health, with fake Resources1 and Processes1 ----

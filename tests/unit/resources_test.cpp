@@ -293,47 +293,6 @@ TEST_F(ResourceSamplerTest, AFailingCollectorIsReportedAndKeepsItsBaselineWhileT
     EXPECT_DOUBLE_EQ(findInterface(snapshot, "eth0").rx_bytes_per_second, 1000.0); // 2000 bytes over 2 s
 }
 
-TEST(ThresholdState, EntersAtTheLimitItself) {
-    ThresholdState state(80.0, 5.0);
-
-    EXPECT_FALSE(state.update(79.999));
-    EXPECT_FALSE(state.exceeded());
-    EXPECT_TRUE(state.update(80.0));
-    EXPECT_TRUE(state.exceeded());
-    EXPECT_DOUBLE_EQ(state.limit(), 80.0);
-}
-
-TEST(ThresholdState, LeavesOnlyBelowTheHysteresisBand) {
-    ThresholdState state(80.0, 5.0);
-    state.update(90.0);
-
-    EXPECT_FALSE(state.update(76.0));
-    EXPECT_FALSE(state.update(75.0)); // limit - hysteresis is still inside
-    EXPECT_TRUE(state.exceeded());
-    EXPECT_TRUE(state.update(74.999));
-    EXPECT_FALSE(state.exceeded());
-}
-
-TEST(ThresholdState, DoesNotFlapAroundTheLimit) {
-    ThresholdState state(80.0, 5.0);
-    int changes = 0;
-    for (double value : {79.0, 81.0, 79.0, 80.0, 78.0, 81.0, 76.0, 80.5}) {
-        if (state.update(value))
-            ++changes;
-    }
-
-    EXPECT_EQ(changes, 1);
-    EXPECT_TRUE(state.exceeded());
-}
-
-TEST(ThresholdState, WithoutHysteresisLeavesJustBelowTheLimit) {
-    ThresholdState state(50.0, 0.0);
-
-    EXPECT_TRUE(state.update(50.0));
-    EXPECT_FALSE(state.update(50.0));
-    EXPECT_TRUE(state.update(49.9));
-}
-
 ProcessStat processTimes(std::uint64_t userTicks, std::uint64_t systemTicks) {
     ProcessStat stat;
     stat.pid = 1234;

@@ -272,22 +272,6 @@ class ResourceSampler {
     std::map<std::string, DiskSnapshot> last_disks_; // what a stale mount reports
 };
 
-// A simple high-water alarm with hysteresis: enters at `limit`, leaves below `limit - hysteresis`.
-class ThresholdState {
-  public:
-    ThresholdState(double limit, double hysteresis);
-
-    // Returns true when the state changed with this value.
-    bool update(double value);
-    bool exceeded() const { return exceeded_; }
-    double limit() const { return limit_; }
-
-  private:
-    double limit_;
-    double hysteresis_;
-    bool exceeded_ = false;
-};
-
 // CPU usage of one process between two readings, in percent of one core.
 double processCpuPercent(const ProcessStat& before, const ProcessStat& after,
                          std::chrono::duration<double> elapsed, long ticksPerSecond);
