@@ -272,8 +272,9 @@ struct MetricsHttpServer::Loop {
             reply(request, 503, "no sample yet\n", "text/plain");
             return;
         }
+        // Counted before the answer leaves, so that a client that has it also sees it counted.
+        owner.requests_served_.fetch_add(1);
         reply(request, 200, *text, std::string(prometheus::kContentType).c_str());
-        owner.requests_served_.fetch_add(1, std::memory_order_relaxed);
     }
 
     MetricsHttpServer& owner;

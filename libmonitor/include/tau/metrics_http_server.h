@@ -47,7 +47,7 @@ class MetricsHttpServer {
     std::uint16_t port() const { return port_; }            // the bound one, also when 0 was asked for
     const std::string& address() const { return address_; } // with the bound port
     // Answers to /metrics that carried a published text.
-    std::size_t requestsServed() const { return requests_served_.load(std::memory_order_relaxed); }
+    std::size_t requestsServed() const { return requests_served_.load(); }
 
   private:
     struct Loop;
