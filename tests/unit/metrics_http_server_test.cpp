@@ -292,6 +292,35 @@ TEST_F(MetricsHttpServerTest, OversizedRequestIsRefusedAndServingGoesOn) {
     EXPECT_EQ(test::httpRequest(server_->port(), "GET", "/metrics", 5s).status, 200);
 }
 
+TEST_F(MetricsHttpServerTest, MalformedRequestsAreRefusedAndServingGoesOn) {
+    start(MetricsHttpServer::Limits{.max_connections = 1, .idle_timeout = 30s});
+    const std::string binary("\x00\xff\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 18);
+    for (const std::string& bad :
+         {std::string("\r\n\r\n"), std::string("GARBAGE\r\n\r\n"), std::string("GET\r\n\r\n"),
+          std::string("FETCH /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+          std::string("GET /metrics HTTP/9.9\r\n\r\n"),
+          std::string("GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n"),
+          std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+          std::string("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"),
+          std::string("GET /" + std::string(32 * 1024, 'x') + " HTTP/1.1\r\nHost: x\r\n\r\n"), binary}) {
+        SCOPED_TRACE(testing::PrintToString(bad.substr(0, 40)));
+        std::string raw;
+        try {
+            raw = test::exchange(server_->port(), bad, 5s);
+        } catch (const std::runtime_error& e) {
+            // Closed or reset without an answer is a refusal too; left hanging is not.
+            EXPECT_EQ(std::string(e.what()).find("timed out"), std::string::npos) << e.what();
+            continue;
+        }
+        if (!raw.empty()) {
+            const auto response = test::parseHttpResponse(raw);
+            EXPECT_GE(response.status, 400) << raw;
+        }
+    }
+    EXPECT_EQ(server_->requestsServed(), 0u);
+    EXPECT_EQ(test::httpRequest(server_->port(), "GET", "/metrics", 5s).status, 200);
+}
+
 TEST_F(MetricsHttpServerTest, SlotsAreFreedWhenConnectionsClose) {
     // A slot that was not given back would make the next request wait for the 30 s timeout, past the 5 s
     // the client waits.
