@@ -73,6 +73,7 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             .call(
                 [this](const std::string& service, const std::string& action, uint32_t, const std::string&) {
                     ++suite_.recovery_actions[{service, action}];
+                    republish();
                 });
         recovery_->finishRegistration();
         processes_->finishRegistration();
@@ -86,8 +87,7 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         if (!config_.prometheus_listen.empty()) {
             // A port that is taken fails the service's start: a silently missing endpoint would only show up
             // as a gap in the dashboards.
-            metrics_server_.emplace(loop_, config_.prometheus_listen,
-                                    [this] { return renderSuiteMetrics(suite_); });
+            metrics_server_.emplace(config_.prometheus_listen);
             spdlog::info("serving Prometheus metrics at http://{}/metrics", metricsAddress());
         }
         bus::logged("first resource sample", [this] { sampler_.sample(); });
@@ -127,6 +127,16 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             if (config_.log_resource_usage)
                 logSample(latest, took);
         });
+        republish();
+    }
+
+    // The endpoint serves from a thread of its own and never reads suite_: what changes in it is rendered
+    // here, on the loop's thread, and handed over.
+    void republish() {
+        if (!metrics_server_)
+            return;
+        bus::logged("rendering the metrics exposition",
+                    [this] { metrics_server_->publish(renderSuiteMetrics(suite_)); });
     }
 
     // What the exposition shows of the rest of the suite; answers arrive between samples and a service that
@@ -137,24 +147,26 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             processes_->callMethodAsync("ListServices")
                 .onInterface(bus::kProcessesName)
                 .withTimeout(kCallTimeout)
-                .uponReplyInvoke([this, alive](const sdbus::Error* error,
-                                               std::vector<wire::ServiceEntry> list) {
-                    if (!*alive)
-                        return;
-                    if (error != nullptr) {
-                        suite_.services.reset();
-                        return;
-                    }
-                    std::vector<ServiceStatus> services;
-                    targets_.clear();
-                    for (const auto& entry : list) {
-                        services.push_back(
-                            {entry.get<0>(), entry.get<1>(), entry.get<3>(), entry.get<4>(), entry.get<7>()});
-                        if (const pid_t pid = entry.get<2>(); pid > 0)
-                            targets_.emplace_back(entry.get<0>(), pid, serviceCgroup(entry.get<0>(), pid));
-                    }
-                    suite_.services = std::move(services);
-                });
+                .uponReplyInvoke(
+                    [this, alive](const sdbus::Error* error, std::vector<wire::ServiceEntry> list) {
+                        if (!*alive)
+                            return;
+                        if (error != nullptr) {
+                            suite_.services.reset();
+                        } else {
+                            std::vector<ServiceStatus> services;
+                            targets_.clear();
+                            for (const auto& entry : list) {
+                                services.push_back({entry.get<0>(), entry.get<1>(), entry.get<3>(),
+                                                    entry.get<4>(), entry.get<7>()});
+                                if (const pid_t pid = entry.get<2>(); pid > 0)
+                                    targets_.emplace_back(entry.get<0>(), pid,
+                                                          serviceCgroup(entry.get<0>(), pid));
+                            }
+                            suite_.services = std::move(services);
+                        }
+                        republish();
+                    });
         });
         bus::logged("asking Health1", [&] {
             health_->callMethodAsync("GetHealth")
@@ -166,13 +178,14 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                         return;
                     if (error != nullptr) {
                         suite_.health.reset();
-                        return;
+                    } else {
+                        HealthSummary health{score, std::move(status), {}};
+                        for (const auto& check : checks)
+                            health.checks.push_back(
+                                {check.get<0>(), check.get<1>(), check.get<3>(), check.get<4>()});
+                        suite_.health = std::move(health);
                     }
-                    HealthSummary health{score, std::move(status), {}};
-                    for (const auto& check : checks)
-                        health.checks.push_back(
-                            {check.get<0>(), check.get<1>(), check.get<3>(), check.get<4>()});
-                    suite_.health = std::move(health);
+                    republish();
                 });
         });
     }
