@@ -1,5 +1,6 @@
 #include "tau/resource_monitor.h"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <string>
@@ -10,6 +11,11 @@ namespace {
 
 constexpr auto kTrendWindow = std::chrono::hours(3);
 constexpr std::string_view kServicePrefix = "service_";
+constexpr std::string_view kServiceHistoryMetrics[] = {"service_cpu_percent", "service_memory_bytes"};
+
+bool contains(std::span<const std::string_view> names, std::string_view name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
 
 class SampleList {
   public:
@@ -174,11 +180,14 @@ std::vector<ThresholdEvent> ResourceMonitor::observe(std::span<const MetricSampl
     std::vector<ThresholdEvent> events;
     std::set<std::pair<std::string_view, std::string_view>> seen;
     for (const MetricSample& sample : samples) {
-        // The many per-service series keep minutes only: enough for trends, small enough for thousands.
-        const auto detail = std::string_view(sample.name).starts_with(kServicePrefix)
-                                ? MetricHistory::Detail::MinuteMeans
-                                : MetricHistory::Detail::Full;
-        history_.record(historyKey(sample.name, sample.scope), at, sample.value, detail);
+        const bool of_service = std::string_view(sample.name).starts_with(kServicePrefix);
+        // Of each service only CPU and memory have a history, and only their minutes: enough for graphs and
+        // trends, small enough for a thousand services. The rest is in the latest sample.
+        if (!of_service || contains(kServiceHistoryMetrics, sample.name))
+            history_.record(historyKey(sample.name, sample.scope), at, sample.value,
+                            of_service ? MetricHistory::Detail::MinuteMeans : MetricHistory::Detail::Full);
+        if (!thresholds_.watches(sample.name))
+            continue;
         seen.emplace(sample.name, sample.scope);
         if (auto crossing = thresholds_.update(sample.name, sample.scope, sample.value, at))
             events.push_back({sample.name, sample.scope, *crossing});
@@ -206,6 +215,10 @@ std::optional<TrendReport> ResourceMonitor::trendOf(const std::string& metric, c
 }
 
 std::vector<TrendReport> ResourceMonitor::trends(TimePoint now) const {
+    // The fits are over minutes: within a minute they would come out the same.
+    const auto minute = std::chrono::floor<std::chrono::minutes>(now);
+    if (trends_minute_ == minute)
+        return trends_;
     std::vector<TrendReport> reports;
     for (const std::string& key : history_.keys()) {
         const std::size_t at = key.find('@');
@@ -224,6 +237,8 @@ std::vector<TrendReport> ResourceMonitor::trends(TimePoint now) const {
         if (report)
             reports.push_back(std::move(*report));
     }
+    trends_minute_ = minute;
+    trends_ = reports;
     return reports;
 }
 

@@ -27,6 +27,11 @@ namespace {
 // The first sample measures CPU since boot; the first published one follows this soon after it.
 constexpr auto kFirstInterval = std::chrono::seconds(1);
 constexpr auto kCallTimeout = std::chrono::seconds(5);
+// How often the service list and the health score are asked for when nothing announced a change; each
+// ListServices costs Processes a read of every service's /proc files.
+constexpr auto kSuiteRefresh = std::chrono::seconds(10);
+// Long enough for the answers that follow a sample, short enough that a scrape sees them soon.
+constexpr auto kRepublishDelay = std::chrono::milliseconds(100);
 constexpr auto kLongestHistoryStep = std::chrono::hours(24);
 constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
@@ -73,10 +78,17 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             .call(
                 [this](const std::string& service, const std::string& action, uint32_t, const std::string&) {
                     ++suite_.recovery_actions[{service, action}];
-                    republish();
+                    republishSoon();
                 });
         recovery_->finishRegistration();
+        // A service that starts or exits changes what is sampled: ask again at the next sample.
+        for (const char* signal : {"ServiceStarted", "ServiceExited"})
+            processes_->registerSignalHandler(bus::kProcessesName, signal,
+                                              [this](sdbus::Signal&) { suite_asked_at_.reset(); });
         processes_->finishRegistration();
+        // Each evaluation updates Health's properties: show its score at the next sample.
+        health_->registerSignalHandler("org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                       [this](sdbus::Signal&) { suite_asked_at_.reset(); });
         health_->finishRegistration();
         registerAdaptor();
         if (!config_.enabled) {
@@ -97,13 +109,18 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     ~ResourcesAdaptor() {
         *alive_ = false;
         loop_.cancelTimer(timer_);
+        loop_.cancelTimer(republish_timer_);
         unregisterAdaptor();
     }
 
   private:
     void tick() {
         timer_ = loop_.addTimer(std::chrono::seconds(config_.interval_seconds), [this] { tick(); });
-        askTheSuite();
+        const auto now = std::chrono::steady_clock::now();
+        if (!suite_asked_at_ || now - *suite_asked_at_ >= kSuiteRefresh) {
+            suite_asked_at_ = now;
+            askTheSuite();
+        }
         bus::logged("resource sampling", [this] {
             const auto started = std::chrono::steady_clock::now();
             auto& latest = suite_.resources.emplace(sampler_.sample(targets_));
@@ -127,16 +144,19 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             if (config_.log_resource_usage)
                 logSample(latest, took);
         });
-        republish();
+        republishSoon();
     }
 
     // The endpoint serves from a thread of its own and never reads suite_: what changes in it is rendered
-    // here, on the loop's thread, and handed over.
-    void republish() {
-        if (!metrics_server_)
+    // on the loop's thread and handed over, once for the sample and the answers that follow it closely.
+    void republishSoon() {
+        if (!metrics_server_ || republish_timer_ != 0)
             return;
-        bus::logged("rendering the metrics exposition",
-                    [this] { metrics_server_->publish(renderSuiteMetrics(suite_)); });
+        republish_timer_ = loop_.addTimer(kRepublishDelay, [this] {
+            republish_timer_ = 0;
+            bus::logged("rendering the metrics exposition",
+                        [this] { metrics_server_->publish(renderSuiteMetrics(suite_)); });
+        });
     }
 
     // What the exposition shows of the rest of the suite; answers arrive between samples and a service that
@@ -165,7 +185,7 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                             }
                             suite_.services = std::move(services);
                         }
-                        republish();
+                        republishSoon();
                     });
         });
         bus::logged("asking Health1", [&] {
@@ -176,7 +196,8 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                                                std::vector<wire::Check> checks) {
                     if (!*alive)
                         return;
-                    if (error != nullptr) {
+                    // Before its first evaluation Health has no score to show: a 0 would read as failing.
+                    if (error != nullptr || status == "unknown") {
                         suite_.health.reset();
                     } else {
                         HealthSummary health{score, std::move(status), {}};
@@ -185,7 +206,7 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                                 {check.get<0>(), check.get<1>(), check.get<3>(), check.get<4>()});
                         suite_.health = std::move(health);
                     }
-                    republish();
+                    republishSoon();
                 });
         });
     }
@@ -316,9 +337,11 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     std::vector<MetricSample> latest_metrics_;
     // The running services as Processes1 listed them last; sampled with the machine.
     std::vector<ServiceSampleTarget> targets_;
+    std::optional<std::chrono::steady_clock::time_point> suite_asked_at_;
     // The latest sample and what the rest of the suite said: what /metrics and the methods answer from.
     SuiteMetrics suite_;
     EventLoop::TimerId timer_ = 0;
+    EventLoop::TimerId republish_timer_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -786,7 +786,12 @@ TEST(ResourcesServiceTest, SamplesTheMachineAndSignalsACrossedThresholdOnce) {
         resources->getProperty("MetricsAddress").onInterface("org.tauos.Resources1").get<std::string>();
     ASSERT_TRUE(address.starts_with("127.0.0.1:")) << address;
     const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.find(':') + 1)));
-    const auto response = httpRequest(port, "GET", "/metrics");
+    // The exposition is rendered shortly after each sample: the one with the service in it comes soon.
+    HttpResponse response;
+    EXPECT_TRUE(waitUntil([&] {
+        response = httpRequest(port, "GET", "/metrics");
+        return response.body.find("\ntau_service_rss_bytes{service=\"self\"} ") != std::string::npos;
+    })) << response.body;
     EXPECT_EQ(response.status, 200);
     EXPECT_NE(response.body.find("\nnode_memory_MemTotal_bytes "), std::string::npos) << response.body;
     EXPECT_NE(response.body.find("\ntau_alarm_level{metric=\"memory_used_percent\",scope=\"system\"} 1\n"),

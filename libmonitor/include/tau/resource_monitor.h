@@ -64,7 +64,8 @@ class ResourceMonitor {
 
     const MetricHistory& history() const { return history_; }
     const ThresholdMonitor& thresholds() const { return thresholds_; }
-    // Disk space and memory heading for full, and services whose memory keeps growing, over the last hours.
+    // Disk space and memory heading for full, and services whose memory keeps growing, over the last hours;
+    // computed at most once a minute.
     std::vector<TrendReport> trends(TimePoint now) const;
 
   private:
@@ -74,6 +75,8 @@ class ResourceMonitor {
     MetricHistory history_;
     ThresholdMonitor thresholds_;
     std::map<std::string, double> service_memory_limits_;
+    mutable std::optional<std::chrono::sys_time<std::chrono::minutes>> trends_minute_;
+    mutable std::vector<TrendReport> trends_;
 };
 
 } // namespace tau
