@@ -1142,8 +1142,16 @@ std::vector<pid_t> processTree(const SystemReader& reader, pid_t root) {
 }
 
 ProcessTable ProcessTable::scan(const SystemReader& reader, unsigned workers) {
+    return of(reader, reader.listPids(), workers);
+}
+
+ProcessTable ProcessTable::scanOf(const SystemReader& reader, const std::vector<pid_t>& pids,
+                                  unsigned workers) {
+    return of(reader, pids, workers);
+}
+
+ProcessTable ProcessTable::of(const SystemReader& reader, const std::vector<pid_t>& pids, unsigned workers) {
     ProcessTable table;
-    const std::vector<pid_t> pids = reader.listPids();
     std::vector<std::optional<ProcessStat>> stats(pids.size());
     forEachInParallel(pids.size(), workers,
                       [&](std::size_t index) { stats[index] = reader.readProcessStat(pids[index]); });

@@ -525,7 +525,21 @@ void ResourceSampler::sampleServices(ResourceSnapshot& snapshot,
     }
 
     const unsigned workers = options_.workers > 0 ? options_.workers : defaultSamplingWorkers();
-    const ProcessTable table = ProcessTable::scan(reader_, workers);
+    // Between full scans only the processes already known are read: a child started meanwhile joins its
+    // service's figures at the next scan, a service started again (a pid not known) brings that scan now.
+    std::vector<pid_t> roots;
+    for (const ServiceSampleTarget& target : services)
+        if (!target.cgroup_dir)
+            roots.push_back(target.pid);
+    std::sort(roots.begin(), roots.end());
+    const bool full_scan = !last_full_scan_ || now - *last_full_scan_ >= options_.process_rescan ||
+                           !std::includes(tree_roots_.begin(), tree_roots_.end(), roots.begin(), roots.end());
+    const ProcessTable table = full_scan ? ProcessTable::scan(reader_, workers)
+                                         : ProcessTable::scanOf(reader_, tree_members_, workers);
+    if (full_scan) {
+        last_full_scan_ = now;
+        tree_roots_ = std::move(roots);
+    }
     const long ticksPerSecond = reader_.clockTicksPerSecond();
     enum ProcessCounter { kCpuTicks, kReadBytes, kWriteBytes };
     enum CgroupCounter { kCgroupCpuUsec, kCgroupReadBytes, kCgroupWriteBytes };
@@ -555,6 +569,13 @@ void ResourceSampler::sampleServices(ResourceSnapshot& snapshot,
             membership.error = error.what();
         }
     }
+
+    tree_members_.clear();
+    for (const Membership& membership : memberships)
+        if (!membership.from_cgroup)
+            tree_members_.insert(tree_members_.end(), membership.members.begin(), membership.members.end());
+    std::sort(tree_members_.begin(), tree_members_.end());
+    tree_members_.erase(std::unique(tree_members_.begin(), tree_members_.end()), tree_members_.end());
 
     // Every process once, even if two services claim it. A member started after the scan, or gone before it,
     // shows up in the next cycle, if at all.

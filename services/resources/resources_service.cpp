@@ -32,6 +32,7 @@ constexpr auto kCallTimeout = std::chrono::seconds(5);
 constexpr auto kSuiteRefresh = std::chrono::seconds(10);
 // Long enough for the answers that follow a sample, short enough that a scrape sees them soon.
 constexpr auto kRepublishDelay = std::chrono::milliseconds(100);
+constexpr auto kUnscrapedRepublish = std::chrono::seconds(10);
 constexpr auto kLongestHistoryStep = std::chrono::hours(24);
 constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
@@ -149,13 +150,21 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
 
     // The endpoint serves from a thread of its own and never reads suite_: what changes in it is rendered
     // on the loop's thread and handed over, once for the sample and the answers that follow it closely.
+    // Nobody scraping, it is rendered only every kUnscrapedRepublish, so that a first scrape is not
+    // older than that.
     void republishSoon() {
         if (!metrics_server_ || republish_timer_ != 0)
             return;
         republish_timer_ = loop_.addTimer(kRepublishDelay, [this] {
             republish_timer_ = 0;
+            const auto now = std::chrono::steady_clock::now();
+            const auto served = metrics_server_->requestsServed();
+            if (published_at_ && served == served_at_publish_ && now - *published_at_ < kUnscrapedRepublish)
+                return;
             bus::logged("rendering the metrics exposition",
                         [this] { metrics_server_->publish(renderSuiteMetrics(suite_)); });
+            published_at_ = now;
+            served_at_publish_ = served;
         });
     }
 
@@ -342,6 +351,8 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     SuiteMetrics suite_;
     EventLoop::TimerId timer_ = 0;
     EventLoop::TimerId republish_timer_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> published_at_;
+    std::size_t served_at_publish_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

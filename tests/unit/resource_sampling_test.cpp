@@ -397,6 +397,24 @@ TEST_F(ResourceSamplingFullTree, AServiceThatIsGoneIsNotRunningAndHasNoValues) {
     EXPECT_FALSE(ghost.open_fds.has_value());
 }
 
+// The whole of /proc is scanned for new children only every process_rescan; in between the known members
+// are read, and a service under a new main pid is found at once.
+TEST_F(ResourceSamplingFullTree, ANewChildJoinsAtTheNextFullScanAndANewMainPidAtOnce) {
+    const std::vector<ServiceSampleTarget> web{{"web", 100}};
+    EXPECT_EQ(findService(sampler.sample(web), "web").processes, 3u); // web, its worker and the helper
+    tree.write("proc/103/stat", statLine(103, "web cache", 100, 10, 0, 1, 1200, 100));
+    clock.advance(1s);
+    EXPECT_EQ(findService(sampler.sample(web), "web").processes, 3u);
+    clock.advance(10s);
+    EXPECT_EQ(findService(sampler.sample(web), "web").processes, 4u);
+
+    // Started again under a pid the last scan did not start from.
+    clock.advance(1s);
+    const ServiceSnapshot restarted = findService(sampler.sample({{"web", 103}}), "web");
+    EXPECT_TRUE(restarted.running);
+    EXPECT_EQ(restarted.processes, 1u);
+}
+
 TEST_F(ResourceSamplingFullTree, AnUnreadableServiceCgroupFallsBackToTheProcessTree) {
     const ResourceSnapshot snapshot = sampler.sample({{"db", 200, tree.root() / "cgroup" / "missing"}});
 

@@ -210,6 +210,9 @@ struct SamplerOptions {
     std::chrono::milliseconds filesystem_deadline{1000};
     // PSS makes the kernel walk every mapping of a process, so a value is reused until it is this old.
     std::chrono::milliseconds pss_max_age{30'000};
+    // The services' process trees come from a scan of every process of the machine at most this often; in
+    // between only the processes of the trees already known are read. Zero scans every cycle.
+    std::chrono::milliseconds process_rescan{10'000};
     // Threads the reads of per-process files are spread over; 0 for defaultSamplingWorkers(). More than one
     // shortens a cycle over many services on an idle machine, but lengthens it on a busy one, where every
     // extra thread waits for a core: hence one unless asked.
@@ -269,6 +272,11 @@ class ResourceSampler {
     CounterRateTable<std::pair<ProcessKey, int>> process_rates_;
     CounterRateTable<std::pair<std::string, int>> cgroup_rates_;
     std::unordered_map<ProcessKey, PssEntry, CounterKeyHash> pss_cache_;
+    // The processes of the services' trees as the last full scan of /proc found them, the main pids they
+    // were found for, and when it ran; all sorted.
+    std::vector<pid_t> tree_members_;
+    std::vector<pid_t> tree_roots_;
+    std::optional<Instant> last_full_scan_;
     std::map<std::string, DiskSnapshot> last_disks_; // what a stale mount reports
 };
 
