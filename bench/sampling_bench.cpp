@@ -225,19 +225,27 @@ int main(int argc, char** argv) {
         const tau::SystemClock clock;
         std::printf("sampling %u services, %u cycles on each side\n", options.services, options.cycles);
 
-        // The PSS of every process is read in the warm-up and reused by the timed cycles.
-        tau::ResourceSampler sampler(reader, clock);
+        // The PSS of every process is read in the warm-up and reused by the timed cycles. Every timed cycle
+        // scans the whole of /proc for the services' trees, as the service does every process_rescan.
+        tau::SamplerOptions fullScans;
+        fullScans.process_rescan = std::chrono::milliseconds(0);
+        tau::ResourceSampler sampler(reader, clock, fullScans);
         const CycleTimes warmUp = timeCycles(sampler, targets, 1, false);
         const CycleTimes timed = timeCycles(sampler, targets, options.cycles, true);
 
         // The reads spread over the cores, for what that gains or, on a busy machine, costs.
-        tau::SamplerOptions spread;
+        // Between two full scans only the processes of the trees are read.
+        tau::ResourceSampler betweenScansSampler(reader, clock);
+        timeCycles(betweenScansSampler, targets, 1, false);
+        const CycleTimes betweenScans = timeCycles(betweenScansSampler, targets, options.cycles, true);
+
+        tau::SamplerOptions spread = fullScans;
         spread.workers = tau::defaultSamplingWorkers();
         tau::ResourceSampler spreadSampler(reader, clock, spread);
         timeCycles(spreadSampler, targets, 1, false);
         const CycleTimes overCores = timeCycles(spreadSampler, targets, options.cycles, true);
 
-        tau::SamplerOptions alwaysPss;
+        tau::SamplerOptions alwaysPss = fullScans;
         alwaysPss.pss_max_age = std::chrono::milliseconds(0);
         tau::ResourceSampler pssSampler(reader, clock, alwaysPss);
         timeCycles(pssSampler, targets, 1, false);
@@ -246,6 +254,7 @@ int main(int argc, char** argv) {
         const CycleTimes psutil = runPsutil(options, children.pids());
 
         printRow("tau ResourceSampler (PSS cached)", timed);
+        printRow("tau, between full scans of /proc", betweenScans);
         printRow("tau, reads over " + std::to_string(spread.workers) + " threads", overCores);
         printRow("tau, first cycle (reads PSS)", warmUp);
         printRow("tau, PSS re-read every cycle", withPss);
