@@ -94,19 +94,27 @@ void addServices(prometheus::Exposition& out, const std::vector<ServiceStatus>& 
         out.add(std::move(*family));
 }
 
-// service_cpu_percent@web becomes tau_service_cpu_percent{service="web"}, and so on for every usage metric
-// the sampler measures, in the order it first names them.
-void addServiceUsage(prometheus::Exposition& out, const std::vector<MetricSample>& usage) {
+// service_cpu_percent@web becomes tau_service_cpu_percent{service="web"}, disk_used_percent@/var
+// tau_disk_used_percent{scope="/var"}, and so on for every metric the sampler measures, in the order it first
+// names them.
+void addSamples(prometheus::Exposition& out, const std::vector<MetricSample>& samples) {
     std::vector<MetricFamily> families;
-    for (const auto& sample : usage) {
+    for (const auto& sample : samples) {
         const std::string name = "tau_" + sample.name;
         auto family = std::find_if(families.begin(), families.end(),
                                    [&](const MetricFamily& f) { return f.name() == name; });
+        const bool of_service = sample.name.starts_with("service_");
         if (family == families.end())
-            family =
-                families.emplace(families.end(), name, "Usage of a supervised service: " + sample.name + ".",
-                                 MetricType::gauge);
-        family->add({{"service", sample.scope}}, sample.value);
+            family = families.emplace(
+                families.end(), name,
+                (of_service ? "Usage of a supervised service: " : "Resources1 metric ") + sample.name + ".",
+                MetricType::gauge);
+        if (of_service)
+            family->add({{"service", sample.scope}}, sample.value);
+        else if (sample.scope == kSystemScope)
+            family->add(sample.value);
+        else
+            family->add({{"scope", sample.scope}}, sample.value);
     }
     for (auto& family : families)
         out.add(std::move(family));
@@ -142,7 +150,7 @@ std::string renderSuiteMetrics(const SuiteMetrics& metrics) {
         addMachine(out, *metrics.resources);
     if (metrics.services)
         addServices(out, *metrics.services);
-    addServiceUsage(out, metrics.service_usage);
+    addSamples(out, metrics.samples);
 
     MetricFamily recoveries("tau_recovery_actions_total",
                             "Recovery actions taken since tau-monitor started, by service and action.",

@@ -127,12 +127,8 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
             auto& latest = suite_.resources.emplace(sampler_.sample(targets_));
             if (!config_.network_monitoring)
                 latest.networks.clear();
-            latest_metrics_ = toMetricSamples(latest);
-            suite_.service_usage.clear();
-            std::copy_if(latest_metrics_.begin(), latest_metrics_.end(),
-                         std::back_inserter(suite_.service_usage),
-                         [](const MetricSample& sample) { return sample.name.starts_with("service_"); });
-            const auto events = monitor_.observe(latest_metrics_, latest.taken_at);
+            suite_.samples = toMetricSamples(latest);
+            const auto events = monitor_.observe(suite_.samples, latest.taken_at);
             const auto took = std::chrono::steady_clock::now() - started;
             suite_.alarms.clear();
             for (const auto& entry : monitor_.thresholds().entries())
@@ -266,7 +262,7 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
         return bus::guarded("GetMetrics", [&] {
             latest();
             std::vector<wire::Metric> out;
-            for (const auto& metric : latest_metrics_)
+            for (const auto& metric : suite_.samples)
                 out.emplace_back(metric.name, metric.scope, metric.value);
             return out;
         });
@@ -343,7 +339,6 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
     std::unique_ptr<sdbus::IProxy> recovery_;
     std::unique_ptr<sdbus::IProxy> health_;
     std::optional<MetricsHttpServer> metrics_server_;
-    std::vector<MetricSample> latest_metrics_;
     // The running services as Processes1 listed them last; sampled with the machine.
     std::vector<ServiceSampleTarget> targets_;
     std::optional<std::chrono::steady_clock::time_point> suite_asked_at_;

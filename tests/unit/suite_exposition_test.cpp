@@ -23,9 +23,11 @@ SuiteMetrics fullMetrics() {
     machine.disks.push_back({"/var", "/dev/sda2", "ext4", 1000, 400, 500, 44.4, 100, 30});
     machine.networks.push_back({"eth0", 5000, 7000, 10, 20, 1, 2, 3, 4});
     metrics.resources = machine;
-    metrics.service_usage = {{"service_cpu_percent", "web", 12.5},
-                             {"service_memory_bytes", "web", 4096},
-                             {"service_cpu_percent", "db", 1}};
+    metrics.samples = {{"service_cpu_percent", "web", 12.5},
+                       {"service_memory_bytes", "web", 4096},
+                       {"service_cpu_percent", "db", 1},
+                       {"pressure_memory_some_avg10", "system", 2.5},
+                       {"temperature_celsius", "coretemp/Package id 0", 61}};
     metrics.services =
         std::vector<ServiceStatus>{{"web", "running", 2, 3'500'000, true}, {"db", "backoff", 7, 0, false}};
     metrics.recovery_actions[{"db", "restart_with_backoff"}] = 7;
@@ -60,6 +62,8 @@ TEST(SuiteExpositionTest, ServicesRecoveriesAlarmsAndHealth) {
     EXPECT_TRUE(hasLine(text, "tau_service_cpu_percent{service=\"web\"} 12.5"));
     EXPECT_TRUE(hasLine(text, "tau_service_cpu_percent{service=\"db\"} 1"));
     EXPECT_TRUE(hasLine(text, "tau_service_memory_bytes{service=\"web\"} 4096"));
+    EXPECT_TRUE(hasLine(text, "tau_pressure_memory_some_avg10 2.5"));
+    EXPECT_TRUE(hasLine(text, "tau_temperature_celsius{scope=\"coretemp/Package id 0\"} 61"));
     EXPECT_TRUE(
         hasLine(text, "tau_recovery_actions_total{action=\"restart_with_backoff\",service=\"db\"} 7"));
     EXPECT_TRUE(hasLine(text, "tau_alarm_level{metric=\"disk_used_percent\",scope=\"/var\"} 1"));

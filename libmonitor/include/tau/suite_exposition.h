@@ -45,8 +45,9 @@ struct AlarmSummary {
 
 struct SuiteMetrics {
     std::optional<ResourceSnapshot> resources;
-    // Per-service usage (service_* samples, scope = service name) as the sampler measured it.
-    std::vector<MetricSample> service_usage;
+    // The latest sample's metrics (toMetricSamples): service_* ones become tau_service_*{service=...}, the
+    // others tau_<metric>{scope=...}, without the label for the system scope.
+    std::vector<MetricSample> samples;
     std::optional<std::vector<ServiceStatus>> services; // nullopt: Processes1 did not answer
     std::map<std::pair<std::string, std::string>, std::uint64_t> recovery_actions; // (service, action)
     std::optional<HealthSummary> health;                                           // nullopt: no answer yet
