@@ -295,6 +295,8 @@ void ResourceSampler::sampleCpu(ResourceSnapshot& snapshot, Instant now) {
     const CpuStat baseline = previous_cpu_.value_or(CpuStat{});
     snapshot.cpu_percent = cpuBusyPercent(baseline.total, cpu.total);
     snapshot.cpu_modes = cpuModesPercent(baseline.total, cpu.total);
+    snapshot.cpu_core_times = cpu.cores;
+    snapshot.clock_ticks_per_second = reader_.clockTicksPerSecond();
     snapshot.cpu_per_core_percent.reserve(cpu.cores.size());
     snapshot.cpu_per_core_modes.reserve(cpu.cores.size());
     for (std::size_t core = 0; core < cpu.cores.size(); ++core) {

@@ -73,6 +73,45 @@ void addMachine(prometheus::Exposition& out, const ResourceSnapshot& machine) {
         out.add(std::move(*family));
 }
 
+void addCpuAndPressure(prometheus::Exposition& out, const ResourceSnapshot& machine) {
+    MetricFamily cpu("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", MetricType::counter);
+    const double ticks = static_cast<double>(std::max(machine.clock_ticks_per_second, 1L));
+    for (std::size_t core = 0; core < machine.cpu_core_times.size(); ++core) {
+        const CpuTimes& times = machine.cpu_core_times[core];
+        const std::string number = std::to_string(core);
+        const std::pair<const char*, std::uint64_t> modes[] = {
+            {"user", times.user},       {"nice", times.nice},     {"system", times.system},
+            {"idle", times.idle},       {"iowait", times.iowait}, {"irq", times.irq},
+            {"softirq", times.softirq}, {"steal", times.steal}};
+        for (const auto& [mode, value] : modes)
+            cpu.add({{"cpu", number}, {"mode", mode}}, static_cast<double>(value) / ticks);
+    }
+    out.add(std::move(cpu));
+
+    // node_exporter's names: "waiting" for some, "stalled" for full.
+    auto pressure = [&](const char* name, const char* help, const std::optional<PressureInfo>& info,
+                        bool full) {
+        const auto& stall = !info ? std::nullopt : full ? info->full : info->some;
+        if (!stall)
+            return;
+        MetricFamily family(name, help, MetricType::counter);
+        family.add(static_cast<double>(stall->total_usec) / 1e6);
+        out.add(std::move(family));
+    };
+    const PressureSnapshot& psi = machine.pressure;
+    pressure("node_pressure_cpu_waiting_seconds_total",
+             "Total time in seconds that processes have waited for CPU time", psi.cpu, false);
+    pressure("node_pressure_memory_waiting_seconds_total",
+             "Total time in seconds that processes have waited for memory", psi.memory, false);
+    pressure("node_pressure_memory_stalled_seconds_total",
+             "Total time in seconds no process could make progress due to memory congestion", psi.memory,
+             true);
+    pressure("node_pressure_io_waiting_seconds_total",
+             "Total time in seconds that processes have waited due to IO congestion", psi.io, false);
+    pressure("node_pressure_io_stalled_seconds_total",
+             "Total time in seconds no process could make progress due to IO congestion", psi.io, true);
+}
+
 void addServices(prometheus::Exposition& out, const std::vector<ServiceStatus>& services) {
     MetricFamily up("tau_service_up", "1 while the supervised service is running, else 0.",
                     MetricType::gauge);
@@ -146,8 +185,10 @@ void addHealth(prometheus::Exposition& out, const HealthSummary& health) {
 
 std::string renderSuiteMetrics(const SuiteMetrics& metrics) {
     prometheus::Exposition out;
-    if (metrics.resources)
+    if (metrics.resources) {
         addMachine(out, *metrics.resources);
+        addCpuAndPressure(out, *metrics.resources);
+    }
     if (metrics.services)
         addServices(out, *metrics.services);
     addSamples(out, metrics.samples);

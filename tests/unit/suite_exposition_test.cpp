@@ -22,6 +22,11 @@ SuiteMetrics fullMetrics() {
     machine.load = {0.5, 0.25, 0.125};
     machine.disks.push_back({"/var", "/dev/sda2", "ext4", 1000, 400, 500, 44.4, 100, 30});
     machine.networks.push_back({"eth0", 5000, 7000, 10, 20, 1, 2, 3, 4});
+    machine.cpu_core_times = {CpuTimes{250, 0, 100, 1000, 50, 0, 5, 0},
+                              CpuTimes{300, 10, 100, 900, 0, 0, 0, 1}};
+    machine.clock_ticks_per_second = 100;
+    machine.pressure.memory =
+        PressureInfo{PressureStall{1, 2, 3, 2'500'000}, PressureStall{0, 0, 0, 500'000}};
     metrics.resources = machine;
     metrics.samples = {{"service_cpu_percent", "web", 12.5},
                        {"service_memory_bytes", "web", 4096},
@@ -51,6 +56,12 @@ TEST(SuiteExpositionTest, MachineUnderNodeExporterNames) {
         text, "node_filesystem_files_free{device=\"/dev/sda2\",fstype=\"ext4\",mountpoint=\"/var\"} 70"));
     EXPECT_TRUE(hasLine(text, "node_network_receive_bytes_total{device=\"eth0\"} 5000"));
     EXPECT_TRUE(hasLine(text, "node_network_transmit_drop_total{device=\"eth0\"} 4"));
+    EXPECT_TRUE(hasLine(text, "node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 2.5"));
+    EXPECT_TRUE(hasLine(text, "node_cpu_seconds_total{cpu=\"1\",mode=\"steal\"} 0.01"));
+    EXPECT_TRUE(hasLine(text, "node_pressure_memory_waiting_seconds_total 2.5"));
+    EXPECT_TRUE(hasLine(text, "node_pressure_memory_stalled_seconds_total 0.5"));
+    // No PSI for cpu and io here: left out, not 0.
+    EXPECT_EQ(text.find("node_pressure_cpu_waiting_seconds_total"), std::string::npos);
 }
 
 TEST(SuiteExpositionTest, ServicesRecoveriesAlarmsAndHealth) {

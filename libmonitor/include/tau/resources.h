@@ -186,6 +186,9 @@ struct ResourceSnapshot {
     std::vector<double> cpu_per_core_percent;
     CpuModesPercent cpu_modes;
     std::vector<CpuModesPercent> cpu_per_core_modes;
+    // The cumulative counters of each core, for those (Prometheus) who compute rates themselves.
+    std::vector<CpuTimes> cpu_core_times;
+    long clock_ticks_per_second = 100;
     double cpu_capacity_cores = 0; // online cores, or the quota of a container's cpu.max when lower
     MemorySnapshot memory;
     bool memory_from_cgroup = false; // a container: total is its memory.max, used its memory.current
