@@ -446,6 +446,7 @@ void ResourceSampler::sampleDiskIo(ResourceSnapshot& snapshot, Instant now) {
         io.writes_per_second = writes.value_or(0);
         // Busy milliseconds per second: a tenth of that is the busy share in percent.
         io.utilization_percent = std::clamp(busyMsPerSecond.value_or(0) / 10.0, 0.0, 100.0);
+        io.counters = disk;
         snapshot.disk_io.push_back(std::move(io));
     }
     disk_rates_.dropUnseen();

@@ -73,7 +73,7 @@ void addMachine(prometheus::Exposition& out, const ResourceSnapshot& machine) {
         out.add(std::move(*family));
 }
 
-void addCpuAndPressure(prometheus::Exposition& out, const ResourceSnapshot& machine) {
+void addCountersOfTheMachine(prometheus::Exposition& out, const ResourceSnapshot& machine) {
     MetricFamily cpu("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", MetricType::counter);
     const double ticks = static_cast<double>(std::max(machine.clock_ticks_per_second, 1L));
     for (std::size_t core = 0; core < machine.cpu_core_times.size(); ++core) {
@@ -87,6 +87,28 @@ void addCpuAndPressure(prometheus::Exposition& out, const ResourceSnapshot& mach
             cpu.add({{"cpu", number}, {"mode", mode}}, static_cast<double>(value) / ticks);
     }
     out.add(std::move(cpu));
+
+    MetricFamily read_bytes("node_disk_read_bytes_total", "The total number of bytes read successfully.",
+                            MetricType::counter);
+    MetricFamily written_bytes("node_disk_written_bytes_total",
+                               "The total number of bytes written successfully.", MetricType::counter);
+    MetricFamily reads("node_disk_reads_completed_total", "The total number of reads completed successfully.",
+                       MetricType::counter);
+    MetricFamily writes("node_disk_writes_completed_total",
+                        "The total number of writes completed successfully.", MetricType::counter);
+    MetricFamily io_time("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.",
+                         MetricType::counter);
+    for (const DiskIoSnapshot& disk : machine.disk_io) {
+        const std::initializer_list<prometheus::Label> labels{{"device", disk.device}};
+        const auto& counters = disk.counters;
+        read_bytes.add(labels, static_cast<double>(counters.sectors_read * kDiskStatSectorBytes));
+        written_bytes.add(labels, static_cast<double>(counters.sectors_written * kDiskStatSectorBytes));
+        reads.add(labels, static_cast<double>(counters.reads_completed));
+        writes.add(labels, static_cast<double>(counters.writes_completed));
+        io_time.add(labels, static_cast<double>(counters.io_ticks_ms) / 1000.0);
+    }
+    for (auto* family : {&read_bytes, &written_bytes, &reads, &writes, &io_time})
+        out.add(std::move(*family));
 
     // node_exporter's names: "waiting" for some, "stalled" for full.
     auto pressure = [&](const char* name, const char* help, const std::optional<PressureInfo>& info,
@@ -187,7 +209,7 @@ std::string renderSuiteMetrics(const SuiteMetrics& metrics) {
     prometheus::Exposition out;
     if (metrics.resources) {
         addMachine(out, *metrics.resources);
-        addCpuAndPressure(out, *metrics.resources);
+        addCountersOfTheMachine(out, *metrics.resources);
     }
     if (metrics.services)
         addServices(out, *metrics.services);

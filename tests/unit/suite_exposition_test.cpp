@@ -25,6 +25,10 @@ SuiteMetrics fullMetrics() {
     machine.cpu_core_times = {CpuTimes{250, 0, 100, 1000, 50, 0, 5, 0},
                               CpuTimes{300, 10, 100, 900, 0, 0, 0, 1}};
     machine.clock_ticks_per_second = 100;
+    DiskIoSnapshot sda;
+    sda.device = "sda";
+    sda.counters = {"sda", 10, 8, 20, 16, 1500};
+    machine.disk_io.push_back(sda);
     machine.pressure.memory =
         PressureInfo{PressureStall{1, 2, 3, 2'500'000}, PressureStall{0, 0, 0, 500'000}};
     metrics.resources = machine;
@@ -59,6 +63,9 @@ TEST(SuiteExpositionTest, MachineUnderNodeExporterNames) {
     EXPECT_TRUE(hasLine(text, "node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 2.5"));
     EXPECT_TRUE(hasLine(text, "node_cpu_seconds_total{cpu=\"1\",mode=\"steal\"} 0.01"));
     EXPECT_TRUE(hasLine(text, "node_pressure_memory_waiting_seconds_total 2.5"));
+    EXPECT_TRUE(hasLine(text, "node_disk_read_bytes_total{device=\"sda\"} 4096"));
+    EXPECT_TRUE(hasLine(text, "node_disk_writes_completed_total{device=\"sda\"} 20"));
+    EXPECT_TRUE(hasLine(text, "node_disk_io_time_seconds_total{device=\"sda\"} 1.5"));
     EXPECT_TRUE(hasLine(text, "node_pressure_memory_stalled_seconds_total 0.5"));
     // No PSI for cpu and io here: left out, not 0.
     EXPECT_EQ(text.find("node_pressure_cpu_waiting_seconds_total"), std::string::npos);

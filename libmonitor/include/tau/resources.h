@@ -114,6 +114,7 @@ struct DiskIoSnapshot {
     double reads_per_second = 0;
     double writes_per_second = 0;
     double utilization_percent = 0; // share of the time the device was busy
+    DiskStatCounters counters;      // cumulative, since boot
 };
 
 struct NetworkSnapshot {
