@@ -1016,12 +1016,8 @@ CgroupUsage ProcFsReader::readCgroupUsage(const std::filesystem::path& directory
     return usage;
 }
 
-std::optional<OwnCgroupLimits> ProcFsReader::readOwnCgroupLimits() const {
-    const std::filesystem::path cgroupRoot = sys_ / "fs" / "cgroup";
-    std::error_code error;
-    if (!std::filesystem::exists(cgroupRoot / "cgroup.controllers", error))
-        return std::nullopt;
-    std::optional<std::string> membership = tryReadFile(proc_ / "self" / "cgroup");
+std::optional<std::filesystem::path> ProcFsReader::cgroupDirectoryOf(const std::string& process) const {
+    std::optional<std::string> membership = tryReadFile(proc_ / process / "cgroup");
     if (!membership)
         return std::nullopt;
     std::optional<std::filesystem::path> relative;
@@ -1031,14 +1027,24 @@ std::optional<OwnCgroupLimits> ProcFsReader::readOwnCgroupLimits() const {
     }
     if (!relative)
         return std::nullopt;
-    // Inside a cgroup namespace without its own mount the path can lead above the visible root.
-    if (!relative->empty() && *relative->begin() == "..")
-        relative = std::filesystem::path();
+    const std::filesystem::path cgroupRoot = sys_ / "fs" / "cgroup";
+    if (relative->empty() || *relative == "." || *relative->begin() == "..")
+        return cgroupRoot;
+    return cgroupRoot / *relative;
+}
+
+std::optional<OwnCgroupLimits> ProcFsReader::readOwnCgroupLimits() const {
+    const std::filesystem::path cgroupRoot = sys_ / "fs" / "cgroup";
+    std::error_code error;
+    if (!std::filesystem::exists(cgroupRoot / "cgroup.controllers", error))
+        return std::nullopt;
+    const std::optional<std::filesystem::path> own = cgroupDirectoryOf("self");
+    if (!own)
+        return std::nullopt;
 
     OwnCgroupLimits limits;
     std::optional<std::filesystem::path> memoryDirectory;
-    std::filesystem::path current =
-        relative->empty() || *relative == "." ? cgroupRoot : cgroupRoot / *relative;
+    std::filesystem::path current = *own;
     // A limit anywhere above applies too, so walk up to the root and keep the tightest.
     while (true) {
         const std::filesystem::path memoryMaxPath = current / "memory.max";

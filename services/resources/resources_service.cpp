@@ -14,7 +14,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -37,22 +36,6 @@ constexpr auto kLongestHistoryStep = std::chrono::hours(24);
 constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
 using wire::toMicros;
-
-// The service's own cgroup, when Processes gave it one (<delegated>/services/<name>): measured there, the
-// service's usage includes what its processes' children left behind outside the process tree.
-std::optional<std::filesystem::path> serviceCgroup(const std::string& service, pid_t pid) {
-    std::ifstream membership("/proc/" + std::to_string(pid) + "/cgroup");
-    std::string line;
-    while (std::getline(membership, line)) {
-        // cgroup v2: "0::/path"
-        if (!line.starts_with("0::"))
-            continue;
-        const std::string path = line.substr(3);
-        if (path.ends_with("/services/" + service))
-            return std::filesystem::path("/sys/fs/cgroup") / std::filesystem::path(path).relative_path();
-    }
-    return std::nullopt;
-}
 
 std::map<std::string, double> serviceMemoryLimits(const Config& config) {
     std::map<std::string, double> limits;
@@ -231,6 +214,16 @@ class ResourcesAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Resou
                                   level, crossing.value, crossing.limit, toString(crossing.from)));
         if (config_.alert_on_threshold)
             emitThresholdCrossed(event.metric, event.scope, level, crossing.value, crossing.limit);
+    }
+
+    // The service's own cgroup, when Processes gave it one (<delegated>/services/<name>): measured there, the
+    // service's usage includes what its processes' children left behind outside the process tree.
+    std::optional<std::filesystem::path> serviceCgroup(const std::string& service, pid_t pid) const {
+        auto directory = reader_.cgroupDirectoryOf(std::to_string(pid));
+        if (directory && directory->filename() == service &&
+            directory->parent_path().filename() == "services")
+            return directory;
+        return std::nullopt;
     }
 
     static void logSample(const ResourceSnapshot& sample, std::chrono::steady_clock::duration took) {

@@ -1,4 +1,5 @@
 #include "tau/procfs.h"
+#include "temp_dir.h"
 
 #include <algorithm>
 #include <atomic>
@@ -433,4 +434,20 @@ TEST(ProcFsParallel, AScanOnSeveralWorkersFindsTheSameProcesses) {
 }
 
 } // namespace
+TEST(ProcFsCgroup, AProcessCgroupIsItsUnifiedHierarchyDirectory) {
+    test::TempDir dir;
+    for (const char* pid : {"42", "43", "44"})
+        std::filesystem::create_directories(dir.path() / "proc" / pid);
+    test::writeFile(dir.path() / "proc" / "42" / "cgroup", "1:name=systemd:/old\n0::/tau/services/web\n");
+    test::writeFile(dir.path() / "proc" / "43" / "cgroup", "0::/../../outside\n");
+    test::writeFile(dir.path() / "proc" / "44" / "cgroup", "1:cpu:/only-v1\n");
+    const ProcFsReader reader(dir.path() / "proc", dir.path() / "sys");
+    EXPECT_EQ(reader.cgroupDirectoryOf("42"),
+              dir.path() / "sys" / "fs" / "cgroup" / "tau" / "services" / "web");
+    // Above a cgroup namespace's visible root: the root is what can be read.
+    EXPECT_EQ(reader.cgroupDirectoryOf("43"), dir.path() / "sys" / "fs" / "cgroup");
+    EXPECT_EQ(reader.cgroupDirectoryOf("44"), std::nullopt);
+    EXPECT_EQ(reader.cgroupDirectoryOf("45"), std::nullopt);
+}
+
 } // namespace tau

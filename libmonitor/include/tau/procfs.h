@@ -218,6 +218,10 @@ class ProcFsReader final : public SystemReader {
 
     // How many process files are held open right now.
     std::size_t keptOpenProcessFiles() const;
+    // The cgroup v2 directory of a process ("self" or a pid), below <sys root>/fs/cgroup; nullopt without
+    // a cgroup v2 membership. Seen from a cgroup namespace whose path leads above the visible root: the
+    // root.
+    std::optional<std::filesystem::path> cgroupDirectoryOf(const std::string& process) const;
 
   private:
     std::filesystem::path pidPath(pid_t pid, const char* file) const;
