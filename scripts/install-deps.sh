@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   libsdbus-c++-dev libsdbus-c++-bin libsystemd-dev
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev
-  libgtest-dev libgmock-dev nlohmann-json3-dev libsqlite3-dev libevent-dev
+  libgtest-dev libgmock-dev nlohmann-json3-dev libsqlite3-dev libevent-dev libzstd-dev zlib1g-dev
   prometheus python3-psutil
   dbus-daemon dbus-bin systemd util-linux procps
 )
