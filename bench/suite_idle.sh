@@ -67,11 +67,11 @@ if [[ "$running" -lt $((services + 4)) ]]; then
     exit 2
 fi
 
-# The root, its suite processes (tau-monitor --service ...) and the bus daemon it started.
+# The root, its suite processes (tau-monitor-log, -recovery, -resources, -health) and the bus daemon it started.
 suite_pids() {
     echo "$daemon_pid"
     for child in $(cat /proc/"$daemon_pid"/task/*/children); do
-        if grep -qaE -- '--service|dbus-daemon' /proc/"$child"/cmdline 2>/dev/null; then
+        if grep -qaE -- 'tau-monitor-(log|recovery|resources|health)|dbus-daemon' /proc/"$child"/cmdline 2>/dev/null; then
             echo "$child"
         fi
     done
@@ -96,7 +96,7 @@ printf '  %-34s %8s %10s\n' process "cpu %" "rss KiB"
 for pid in "${pids[@]}"; do
     used=$(( $(ticks "$pid") - before[$pid] ))
     total=$((total + used))
-    name=$(tr '\0' ' ' < /proc/"$pid"/cmdline | awk '{ n = $1; sub(/.*\//, "", n); for (i = 2; i <= NF; i++) if ($i == "--service") n = n " --service " $(i + 1); print n }')
+    name=$(tr '\0' ' ' < /proc/"$pid"/cmdline | awk '{ n = $1; sub(/.*\//, "", n); print n }')
     rss=$(awk '/^VmRSS/ { print $2 }' /proc/"$pid"/status)
     printf '  %-34s %8.3f %10s\n' "$name" "$(awk -v u="$used" -v h="$hz" -v e="$elapsed" 'BEGIN { print 100 * u / h / e }')" "$rss"
 done

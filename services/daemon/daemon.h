@@ -23,7 +23,6 @@ struct DaemonOptions {
 std::optional<Config> loadConfigFor(const DaemonOptions& options);
 
 int runRoot(const DaemonOptions& options);
-int runServiceProcess(const std::string& name, const DaemonOptions& options);
 int runCheck(const DaemonOptions& options);
 
 } // namespace tau

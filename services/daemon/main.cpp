@@ -1,11 +1,28 @@
-// tau-monitor: the supervisor (root process) and, with --service, one service of the suite.
+// tau-monitor: the supervisor (root process), the one-shot health check and the configuration check.
 
 #include "daemon.h"
 #include "tau/paths.h"
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
+
+namespace tau {
+
+std::optional<Config> loadConfigFor(const DaemonOptions& options) {
+    try {
+        if (!options.config_given && !std::filesystem::exists(options.config_path)) {
+            return Config{};
+        }
+        return loadConfig(options.config_path);
+    } catch (const ConfigError& e) {
+        std::fprintf(stderr, "tau-monitor: %s\n", e.what());
+        return std::nullopt;
+    }
+}
+
+} // namespace tau
 
 int main(int argc, char** argv) {
     CLI::App app{"tau-monitor: keeps critical services alive and reports the health of the system"};
@@ -17,7 +34,6 @@ int main(int argc, char** argv) {
     bool validate = false;
     std::string config_path;
     std::string bus = "auto";
-    std::string service;
     std::string pid_file;
     std::string runtime_dir;
 
@@ -28,19 +44,15 @@ int main(int argc, char** argv) {
                      "Evaluate health once, print a summary and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN");
     auto* vc =
         app.add_flag("--validate-config", validate, "Check the configuration and exit (78 when invalid)");
-    auto* sv = app.add_option("--service", service,
-                              "Run one service of the suite (log, recovery, resources, health)")
-                   ->check(CLI::IsMember({"log", "recovery", "resources", "health"}));
     app.add_option("--config", config_path,
                    "Configuration file (default: /etc/tau-monitor/tau-monitor.toml)");
     app.add_option("--bus", bus, "auto, system, session, private or a D-Bus address")->capture_default_str();
     app.add_option("--pid-file", pid_file, "Pid file (default: <runtime dir>/tau-monitor.pid)");
     app.add_option("--runtime-dir", runtime_dir,
                    "Directory for the pid file and the private bus (default: /run/tau-monitor for root)");
-    fg->excludes(dm)->excludes(ck)->excludes(vc)->excludes(sv);
-    dm->excludes(ck)->excludes(vc)->excludes(sv);
-    ck->excludes(vc)->excludes(sv);
-    vc->excludes(sv);
+    fg->excludes(dm)->excludes(ck)->excludes(vc);
+    dm->excludes(ck)->excludes(vc);
+    ck->excludes(vc);
 
     try {
         app.parse(argc, argv);
@@ -77,9 +89,6 @@ int main(int argc, char** argv) {
     }
     if (check) {
         return tau::runCheck(options);
-    }
-    if (!service.empty()) {
-        return tau::runServiceProcess(service, options);
     }
     return tau::runRoot(options);
 }

@@ -141,8 +141,15 @@ void reportToStarter(int& ready_fd, char verdict) {
     }
 }
 
-std::filesystem::path selfExecutable() {
-    return std::filesystem::read_symlink("/proc/self/exe");
+// Next to tau-monitor in a build tree, in the package's libexec directory once installed.
+std::filesystem::path serviceExecutable(const std::string& name) {
+    const std::string file = "tau-monitor-" + name;
+    std::error_code ec;
+    const auto beside = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / file;
+    if (!ec && ::access(beside.c_str(), X_OK) == 0) {
+        return beside;
+    }
+    return std::filesystem::path(TAU_SERVICE_DIR) / file;
 }
 
 ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, const std::string& bus) {
@@ -151,7 +158,7 @@ ServiceSpec internalSpec(const std::string& name, const DaemonOptions& options, 
     spec.internal = true;
     spec.critical = true;
     spec.capture_output = false;
-    spec.spawn.argv = {selfExecutable().string(), "--service", name, "--bus", bus};
+    spec.spawn.argv = {serviceExecutable(name).string(), "--bus", bus};
     spec.spawn.unset_environment = kManagerVariables;
     if (options.config_given || std::filesystem::exists(options.config_path)) {
         spec.spawn.argv.push_back("--config");
