@@ -11,7 +11,6 @@ namespace {
 constexpr std::uint16_t kMissingCode = 0xFFFF;
 constexpr double kLargestCode = 4095.0;
 constexpr unsigned kSlots = QuantizedRing::kSlotsPerBlock;
-constexpr std::size_t kSlackBytes = 256;
 
 // One channel of a block: a byte with the width in bits of every difference (kAllMissing when the
 // channel holds nothing; kSecondOrder when the differences are those of consecutive differences, which a
@@ -210,6 +209,7 @@ void QuantizedRing::seal() {
     block.low = std::isfinite(low) ? low : 0;
     block.high = std::isfinite(high) ? high : 0;
     const double range = block.high - block.low;
+    std::vector<std::uint8_t> encoded;
     for (unsigned channel = 0; channel < channels_; ++channel) {
         std::array<std::uint16_t, kSlotsPerBlock> codes{};
         for (unsigned slot = 0; slot < kSlotsPerBlock; ++slot) {
@@ -220,20 +220,24 @@ void QuantizedRing::seal() {
                     ? static_cast<std::uint16_t>(std::lround((value - block.low) / range * kLargestCode))
                     : 0;
         }
-        encodeCodes(codes, bytes_);
+        encodeCodes(codes, encoded);
     }
     if (sealed_.empty())
         sealed_.reserve(max_sealed_ + 1);
     sealed_.push_back(block);
+    std::size_t drop = 0;
     if (sealed_.size() > max_sealed_) {
         sealed_.erase(sealed_.begin());
-        const auto drop = static_cast<std::size_t>(sealed_.front().offset - dropped_bytes_);
-        bytes_.erase(bytes_.begin(), bytes_.begin() + static_cast<std::ptrdiff_t>(drop));
+        drop = static_cast<std::size_t>(sealed_.front().offset - dropped_bytes_);
         dropped_bytes_ = sealed_.front().offset;
-        // The stream's size is steady by now: give back what growing it left unused.
-        if (bytes_.capacity() > bytes_.size() + bytes_.size() / 4 + kSlackBytes)
-            bytes_.shrink_to_fit();
     }
+    // A block is sealed every few minutes at most: copying the stream into a buffer of exactly its new size
+    // costs little then, where a vector grown by doubling would leave up to half of it unused.
+    std::vector<std::uint8_t> stream;
+    stream.reserve(bytes_.size() - drop + encoded.size());
+    stream.insert(stream.end(), bytes_.begin() + static_cast<std::ptrdiff_t>(drop), bytes_.end());
+    stream.insert(stream.end(), encoded.begin(), encoded.end());
+    bytes_ = std::move(stream);
     std::fill(open_.begin(), open_.end(), std::numeric_limits<float>::quiet_NaN());
     std::fill(open_base_.begin(), open_base_.end(), kNaN);
 }
