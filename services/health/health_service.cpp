@@ -1,6 +1,7 @@
 #include "health_service.h"
 
 #include "dbus_prober.h"
+#include "tau/bus/audit.h"
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
@@ -388,10 +389,7 @@ class HealthAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Health1_
     }
 
     void Evaluate() override {
-        bus::guarded("Evaluate", [&] {
-            authorizer_.requireAdmin(getObject(), "Evaluate");
-            startEvaluation();
-        });
+        bus::audited(authorizer_, getObject(), "Evaluate", "", [&] { startEvaluation(); });
     }
 
     double Score() override { return report_ ? report_->score : 0.0; }

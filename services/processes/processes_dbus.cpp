@@ -1,5 +1,6 @@
 #include "processes_dbus.h"
 
+#include "tau/bus/audit.h"
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
@@ -320,30 +321,20 @@ std::vector<wire::ServiceEntry> ProcessesAdaptor::ListServices() {
 }
 
 void ProcessesAdaptor::Start(const std::string& name) {
-    bus::guarded("Start", [&] {
-        authorizer_.requireAdmin(getObject(), "Start");
-        supervisor().start(name);
-    });
+    bus::audited(authorizer_, getObject(), "Start", name, [&] { supervisor().start(name); });
 }
 
 void ProcessesAdaptor::Stop(const std::string& name) {
-    bus::guarded("Stop", [&] {
-        authorizer_.requireAdmin(getObject(), "Stop");
-        supervisor().stop(name);
-    });
+    bus::audited(authorizer_, getObject(), "Stop", name, [&] { supervisor().stop(name); });
 }
 
 void ProcessesAdaptor::Restart(const std::string& name) {
-    bus::guarded("Restart", [&] {
-        authorizer_.requireAdmin(getObject(), "Restart");
-        supervisor().restart(name);
-    });
+    bus::audited(authorizer_, getObject(), "Restart", name, [&] { supervisor().restart(name); });
 }
 
 void ProcessesAdaptor::ReportFailure(const std::string& name, const std::string& failure_class,
                                      const std::string& detail) {
-    bus::guarded("ReportFailure", [&] {
-        authorizer_.requireAdmin(getObject(), "ReportFailure");
+    bus::audited(authorizer_, getObject(), "ReportFailure", name + ", " + failure_class + ", " + detail, [&] {
         constexpr std::size_t kMaxDetail = 1024;
         const auto reported = failureClassFromString(failure_class);
         if (reported != FailureClass::Probe && reported != FailureClass::ResourceLimit) {

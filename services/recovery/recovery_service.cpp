@@ -1,6 +1,7 @@
 #include "recovery_service.h"
 
 #include "caller_identity.h"
+#include "tau/bus/audit.h"
 #include "tau/bus/connection.h"
 #include "tau/bus/errors.h"
 #include "tau/bus/log_sink.h"
@@ -304,8 +305,9 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
                     const int32_t& exit_code, const int32_t& signal, const std::string& failure_class,
                     const uint64_t& uptime, const uint32_t& attempt, const std::string& action,
                     const uint64_t& delay, const bool& escalate, const std::string& reason) override {
-        bus::guarded("RecordExit", [&] {
-            authorizer_.requireAdmin(getObject(), "RecordExit");
+        const std::string summary =
+            service + ", pid " + std::to_string(pid) + ", " + failure_class + ", " + action;
+        bus::audited(authorizer_, getObject(), "RecordExit", summary, [&] {
             requireServiceName("RecordExit", service);
             requireAction("RecordExit", action);
             requireFailureClass("RecordExit", failure_class);
@@ -361,8 +363,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     }
 
     void RecordRecovered(const uint64_t& time, const std::string& service) override {
-        bus::guarded("RecordRecovered", [&] {
-            authorizer_.requireAdmin(getObject(), "RecordRecovered");
+        bus::audited(authorizer_, getObject(), "RecordRecovered", service, [&] {
             requireServiceName("RecordRecovered", service);
             const auto when = timeFromWire("RecordRecovered", "time", time);
             auto& store = history();
@@ -522,8 +523,7 @@ class RecoveryAdaptor final : public sdbus::AdaptorInterfaces<org::tauos::Recove
     }
 
     uint32_t DeleteState(const std::string& name) override {
-        return bus::guarded("DeleteState", [&] {
-            authorizer_.requireAdmin(getObject(), "DeleteState");
+        return bus::audited(authorizer_, getObject(), "DeleteState", name, [&] {
             requireServiceName("DeleteState", name);
             auto& store = stateStore("DeleteState");
             try {

@@ -3,6 +3,7 @@
 
 #include "recovery_service.h"
 #include "service_harness.h"
+#include "tau/bus/log_sink.h"
 #include "tau/bus/wire.h"
 #include "tau/state_store.h"
 #include "test_support.h"
@@ -324,6 +325,43 @@ TEST_F(StateStoreBusTest, ListingOthersAndDeletingNeedAdministratorRights) {
 TEST_F(StateStoreBusTest, DeleteStateRefusesAnInvalidName) {
     const auto error = errorOf([&] { client_.remove("no/such"); });
     EXPECT_TRUE(startsWith(error, "org.tauos.Error.InvalidArgument")) << error;
+}
+
+TEST_F(StateStoreBusTest, MutatingCallsLeaveAnAuditRecordWhateverTheirOutcome) {
+    auto records = std::make_shared<bus::QueueingLogSink>("recovery", 1000);
+    bus::configureLogging("recovery", "info", records);
+    EXPECT_EQ(client_.save({1}), 1u);
+    EXPECT_EQ(client_.remove("web"), 1u);
+    EXPECT_NE(errorOf([&] { client_.remove("no/such"); }), "");
+    const bool as_nobody = geteuid() == 0;
+    if (as_nobody) {
+        EXPECT_NE(dbusSend({"org.tauos.Recovery1.DeleteState", "string:web"}, "nobody").exit_code, 0);
+    }
+    bus::configureLogging("test", "info");
+
+    std::vector<LogRecord> audit;
+    for (LogRecord& record : records->take(1000)) {
+        if (record.event == "audit.call") {
+            audit.push_back(std::move(record));
+        }
+    }
+    ASSERT_EQ(audit.size(), as_nobody ? 3u : 2u) << "SaveState is not audited, DeleteState always is";
+    const std::string self_uid = std::to_string(geteuid());
+    const std::string self_pid = std::to_string(getpid());
+    EXPECT_EQ(audit[0].fields["method"], "DeleteState");
+    EXPECT_EQ(audit[0].fields["arguments"], "web");
+    EXPECT_EQ(audit[0].fields["result"], "ok");
+    EXPECT_EQ(audit[0].fields["caller_uid"], self_uid);
+    EXPECT_EQ(audit[0].fields["caller_pid"], self_pid);
+    EXPECT_EQ(audit[0].level, LogLevel::Info);
+    EXPECT_EQ(audit[1].fields["arguments"], "no/such");
+    EXPECT_EQ(audit[1].fields["result"], "org.tauos.Error.InvalidArgument");
+    EXPECT_EQ(audit[1].level, LogLevel::Warning);
+    if (as_nobody) {
+        EXPECT_EQ(audit[2].fields["result"], "org.tauos.Error.PermissionDenied");
+        EXPECT_NE(audit[2].fields["caller_uid"], self_uid);
+        EXPECT_NE(audit[2].fields["caller_pid"], self_pid);
+    }
 }
 
 TEST_F(StateStoreBusTest, EarlyCrashesAfterLoadingAVersionQuarantineIt) {

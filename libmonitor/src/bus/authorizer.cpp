@@ -52,30 +52,40 @@ Authorizer::Authorizer(sdbus::IConnection& connection, AccessPolicy policy)
     bus_daemon_->finishRegistration();
 }
 
-uid_t Authorizer::callerUid(const std::string& sender) {
-    uint32_t uid = 0;
-    // A call to the bus daemon cannot call back into us, so it is safe from inside a handler.
-    bus_daemon_->callMethod("GetConnectionUnixUser")
-        .onInterface("org.freedesktop.DBus")
-        .withTimeout(std::chrono::seconds(5))
-        .withArguments(sender)
-        .storeResultsTo(uid);
-    return uid;
+Caller Authorizer::identify(sdbus::IObject& object) {
+    Caller caller;
+    const auto* message = object.getCurrentlyProcessedMessage();
+    caller.sender = message != nullptr ? message->getSender() : std::string{};
+    try {
+        std::map<std::string, sdbus::Variant> credentials;
+        bus_daemon_->callMethod("GetConnectionCredentials")
+            .onInterface("org.freedesktop.DBus")
+            .withTimeout(std::chrono::seconds(5))
+            .withArguments(caller.sender)
+            .storeResultsTo(credentials);
+        if (const auto uid = credentials.find("UnixUserID"); uid != credentials.end()) {
+            caller.uid = static_cast<uid_t>(uid->second.get<uint32_t>());
+        } else {
+            caller.unknown_since = "the bus daemon reports no user";
+        }
+        if (const auto pid = credentials.find("ProcessID"); pid != credentials.end()) {
+            caller.pid = static_cast<pid_t>(pid->second.get<uint32_t>());
+        }
+    } catch (const sdbus::Error& e) {
+        caller.unknown_since = e.getMessage();
+    }
+    return caller;
 }
 
-void Authorizer::requireAdmin(sdbus::IObject& object, const std::string& method) {
-    const auto* message = object.getCurrentlyProcessedMessage();
-    const std::string sender = message != nullptr ? message->getSender() : std::string{};
-    uid_t uid = 0;
-    try {
-        uid = callerUid(sender);
-    } catch (const sdbus::Error& e) {
+void Authorizer::require(const Caller& caller, const std::string& method) const {
+    if (!caller.uid) {
         // The caller left before we could ask about it: nobody to grant anything to.
-        throwError(ErrorCode::PermissionDenied, method + ": cannot identify the caller: " + e.getMessage());
-    }
-    if (!policy_.allows(uid)) {
         throwError(ErrorCode::PermissionDenied,
-                   method + ": user " + std::to_string(uid) +
+                   method + ": cannot identify the caller: " + caller.unknown_since);
+    }
+    if (!policy_.allows(*caller.uid)) {
+        throwError(ErrorCode::PermissionDenied,
+                   method + ": user " + std::to_string(*caller.uid) +
                        " is not allowed (only root, the daemon's user and security.admin_groups)");
     }
 }
